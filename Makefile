@@ -1,0 +1,79 @@
+# credits: PGXS build of the extension, the credits-sync daemon, and the
+# project's two commands (make demo, make test).
+#
+# The only version source is default_version in credits.control.  It is
+# read here and passed to the C code (CREDITS_VERSION) and to the daemon.
+
+EXTENSION = credits
+EXTVERSION = $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" credits.control)
+
+MODULE_big = credits
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+HEADERS = $(wildcard src/*.h)
+
+# Released install scripts are kept in sql/; the current one is generated
+# from sql/credits.sql.
+DATA = $(sort $(wildcard sql/$(EXTENSION)--*.sql) sql/$(EXTENSION)--$(EXTVERSION).sql)
+EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql
+
+REGRESS = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test --load-extension=$(EXTENSION)
+ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test --load-extension=$(EXTENSION)
+
+PG_CPPFLAGS = -DCREDITS_VERSION=\"$(EXTVERSION)\"
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers $(if $(CI),-Werror)
+
+# Debian's postgresql-common puts a pg_config for the client libraries on
+# PATH; the server's is the one that knows where extensions go.
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(PGXS),)
+include $(PGXS)
+else
+all:
+	@echo "pg_config not found: run 'make deps' (or 'make test', which does it)" >&2; exit 1
+endif
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql credits.control
+	cp $< $@
+
+all: sql/$(EXTENSION)--$(EXTVERSION).sql sync-build
+
+.PHONY: sync-build sync-install deps dev-up dev-down demo test bench check-version
+
+sync-build:
+	$(MAKE) -C sync EXTVERSION=$(EXTVERSION) PG_CONFIG=$(PG_CONFIG)
+
+sync-install: sync-build
+	$(MAKE) -C sync EXTVERSION=$(EXTVERSION) PG_CONFIG=$(PG_CONFIG) install
+
+install: sync-install
+
+clean: sync-clean
+.PHONY: sync-clean
+sync-clean:
+	$(MAKE) -C sync clean
+
+# --- the project's commands ------------------------------------------
+
+deps:
+	.ci/deps.sh
+
+# Build, install and start the local stack (idempotent).
+dev-up: deps
+	$(MAKE) all
+	$(MAKE) install
+	.ci/stack.sh up
+
+dev-down:
+	.ci/stack.sh down
+
+demo: dev-up
+	.ci/demo.sh
+
+test: dev-up
+	.ci/test.sh
+
+bench: dev-up
+	bench/run.sh
