@@ -155,6 +155,13 @@ CREATE FUNCTION credits.credit_rebuild(user_id text)
 	AS 'MODULE_PATHNAME', 'credit_rebuild'
 	LANGUAGE C VOLATILE SECURITY DEFINER;
 
+-- The version the loaded shared library was built as (compare with
+-- pg_extension.extversion after an upgrade).
+CREATE FUNCTION credits.library_version()
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'credits_library_version'
+	LANGUAGE C IMMUTABLE;
+
 -- ---------------------------------------------------------------------
 -- Section: sync support (credits-sync; see sync/)
 -- ---------------------------------------------------------------------

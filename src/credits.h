@@ -1,0 +1,101 @@
+/*-------------------------------------------------------------------------
+ *
+ * credits.h
+ *		Shared declarations of the credits extension.
+ *
+ * Every mutating entry point follows one protocol: validate every argument
+ * (nothing is written for bad input), connect to SPI, lock the account row
+ * (by the UPDATE itself or by SELECT ... FOR UPDATE), write the ledger row,
+ * and note the write so that the commit can wake credits-sync.  Because the
+ * account row lock is held until commit, one user's ledger ids grow in
+ * commit order.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CREDITS_H
+#define CREDITS_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/jsonb.h"
+
+#ifndef CREDITS_VERSION
+#error "CREDITS_VERSION must be defined by the Makefile (from credits.control)"
+#endif
+
+/* Domain errors: SQLSTATE class CR, documented in README.md */
+#define ERRCODE_CREDITS_INSUFFICIENT		MAKE_SQLSTATE('C','R','0','0','1')
+#define ERRCODE_CREDITS_UNKNOWN_ACCOUNT		MAKE_SQLSTATE('C','R','0','0','2')
+#define ERRCODE_CREDITS_IDEMPOTENCY_MISMATCH MAKE_SQLSTATE('C','R','0','0','3')
+#define ERRCODE_CREDITS_HOLD_NOT_OPEN		MAKE_SQLSTATE('C','R','0','0','4')
+#define ERRCODE_CREDITS_UNKNOWN_ACTION		MAKE_SQLSTATE('C','R','0','0','5')
+#define ERRCODE_CREDITS_UNKNOWN_PLAN		MAKE_SQLSTATE('C','R','0','0','6')
+#define ERRCODE_CREDITS_UNKNOWN_HOLD		MAKE_SQLSTATE('C','R','0','0','7')
+#define ERRCODE_CREDITS_INVALID_PARAMETER	MAKE_SQLSTATE('C','R','0','1','0')
+#define ERRCODE_CREDITS_BALANCE_OVERFLOW	MAKE_SQLSTATE('C','R','0','1','1')
+#define ERRCODE_CREDITS_APPEND_ONLY			MAKE_SQLSTATE('C','R','0','2','0')
+
+/* Longest user_id and idempotency_key accepted, in bytes */
+#define CREDITS_MAX_KEY_BYTES	256
+
+/* GUC: credits granted by credit_init() without an amount */
+extern int	credits_default_credits;
+
+/* validate.c */
+extern text *credits_arg_user_id(FunctionCallInfo fcinfo, int argno);
+extern int64 credits_arg_amount(FunctionCallInfo fcinfo, int argno, const char *name);
+extern text *credits_arg_required_text(FunctionCallInfo fcinfo, int argno, const char *name);
+extern Jsonb *credits_arg_metadata(FunctionCallInfo fcinfo, int argno);
+extern text *credits_arg_idempotency_key(FunctionCallInfo fcinfo, int argno);
+extern void credits_insufficient(int64 required, int64 available) pg_attribute_noreturn();
+extern void credits_unknown_account(text *user_id) pg_attribute_noreturn();
+
+/* spi.c */
+typedef enum CreditsQuery
+{
+	CQ_DEDUCT_FAST,
+	CQ_DEDUCT_LOCKED,
+	CQ_ADD_UPSERT,
+	CQ_LOCK_ACCOUNT,
+	CQ_OPEN_ACCOUNT,
+	CQ_INIT_ACCOUNT,
+	CQ_INIT_EXISTING,
+	CQ_FIND_KEY,
+	CQ_INSERT_LEDGER,
+	CQ_BALANCE,
+	CQ_HISTORY,
+	CQ_VERIFY,
+	CQ_VERIFY_ALL,
+	CQ_REBUILD,
+	CQ_INSERT_EVENT,
+	CQ__COUNT
+} CreditsQuery;
+
+extern void credits_connect(void);
+extern void credits_finish(void);
+extern uint64 credits_exec(CreditsQuery q, Datum *values, const char *nulls,
+						   bool read_only, long tcount);
+extern Datum credits_get(int row, int col, bool *isnull);
+extern int64 credits_get_int64(int row, int col);
+
+/* ledger.c */
+typedef struct CreditsTx
+{
+	int64		tx_id;
+	int64		balance;
+	TimestampTz created_at;
+} CreditsTx;
+
+extern void credits_post(text *user_id, int64 amount, int64 balance_after,
+						 text *action, Jsonb *metadata, text *idem_key,
+						 CreditsTx *tx);
+extern void credits_return_tx(FunctionCallInfo fcinfo, const CreditsTx *tx);
+extern int64 credits_active_held(text *user_id, int64 held);
+
+/* wakeup.c */
+extern void credits_wakeup_init(void);
+extern void credits_note_write(void);
+
+#endif							/* CREDITS_H */
