@@ -19,8 +19,11 @@
  * (shared_preload_libraries = 'credits').  Otherwise every writing
  * transaction notifies: correct, and slower under load.
  *
- * Locking: the flag is a pg_atomic_uint32; no LWLock is taken on the write
- * path.  The per-backend state below is reset at every transaction end.
+ * NOTIFY is delivered per database, so there is one flag per database.
+ *
+ * Locking: the flags are pg_atomic_uint32s; the write path takes no lock.
+ * A spinlock serialises only the claiming of a database's slot.  The
+ * per-backend state below is reset at every transaction end.
  *
  *-------------------------------------------------------------------------
  */
@@ -33,18 +36,38 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 
 #define CREDITS_SYNC_CHANNEL "credits_sync"
 
+/*
+ * NOTIFY is per database, so the flag is too: one slot per database that
+ * has a sleeping daemon.  Slots are claimed under the spinlock and never
+ * released (a database OID is not reused while the cluster runs long
+ * enough to matter, and a stale slot only costs a scan step).
+ */
+#define CREDITS_WAKEUP_SLOTS 64
+
+typedef struct CreditsWakeSlot
+{
+	pg_atomic_uint32 dboid;		/* InvalidOid while free */
+	pg_atomic_uint32 sleeping;	/* 1 while credits-sync waits for NOTIFY */
+} CreditsWakeSlot;
+
 typedef struct CreditsSharedState
 {
-	pg_atomic_uint32 sync_sleeping; /* 1 while credits-sync waits for NOTIFY */
+	slock_t		mutex;			/* serialises claiming a slot */
+	pg_atomic_uint32 nslots;	/* slots claimed so far */
+	CreditsWakeSlot slots[CREDITS_WAKEUP_SLOTS];
 } CreditsSharedState;
 
 static CreditsSharedState *credits_shared = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* This backend's slot for MyDatabaseId, once found */
+static CreditsWakeSlot *my_slot = NULL;
 
 /* Did the current transaction write an outbox row / take the flag? */
 static bool xact_wrote = false;
@@ -73,14 +96,59 @@ credits_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	credits_shared = ShmemInitStruct("credits", sizeof(CreditsSharedState), &found);
 	if (!found)
-		pg_atomic_init_u32(&credits_shared->sync_sleeping, 0);
+	{
+		SpinLockInit(&credits_shared->mutex);
+		pg_atomic_init_u32(&credits_shared->nslots, 0);
+		for (int i = 0; i < CREDITS_WAKEUP_SLOTS; i++)
+		{
+			pg_atomic_init_u32(&credits_shared->slots[i].dboid, InvalidOid);
+			pg_atomic_init_u32(&credits_shared->slots[i].sleeping, 0);
+		}
+	}
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * The slot of MyDatabaseId, claiming one if create is true.  Returns NULL
+ * if there is none (no daemon ever slept on this database, or all slots
+ * are taken).  Caller must have checked credits_shared != NULL.
+ */
+static CreditsWakeSlot *
+find_slot(bool create)
+{
+	uint32		n;
+
+	if (my_slot != NULL)
+		return my_slot;
+
+	n = pg_atomic_read_u32(&credits_shared->nslots);
+	for (uint32 i = 0; i < n; i++)
+		if (pg_atomic_read_u32(&credits_shared->slots[i].dboid) == MyDatabaseId)
+			return my_slot = &credits_shared->slots[i];
+	if (!create)
+		return NULL;
+
+	SpinLockAcquire(&credits_shared->mutex);
+	n = pg_atomic_read_u32(&credits_shared->nslots);
+	for (uint32 i = 0; i < n; i++)
+		if (pg_atomic_read_u32(&credits_shared->slots[i].dboid) == MyDatabaseId)
+			my_slot = &credits_shared->slots[i];
+	if (my_slot == NULL && n < CREDITS_WAKEUP_SLOTS)
+	{
+		my_slot = &credits_shared->slots[n];
+		pg_atomic_write_u32(&my_slot->dboid, MyDatabaseId);
+		pg_atomic_write_u32(&credits_shared->nslots, n + 1);
+	}
+	SpinLockRelease(&credits_shared->mutex);
+	return my_slot;
 }
 
 /* Transaction callback: send the coalesced NOTIFY at pre-commit. */
 static void
 credits_xact_callback(XactEvent event, void *arg)
 {
+	CreditsWakeSlot *slot;
+
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
@@ -88,8 +156,9 @@ credits_xact_callback(XactEvent event, void *arg)
 				break;
 			if (credits_shared == NULL)
 				Async_Notify(CREDITS_SYNC_CHANNEL, NULL);
-			else if (pg_atomic_read_u32(&credits_shared->sync_sleeping) != 0 &&
-					 pg_atomic_exchange_u32(&credits_shared->sync_sleeping, 0) != 0)
+			else if ((slot = find_slot(false)) != NULL &&
+					 pg_atomic_read_u32(&slot->sleeping) != 0 &&
+					 pg_atomic_exchange_u32(&slot->sleeping, 0) != 0)
 			{
 				xact_took_flag = true;
 				Async_Notify(CREDITS_SYNC_CHANNEL, NULL);
@@ -99,8 +168,8 @@ credits_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			/* Our NOTIFY will not be sent: let the next writer send it. */
-			if (xact_took_flag && credits_shared != NULL)
-				pg_atomic_write_u32(&credits_shared->sync_sleeping, 1);
+			if (xact_took_flag && my_slot != NULL)
+				pg_atomic_write_u32(&my_slot->sleeping, 1);
 			xact_wrote = false;
 			xact_took_flag = false;
 			break;
@@ -140,14 +209,18 @@ credits_note_write(void)
 }
 
 /*
- * credits.sync_sleep(): mark credits-sync as sleeping.  Returns false when
- * the library is not preloaded (every writer then notifies).
+ * credits.sync_sleep(): mark credits-sync as sleeping on this database.
+ * Returns false when wake-ups are not coalesced: the library is not
+ * preloaded (every writer then notifies) or no slot was free (the daemon
+ * must then rely on its periodic poll).
  */
 Datum
 credits_sync_sleep(PG_FUNCTION_ARGS)
 {
-	if (credits_shared == NULL)
+	CreditsWakeSlot *slot;
+
+	if (credits_shared == NULL || (slot = find_slot(true)) == NULL)
 		PG_RETURN_BOOL(false);
-	pg_atomic_write_u32(&credits_shared->sync_sleeping, 1);
+	pg_atomic_write_u32(&slot->sleeping, 1);
 	PG_RETURN_BOOL(true);
 }
