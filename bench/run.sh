@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# make bench: credit_deduct against two baselines, in the same run and
+# alternating, reported as ratios (the machine is shared and noisy, so a
+# lone absolute number means little).
+#
+#   floor    credits_bench.floor_deduct: guarded UPDATE ... RETURNING plus
+#            the ledger INSERT, as plain SQL (the least work for one
+#            durable deduction)
+#   plpgsql  credits_bench.plpgsql_deduct: the straightforward PL/pgSQL
+#
+# Workloads: spread (BENCH_USERS accounts, 100,000 by default) and hot (one
+# account).  pgbench, BENCH_CLIENTS clients (16), BENCH_SECONDS per run
+# (10), BENCH_ROUNDS rounds (3); the order of the variants rotates each
+# round.  Commits are durable (fsync and synchronous_commit on, as the
+# stack configures them).  The median of the rounds is reported.
+#
+# When credits-sync runs, deduct is also measured with the daemon running
+# against the daemon stopped, alternating, and bench/sync_*.sh (lag and
+# catch-up) run after.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+RUN_DIR=${CREDITS_RUN_DIR:-$ROOT/.run}
+# shellcheck disable=SC1091
+. "$RUN_DIR/env"
+export PGHOST PGPORT PGUSER PGDATABASE
+
+CLIENTS=${BENCH_CLIENTS:-16}
+SECONDS_PER_RUN=${BENCH_SECONDS:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
+USERS=${BENCH_USERS:-100000}
+PGBENCH=/usr/lib/postgresql/15/bin/pgbench
+OUT=$ROOT/bench/results
+mkdir -p "$OUT"
+RAW=$OUT/raw.tsv
+: > "$RAW"
+
+psql -X -q -v ON_ERROR_STOP=1 -f bench/schema.sql
+seeded=$(psql -X -Atc "SELECT count(*) FROM credits.accounts WHERE user_id LIKE 'bench-%'")
+if [ "$seeded" -lt "$USERS" ]; then
+	echo "seeding $USERS accounts..."
+	psql -X -q -v ON_ERROR_STOP=1 -c "SELECT count(*) FROM generate_series(1, $USERS) g,
+		LATERAL credits.credit_add('bench-' || g, 1000000000000, 'bench_seed')" >/dev/null
+fi
+psql -X -q -c "VACUUM ANALYZE credits.accounts" -c "CHECKPOINT"
+
+# run_one LABEL SCRIPT USERS: one pgbench run; appends "label<TAB>tps".
+run_one() {
+	local label=$1 script=$2 users=$3 tps
+	tps=$("$PGBENCH" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECONDS_PER_RUN" \
+		-D users="$users" -f "bench/$script.pgbench" 2>&1 |
+		sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p')
+	[ -n "$tps" ] || { echo "pgbench failed for $label" >&2; exit 1; }
+	printf '%s\t%s\n' "$label" "$tps" >> "$RAW"
+	printf '  %-22s %10.0f tps\n' "$label" "$tps"
+}
+
+variants=(deduct floor plpgsql)
+for round in $(seq 1 "$ROUNDS"); do
+	echo "round $round/$ROUNDS"
+	for workload in spread hot; do
+		users=$USERS; [ "$workload" = hot ] && users=1
+		for i in 0 1 2; do
+			v=${variants[$(( (i + round) % 3 ))]}
+			run_one "$workload/$v" "$v" "$users"
+		done
+	done
+done
+
+# With and without the daemon, alternating.
+SYNC_PIDFILE=$RUN_DIR/credits-sync.pid
+daemon_alive() { [ -f "$SYNC_PIDFILE" ] && kill -0 "$(cat "$SYNC_PIDFILE")" 2>/dev/null; }
+if daemon_alive; then
+	for round in $(seq 1 "$ROUNDS"); do
+		echo "daemon round $round/$ROUNDS"
+		for workload in spread hot; do
+			users=$USERS; [ "$workload" = hot ] && users=1
+			daemon_alive || .ci/stack.sh up >/dev/null
+			run_one "$workload/deduct+sync" deduct "$users"
+			pid=$(cat "$SYNC_PIDFILE")
+			kill -TERM "$pid"
+			while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+			run_one "$workload/deduct-nosync" deduct "$users"
+			.ci/stack.sh up >/dev/null
+		done
+	done
+fi
+
+# Medians and ratios.
+python3 - "$RAW" "$CLIENTS" "$SECONDS_PER_RUN" "$ROUNDS" "$USERS" > "$OUT/summary.md" <<'PY'
+import sys, statistics, collections
+raw, clients, secs, rounds, users = sys.argv[1:]
+runs = collections.defaultdict(list)
+for line in open(raw):
+    label, tps = line.rstrip('\n').split('\t')
+    runs[label].append(float(tps))
+med = {k: statistics.median(v) for k, v in runs.items()}
+print(f"pgbench, {clients} clients, {secs} s per run, median of {rounds} alternating rounds, durable commits; spread = {users} accounts, hot = 1 account")
+print()
+print("| workload | credit_deduct tps | floor tps | PL/pgSQL tps | deduct / floor | deduct / PL/pgSQL |")
+print("|---|---:|---:|---:|---:|---:|")
+for w in ("spread", "hot"):
+    d, f, p = med.get(f"{w}/deduct"), med.get(f"{w}/floor"), med.get(f"{w}/plpgsql")
+    if None in (d, f, p):
+        continue
+    print(f"| {w} | {d:.0f} | {f:.0f} | {p:.0f} | {d/f:.2f} | {d/p:.2f} |")
+if any(k.endswith("+sync") for k in med):
+    print()
+    print("| workload | deduct, credits-sync running | deduct, credits-sync stopped | ratio |")
+    print("|---|---:|---:|---:|")
+    for w in ("spread", "hot"):
+        a, b = med.get(f"{w}/deduct+sync"), med.get(f"{w}/deduct-nosync")
+        if a and b:
+            print(f"| {w} | {a:.0f} | {b:.0f} | {a/b:.2f} |")
+PY
+echo
+cat "$OUT/summary.md"
+
+for extra in bench/sync_lag.sh bench/sync_catchup.sh; do
+	if [ -x "$extra" ]; then
+		echo
+		"$extra"
+	fi
+done
