@@ -108,6 +108,13 @@ export class Credits {
 		return row.balance;
 	}
 
+	// Balance minus the holds that are open and unexpired.
+	async available(user) {
+		const row = await one(this.prisma.$queryRaw`
+			SELECT credits.credit_available(${user}::text) AS available`);
+		return row.available;
+	}
+
 	history(user, limit = 50) {
 		return call(this.prisma.$queryRaw`
 			SELECT id, amount, balance_after, action, metadata, idempotency_key, created_at
