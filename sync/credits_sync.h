@@ -1,0 +1,264 @@
+/*-------------------------------------------------------------------------
+ *
+ * credits_sync.h
+ *		Shared declarations of credits-sync, the daemon that mirrors the
+ *		credits ledger from PostgreSQL into Redis.
+ *
+ * Invariants the whole daemon keeps (see README.md, "credits-sync"):
+ *
+ *	* PostgreSQL is the truth; Redis is a cache that may lag but never goes
+ *	  back.  Every balance write carries accounts.version and the Lua script
+ *	  in redis.c refuses a version lower than the one already applied, so a
+ *	  replay, a restart or a second daemon cannot move a balance backwards.
+ *	* The outbox (credits.ledger and credits.account_events) is read with
+ *	  pgq's snapshot technique: a batch is "the rows of transactions that are
+ *	  visible in snapshot cur but not in snapshot prev".  A transaction still
+ *	  in progress at cur is not visible in cur, so it is picked up by a later
+ *	  batch and out-of-order commits are never skipped.
+ *	* The cursor (prev, plus the paging position inside cur) lives in Redis
+ *	  and is written by the same Lua call as the last rows it covers, so a
+ *	  crash can only replay rows, never skip them.  Applying rows is
+ *	  idempotent (versions for balances, ZADD of identical members for txs).
+ *	* The cursor starts with an epoch token, created by the rebuild that
+ *	  filled this Redis.  A write whose epoch does not match (Redis was
+ *	  flushed or restarted empty, or another daemon rebuilt it) is refused
+ *	  inside the script, and the daemon re-reads the cursor or rebuilds.
+ *
+ * The process is single-threaded.  Signal handlers only set the flags
+ * declared below; the main loop acts on them between batches.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CREDITS_SYNC_H
+#define CREDITS_SYNC_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#ifndef CREDITS_SYNC_VERSION
+#error "CREDITS_SYNC_VERSION must be defined by sync/Makefile (from credits.control)"
+#endif
+
+#define SYNC_CHANNEL			"credits_sync"
+
+/* Defaults; README.md documents them */
+#define DEFAULT_REDIS_HOST		"127.0.0.1"
+#define DEFAULT_REDIS_PORT		6379
+#define DEFAULT_WINDOW			1000
+#define DEFAULT_BATCH_SIZE		2000
+#define DEFAULT_POLL_INTERVAL	500		/* ms: safety poll while idle */
+#define DEFAULT_MAX_BACKOFF		1000	/* ms: cap of the reconnect backoff */
+#define DEFAULT_CONNECT_TIMEOUT 5		/* s */
+#define MAX_WINDOW				100000
+#define MAX_BATCH_SIZE			100000
+
+/*
+ * Per-account values written as plain Redis strings, guarded by
+ * accounts.version.  pg.c returns them in this order; adding one (e.g.
+ * "held:" and "available:" for holds) means adding its key prefix here and
+ * its column in pg.c's account query.  The Lua script takes the count.
+ */
+#define SYNC_NVALUES			1
+extern const char *const sync_value_keys[SYNC_NVALUES];
+
+/* ---------------------------------------------------------------- log.c */
+
+typedef enum LogLevel
+{
+	LL_ERROR = 0,
+	LL_WARNING,
+	LL_INFO,
+	LL_DEBUG
+} LogLevel;
+
+extern void log_set_level(LogLevel level);
+extern LogLevel log_get_level(void);
+extern bool log_parse_level(const char *s, LogLevel *level);
+extern const char *log_level_name(LogLevel level);
+extern void log_msg(LogLevel level, const char *fmt,...)
+			__attribute__((format(printf, 2, 3)));
+extern const char *log_quote(const char *s, size_t len, char *buf, size_t bufsize);
+
+#define log_error(...)		log_msg(LL_ERROR, __VA_ARGS__)
+#define log_warning(...)	log_msg(LL_WARNING, __VA_ARGS__)
+#define log_info(...)		log_msg(LL_INFO, __VA_ARGS__)
+#define log_debug(...) \
+	do { if (log_get_level() >= LL_DEBUG) log_msg(LL_DEBUG, __VA_ARGS__); } while (0)
+
+/* ------------------------------------------------------------- config.c */
+
+typedef enum SyncAction
+{
+	ACTION_RUN = 0,
+	ACTION_HELP,
+	ACTION_VERSION,
+	ACTION_STATUS
+} SyncAction;
+
+typedef struct SyncConfig
+{
+	SyncAction	action;
+	char	   *config_file;	/* --config; re-read on SIGHUP */
+	char	   *dbname;			/* conninfo string, URI or database name */
+	char	   *redis_host;		/* host name, or a path for a Unix socket */
+	int			redis_port;
+	char	   *redis_password;
+	int			redis_db;
+	char	   *prefix;			/* prepended to every key; "" by default */
+	int			window;			/* newest N ledger rows kept per user */
+	int			batch_size;		/* outbox rows read per page */
+	int			poll_interval;	/* ms */
+	int			max_backoff;	/* ms */
+	int			connect_timeout;	/* s */
+	LogLevel	log_level;
+	char	   *pidfile;
+} SyncConfig;
+
+extern bool config_load(SyncConfig *cfg, int argc, char **argv);
+extern void config_free(SyncConfig *cfg);
+extern bool config_pg_changed(const SyncConfig *a, const SyncConfig *b);
+extern bool config_redis_changed(const SyncConfig *a, const SyncConfig *b);
+extern void config_usage(FILE *out);
+
+/* --------------------------------------------------------------- main.c */
+
+extern volatile sig_atomic_t got_sigterm;
+extern volatile sig_atomic_t got_sighup;
+
+extern int64_t now_ms(void);
+extern int64_t wall_ms(void);
+extern void set_last_error(const char *fmt,...)
+			__attribute__((format(printf, 1, 2)));
+
+/* ------------------------------------------------------ batches (pg.c) */
+
+/* One ledger row: a member of txs:<user> and its score. */
+typedef struct SyncTx
+{
+	const char *score;			/* created_at in epoch ms, decimal */
+	const char *member;			/* compact JSON */
+	size_t		member_len;
+} SyncTx;
+
+/* One user touched by a batch; strings point into the batch. */
+typedef struct SyncUser
+{
+	const char *uid;
+	size_t		uid_len;
+	const char *version;		/* accounts.version, NULL if no account row */
+	const char *values[SYNC_NVALUES];
+	int			tx_first;		/* index into SyncBatch.txs */
+	int			tx_count;
+} SyncUser;
+
+/*
+ * Rows read from PostgreSQL, grouped by user.  Every string points into res
+ * or members, which the batch owns; batch_clear() frees them.
+ */
+typedef struct SyncBatch
+{
+	PGresult   *res;
+	char	   *members;		/* compacted copies of the member texts */
+	SyncUser   *users;
+	int			nusers;
+	int			users_cap;
+	SyncTx	   *txs;
+	int			ntxs;
+	int			txs_cap;
+	size_t		bytes;			/* sum of member and id lengths */
+	int64_t		newest_ms;		/* largest score in the batch, 0 if none */
+	/* outbox page only */
+	int			ledger_rows;
+	int			event_rows;
+	bool		ledger_more;	/* rows remain in cur after this page */
+	bool		event_more;
+	uint64_t	ledger_txid;	/* last (txid, id) of the page's ledger rows */
+	int64_t		ledger_id;
+	uint64_t	event_txid;		/* same for account_events */
+	int64_t		event_id;
+	char	   *cur;			/* snapshot the page was read against */
+	int			xip_count;		/* transactions in progress in cur */
+} SyncBatch;
+
+extern void batch_clear(SyncBatch *b);
+
+/* ----------------------------------------------------------------- pg.c */
+
+/* Position in the outbox: everything visible in prev has been applied. */
+typedef struct SyncCursor
+{
+	char	   *prev;			/* pg_snapshot text */
+	char	   *cur;			/* batch in progress, or NULL */
+	uint64_t	ledger_txid;	/* paging position inside cur */
+	int64_t		ledger_id;
+	uint64_t	event_txid;
+	int64_t		event_id;
+} SyncCursor;
+
+typedef enum PgStatus
+{
+	PGS_OK = 0,
+	PGS_RETRY,					/* log, back off, reconnect */
+	PGS_FATAL					/* refuse to run (unknown extension version) */
+} PgStatus;
+
+extern PgStatus pg_connect(const SyncConfig *cfg);
+extern void pg_disconnect(void);
+extern bool pg_connected(void);
+extern int	pg_socket(void);
+extern PgStatus pg_take_notifies(int *count);
+extern PgStatus pg_sync_sleep(void);
+extern PgStatus pg_read_page(const SyncCursor *c, int batch_size, SyncBatch *b);
+extern PgStatus pg_rebuild_begin(char **snapshot);
+extern PgStatus pg_rebuild_chunk(const char *after, int nusers, int window,
+								 SyncBatch *b);
+extern PgStatus pg_rebuild_end(void);
+extern PgStatus pg_read_user(const char *uid, int window, SyncBatch *b);
+extern bool snapshot_valid(const char *s);
+extern uint64_t snapshot_xmin(const char *s);
+extern size_t json_compact(char *dst, const char *src, size_t len);
+
+/* -------------------------------------------------------------- redis.c */
+
+typedef enum RedisStatus
+{
+	RS_OK = 0,
+	RS_STALE,					/* epoch mismatch: re-read the cursor */
+	RS_ERROR					/* log, back off, reconnect */
+} RedisStatus;
+
+/* Mode of one apply: see the Lua script in redis.c */
+typedef enum ApplyMode
+{
+	APPLY_BATCH = 'b',			/* cursor's epoch must match */
+	APPLY_REBUILD = 'r',		/* rebuild token must be registered */
+	APPLY_FINISH = 'f'			/* end of rebuild: set cursor, new epoch */
+} ApplyMode;
+
+/* Users whose txs key had the wrong type; re-read in full by main.c */
+typedef struct RepairList
+{
+	char	  **uids;
+	size_t	   *lens;
+	int			n;
+	int			cap;
+} RepairList;
+
+extern bool redis_connect(const SyncConfig *cfg);
+extern void redis_disconnect(void);
+extern bool redis_connected(void);
+extern RedisStatus redis_get_cursor(char **value);
+extern RedisStatus redis_rebuild_register(const char *token);
+extern RedisStatus redis_apply(const SyncBatch *b, ApplyMode mode,
+							   const char *epoch, const char *cursor,
+							   const char *const *status, int nstatus,
+							   RepairList *repairs);
+extern RedisStatus redis_write_status(const char *const *fields, int nfields);
+extern int	redis_print_status(const SyncConfig *cfg);
+extern void repair_list_clear(RepairList *r);
+
+#endif							/* CREDITS_SYNC_H */

@@ -1,0 +1,920 @@
+/*-------------------------------------------------------------------------
+ *
+ * main.c
+ *		credits-sync: the main loop.
+ *
+ * One thread runs this loop:
+ *
+ *	1. (Re)connect to PostgreSQL and Redis, with capped exponential
+ *	   backoff.  After a Redis (re)connect the cursor is read again from
+ *	   Redis: the in-memory copy is only a cache of it.
+ *	2. No cursor in Redis (new, flushed, restarted empty) or a different
+ *	   window: rebuild every account from one PostgreSQL snapshot, then
+ *	   continue from that snapshot.
+ *	3. Read one page of the outbox (pg.c) and apply it together with the
+ *	   new cursor in one script call (redis.c).  Repeat while pages have
+ *	   rows.
+ *	4. Caught up: follow the wake-up protocol.  Call credits.sync_sleep()
+ *	   (the next writer to commit sends one NOTIFY), poll once more, and
+ *	   while that poll's snapshot still has transactions in progress keep
+ *	   polling with short sleeps (1 ms doubling to 20 ms); a writer that
+ *	   read the flag just before it was set is one of them.  Only then
+ *	   wait for a notification on the socket, at most poll_interval ms.
+ *
+ * Correctness never depends on a notification: the outbox and the cursor
+ * are durable, notifications only cut the latency.
+ *
+ * Signals: handlers only set got_sigterm / got_sighup.  They are blocked
+ * only around "check the flags, then ppoll()", so a signal either is seen
+ * by the check or interrupts the ppoll.  SIGTERM/SIGINT let the current
+ * page finish (its cursor is written with it) and exit 0; SIGHUP reloads
+ * the configuration between pages.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "credits_sync.h"
+
+#define CURSOR_WRITE_MIN_MS	100		/* empty polls write the cursor at most this often */
+#define SHORT_SLEEP_MAX_MS	20
+#define BACKOFF_MIN_MS		50
+#define REBUILD_BIG_BYTES	(32 * 1024 * 1024)
+#define REBUILD_SMALL_BYTES (4 * 1024 * 1024)
+
+volatile sig_atomic_t got_sigterm = 0;
+volatile sig_atomic_t got_sighup = 0;
+
+static SyncConfig cfg;
+static int	saved_argc;
+static char **saved_argv;
+
+/* Position and epoch; valid while have_cursor */
+static SyncCursor cursor;
+static char *epoch = NULL;
+static bool have_cursor = false;
+
+/* Wake-up protocol */
+static bool armed = false;		/* sync_sleep() called since the last wake */
+static int	last_xip = 0;		/* in-progress transactions at the last snapshot */
+
+/* Status */
+static int64_t rows_synced = 0;
+static int64_t reconnects = 0;
+static int64_t rebuilds = 0;
+static int64_t lag_ms = 0;
+static int64_t last_cursor_write = 0;
+static char last_error[512] = "";
+static char started_at[32];
+static bool pg_ever = false;
+static bool redis_ever = false;
+static const char *state_name = "starting";
+
+typedef enum PageResult
+{
+	PAGE_BUSY,					/* rows applied, or more to read: poll again */
+	PAGE_EMPTY,					/* a new snapshot had nothing new */
+	PAGE_FAIL					/* back off */
+} PageResult;
+
+/* ------------------------------------------------------------------ */
+
+/* Any time. */
+int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Any time. */
+int64_t
+wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* buf has 32 bytes.  Formats a wall-clock time in ms as ISO 8601 UTC. */
+static void
+format_time(int64_t ms, char *buf)
+{
+	time_t		s = (time_t) (ms / 1000);
+	struct tm	tm;
+	size_t		n;
+
+	gmtime_r(&s, &tm);
+	n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, 32 - n, ".%03dZ", (int) (ms % 1000));
+}
+
+/* Main loop only.  Remembers an error for the status hash. */
+void
+set_last_error(const char *fmt,...)
+{
+	va_list		ap;
+	char		when[32];
+	size_t		n;
+
+	format_time(wall_ms(), when);
+	n = (size_t) snprintf(last_error, sizeof(last_error), "%s ", when);
+	va_start(ap, fmt);
+	vsnprintf(last_error + n, sizeof(last_error) - n, fmt, ap);
+	va_end(ap);
+	for (char *p = last_error; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+}
+
+/* Handlers only set flags. */
+static void
+handle_term(int sig)
+{
+	(void) sig;
+	got_sigterm = 1;
+}
+
+/* Handlers only set flags. */
+static void
+handle_hup(int sig)
+{
+	(void) sig;
+	got_sighup = 1;
+}
+
+/*
+ * Main loop only.  Waits up to timeout_ms for fd to be readable (fd < 0:
+ * just sleeps); returns early on a signal.  Signals are blocked between
+ * the flag check and ppoll(), which unblocks them atomically.
+ */
+static void
+wait_for(int fd, int timeout_ms)
+{
+	sigset_t	block,
+				old;
+	struct pollfd p;
+	struct timespec ts;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	if (!got_sigterm && !got_sighup)
+	{
+		p.fd = fd;
+		p.events = POLLIN;
+		p.revents = 0;
+		ts.tv_sec = timeout_ms / 1000;
+		ts.tv_nsec = (long) (timeout_ms % 1000) * 1000000L;
+		(void) ppoll(fd >= 0 ? &p : NULL, fd >= 0 ? 1 : 0, &ts, &old);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+/* *backoff is the previous delay (0 after a success).  Sleeps the next one. */
+static void
+back_off(int *backoff)
+{
+	if (*backoff == 0)
+		*backoff = BACKOFF_MIN_MS < cfg.max_backoff ? BACKOFF_MIN_MS : cfg.max_backoff;
+	else
+	{
+		*backoff *= 2;
+		if (*backoff > cfg.max_backoff)
+			*backoff = cfg.max_backoff;
+	}
+	log_debug("retrying in %d ms", *backoff);
+	wait_for(-1, *backoff);
+}
+
+/* ------------------------------------------------------------------ */
+
+/* c is valid. */
+static void
+cursor_clear(SyncCursor *c)
+{
+	free(c->prev);
+	free(c->cur);
+	memset(c, 0, sizeof(*c));
+}
+
+/* e and c are valid.  Returns the malloc'd text stored in sync:cursor. */
+static char *
+cursor_format(const char *e, const SyncCursor *c)
+{
+	size_t		n = strlen(e) + strlen(c->prev) + (c->cur ? strlen(c->cur) : 0) + 128;
+	char	   *s = malloc(n);
+
+	if (s == NULL)
+		return NULL;
+	if (c->cur == NULL)
+		snprintf(s, n, "%s %d %s", e, cfg.window, c->prev);
+	else
+		snprintf(s, n, "%s %d %s %s %" PRIu64 " %" PRId64 " %" PRIu64 " %" PRId64,
+				 e, cfg.window, c->prev, c->cur, c->ledger_txid, c->ledger_id,
+				 c->event_txid, c->event_id);
+	return s;
+}
+
+/*
+ * value is the text of sync:cursor.  Parses it into *e and *c (both
+ * malloc'd); *window_out gets the window it was written with.  False if it
+ * is malformed.
+ */
+static bool
+cursor_parse(const char *value, char **e, SyncCursor *c, int *window_out)
+{
+	char	   *copy = strdup(value);
+	char	   *fields[9];
+	int			n = 0;
+	char	   *save = NULL;
+	bool		ok = false;
+
+	memset(c, 0, sizeof(*c));
+	*e = NULL;
+	if (copy == NULL)
+		return false;
+	for (char *t = strtok_r(copy, " ", &save); t != NULL; t = strtok_r(NULL, " ", &save))
+	{
+		if (n == 9)
+			goto done;
+		fields[n++] = t;
+	}
+	if (n != 3 && n != 8)
+		goto done;
+	*window_out = atoi(fields[1]);
+	if (!snapshot_valid(fields[2]) || (n == 8 && !snapshot_valid(fields[3])))
+		goto done;
+	*e = strdup(fields[0]);
+	c->prev = strdup(fields[2]);
+	if (*e == NULL || c->prev == NULL)
+		goto done;
+	if (n == 8)
+	{
+		c->cur = strdup(fields[3]);
+		if (c->cur == NULL)
+			goto done;
+		c->ledger_txid = strtoull(fields[4], NULL, 10);
+		c->ledger_id = strtoll(fields[5], NULL, 10);
+		c->event_txid = strtoull(fields[6], NULL, 10);
+		c->event_id = strtoll(fields[7], NULL, 10);
+	}
+	ok = true;
+
+done:
+	if (!ok)
+	{
+		free(*e);
+		*e = NULL;
+		cursor_clear(c);
+	}
+	free(copy);
+	return ok;
+}
+
+/* ------------------------------------------------------------------ */
+
+/* Static storage for the status hash fields */
+static char st_rows[24],
+			st_lag[24],
+			st_reconnects[24],
+			st_rebuilds[24],
+			st_updated[32],
+			st_pid[16];
+static const char *st_fields[2 * 12];
+
+/*
+ * cursor_text (or NULL) is the cursor being written.  Fills st_fields and
+ * returns the number of field/value pairs.
+ */
+static int
+status_fields(const char *cursor_text)
+{
+	int			n = 0;
+
+	snprintf(st_rows, sizeof(st_rows), "%" PRId64, rows_synced);
+	snprintf(st_lag, sizeof(st_lag), "%" PRId64, lag_ms);
+	snprintf(st_reconnects, sizeof(st_reconnects), "%" PRId64, reconnects);
+	snprintf(st_rebuilds, sizeof(st_rebuilds), "%" PRId64, rebuilds);
+	snprintf(st_pid, sizeof(st_pid), "%d", (int) getpid());
+	format_time(wall_ms(), st_updated);
+
+	st_fields[n++] = "state";
+	st_fields[n++] = state_name;
+	st_fields[n++] = "rows_synced";
+	st_fields[n++] = st_rows;
+	st_fields[n++] = "lag_ms";
+	st_fields[n++] = st_lag;
+	st_fields[n++] = "last_error";
+	st_fields[n++] = last_error;
+	st_fields[n++] = "reconnects";
+	st_fields[n++] = st_reconnects;
+	st_fields[n++] = "rebuilds";
+	st_fields[n++] = st_rebuilds;
+	if (cursor_text != NULL)
+	{
+		st_fields[n++] = "cursor";
+		st_fields[n++] = cursor_text;
+	}
+	st_fields[n++] = "updated_at";
+	st_fields[n++] = st_updated;
+	st_fields[n++] = "started_at";
+	st_fields[n++] = started_at;
+	st_fields[n++] = "pid";
+	st_fields[n++] = st_pid;
+	st_fields[n++] = "version";
+	st_fields[n++] = CREDITS_SYNC_VERSION;
+	return n / 2;
+}
+
+/* ------------------------------------------------------------------ */
+
+/*
+ * Both connected, no transaction open.  Rebuilds Redis from one
+ * PostgreSQL snapshot and sets the cursor to it.  Returns false on failure
+ * (connections may have been dropped) or when interrupted by SIGTERM.
+ */
+static bool
+rebuild(void)
+{
+	char		token[64];
+	char	   *snap = NULL;
+	char	   *after = NULL;
+	char	   *text = NULL;
+	int			nusers;
+	int64_t		t0 = now_ms();
+	int64_t		nrows = 0;
+	int64_t		naccounts = 0;
+	SyncBatch	b;
+	RedisStatus rs;
+	bool		ok = false;
+
+	memset(&b, 0, sizeof(b));
+	snprintf(token, sizeof(token), "%" PRIx64 ".%x.%lx", wall_ms(),
+			 (unsigned) getpid(), (unsigned long) random());
+	state_name = "rebuilding";
+	log_info("rebuilding Redis from PostgreSQL (window %d, token %s)", cfg.window, token);
+
+	if (redis_rebuild_register(token) != RS_OK)
+		goto done;
+	if (pg_rebuild_begin(&snap) != PGS_OK)
+	{
+		pg_disconnect();
+		goto done;
+	}
+	after = strdup("");
+	nusers = 100000 / cfg.window;
+	nusers = nusers < 10 ? 10 : nusers > 1000 ? 1000 : nusers;
+
+	while (after != NULL)
+	{
+		if (got_sigterm)
+		{
+			log_info("rebuild interrupted by shutdown; the next start rebuilds again");
+			pg_disconnect();
+			goto done;
+		}
+		if (pg_rebuild_chunk(after, nusers, cfg.window, &b) != PGS_OK)
+		{
+			pg_disconnect();
+			goto done;
+		}
+		if (b.nusers == 0)
+			break;
+		rs = redis_apply(&b, APPLY_REBUILD, token, NULL, st_fields,
+						 status_fields(NULL), NULL);
+		if (rs == RS_STALE)
+		{
+			log_warning("rebuild token vanished from Redis (flushed or restarted?); starting over");
+			pg_disconnect();
+			goto done;
+		}
+		if (rs != RS_OK)
+			goto done;
+		naccounts += b.nusers;
+		nrows += b.ntxs;
+		free(after);
+		after = strdup(b.users[b.nusers - 1].uid);
+		/* Keep each chunk's memory bounded whatever the row sizes. */
+		if (b.bytes > REBUILD_BIG_BYTES && nusers > 1)
+			nusers /= 2;
+		else if (b.bytes < REBUILD_SMALL_BYTES && nusers < 1000)
+			nusers *= 2;
+		batch_clear(&b);
+	}
+	if (after == NULL)
+		goto done;
+	if (pg_rebuild_end() != PGS_OK)
+	{
+		pg_disconnect();
+		goto done;
+	}
+
+	/* Set the cursor to the rebuild's snapshot: that is the new epoch. */
+	cursor_clear(&cursor);
+	cursor.prev = strdup(snap);
+	text = cursor.prev ? cursor_format(token, &cursor) : NULL;
+	if (text == NULL)
+		goto done;
+	state_name = "running";
+	rs = redis_apply(&b, APPLY_FINISH, token, text, st_fields,
+					 status_fields(text), NULL);
+	if (rs == RS_STALE)
+		log_warning("rebuild token vanished from Redis (flushed or restarted?); starting over");
+	if (rs != RS_OK)
+		goto done;
+
+	free(epoch);
+	epoch = strdup(token);
+	if (epoch == NULL)
+		goto done;
+	have_cursor = true;
+	armed = false;
+	last_cursor_write = now_ms();
+	rebuilds++;
+	log_info("rebuild done: %" PRId64 " accounts, %" PRId64 " rows in %" PRId64 " ms",
+			 naccounts, nrows, now_ms() - t0);
+	ok = true;
+
+done:
+	if (!ok)
+	{
+		cursor_clear(&cursor);
+		have_cursor = false;
+		state_name = "running";
+	}
+	batch_clear(&b);
+	free(after);
+	free(snap);
+	free(text);
+	return ok;
+}
+
+/*
+ * Both connected.  Reads the cursor from Redis, or rebuilds when it is
+ * missing, malformed or written with another window.  False on failure.
+ */
+static bool
+load_cursor(void)
+{
+	char	   *value = NULL;
+	char	   *e = NULL;
+	SyncCursor	c;
+	int			w = 0;
+
+	if (redis_get_cursor(&value) != RS_OK)
+		return false;
+	if (value == NULL)
+	{
+		log_info("no cursor in Redis (new, flushed or restarted empty)");
+		return rebuild();
+	}
+	if (!cursor_parse(value, &e, &c, &w))
+	{
+		log_warning("malformed cursor in Redis: \"%.200s\"", value);
+		free(value);
+		return rebuild();
+	}
+	free(value);
+	if (w != cfg.window)
+	{
+		log_info("the window changed from %d to %d", w, cfg.window);
+		free(e);
+		cursor_clear(&c);
+		return rebuild();
+	}
+	free(epoch);
+	epoch = e;
+	cursor_clear(&cursor);
+	cursor = c;
+	have_cursor = true;
+	armed = false;
+	log_info("resuming from cursor %s %s%s%s", epoch, cursor.prev,
+			 cursor.cur ? " inside " : "", cursor.cur ? cursor.cur : "");
+	return true;
+}
+
+/*
+ * Both connected, have_cursor.  Rewrites the txs keys (and values) of the
+ * users in r, whose txs key had the wrong type and was deleted.
+ */
+static bool
+repair_users(RepairList *r)
+{
+	for (int i = 0; i < r->n; i++)
+	{
+		SyncBatch	b;
+		char		q[300];
+		RedisStatus rs;
+
+		log_warning("txs key of user \"%s\" had the wrong type; deleted and rewritten",
+					log_quote(r->uids[i], r->lens[i], q, sizeof(q)));
+		if (pg_read_user(r->uids[i], cfg.window, &b) != PGS_OK)
+		{
+			pg_disconnect();
+			return false;
+		}
+		rs = redis_apply(&b, APPLY_BATCH, epoch, NULL, NULL, 0, NULL);
+		batch_clear(&b);
+		if (rs == RS_STALE)
+			have_cursor = false;
+		if (rs != RS_OK)
+			return rs == RS_STALE;
+	}
+	return true;
+}
+
+/*
+ * Both connected, have_cursor.  Reads one page of the outbox and applies
+ * it with the cursor that follows it.
+ */
+static PageResult
+sync_page(void)
+{
+	SyncBatch	b;
+	SyncCursor	next;
+	RepairList	repairs = {0};
+	bool		fresh = cursor.cur == NULL;
+	bool		complete;
+	bool		empty;
+	char	   *text = NULL;
+	RedisStatus rs;
+	PageResult	result = PAGE_FAIL;
+	int64_t		t0 = now_ms();
+
+	memset(&next, 0, sizeof(next));
+	if (pg_read_page(&cursor, cfg.batch_size, &b) != PGS_OK)
+	{
+		pg_disconnect();
+		return PAGE_FAIL;
+	}
+	complete = !b.ledger_more && !b.event_more;
+	empty = b.nusers == 0;
+	last_xip = b.xip_count;
+
+	/* The cursor after this page */
+	if (complete)
+		next.prev = strdup(b.cur);
+	else
+	{
+		next.prev = strdup(cursor.prev);
+		next.cur = strdup(b.cur);
+		if (next.cur == NULL)
+			goto done;
+		next.ledger_txid = b.ledger_txid;
+		next.ledger_id = b.ledger_id;
+		next.event_txid = b.event_txid;
+		next.event_id = b.event_id;
+	}
+	if (next.prev == NULL)
+		goto done;
+
+	if (empty)
+		lag_ms = 0;
+	else
+	{
+		lag_ms = wall_ms() - b.newest_ms;
+		if (lag_ms < 0)
+			lag_ms = 0;
+	}
+
+	/*
+	 * An empty page changes nothing in Redis but the cursor; write it now
+	 * and then (it also detects a flushed Redis and refreshes the status).
+	 */
+	if (empty && complete)
+	{
+		int64_t		since = now_ms() - last_cursor_write;
+		bool		same = strcmp(next.prev, cursor.prev) == 0 && cursor.cur == NULL;
+
+		if ((same && since < cfg.poll_interval) ||
+			(!same && since < CURSOR_WRITE_MIN_MS))
+		{
+			cursor_clear(&cursor);
+			cursor = next;
+			memset(&next, 0, sizeof(next));
+			result = fresh ? PAGE_EMPTY : PAGE_BUSY;
+			goto done;
+		}
+	}
+
+	text = cursor_format(epoch, &next);
+	if (text == NULL)
+		goto done;
+	rows_synced += b.ledger_rows;	/* as the status written with the rows says */
+	rs = redis_apply(&b, APPLY_BATCH, epoch, text, st_fields,
+					 status_fields(text), &repairs);
+	if (rs != RS_OK)
+		rows_synced -= b.ledger_rows;
+	if (rs == RS_ERROR)
+		goto done;
+	if (rs == RS_STALE)
+	{
+		log_info("the cursor in Redis changed epoch (flushed, restarted empty, or rebuilt by another daemon): re-reading it");
+		have_cursor = false;
+		result = PAGE_BUSY;
+		goto done;
+	}
+	last_cursor_write = now_ms();
+	if (!empty)
+		log_debug("applied %d ledger rows, %d events, %d users in %" PRId64 " ms (lag %" PRId64 " ms)",
+				  b.ledger_rows, b.event_rows, b.nusers, now_ms() - t0, lag_ms);
+	cursor_clear(&cursor);
+	cursor = next;
+	memset(&next, 0, sizeof(next));
+
+	if (repairs.n > 0 && !repair_users(&repairs))
+		goto done;
+	result = (fresh && empty && complete) ? PAGE_EMPTY : PAGE_BUSY;
+
+done:
+	repair_list_clear(&repairs);
+	cursor_clear(&next);
+	batch_clear(&b);
+	free(text);
+	return result;
+}
+
+/* ------------------------------------------------------------------ */
+
+/* Between pages.  Re-reads the configuration; keeps the old one on error. */
+static void
+reload(void)
+{
+	SyncConfig	n;
+
+	log_info("received SIGHUP, reloading the configuration");
+	if (!config_load(&n, saved_argc, saved_argv))
+	{
+		log_error("configuration not reloaded: keeping the previous one");
+		return;
+	}
+	if (config_pg_changed(&cfg, &n))
+	{
+		log_info("PostgreSQL settings changed: reconnecting");
+		pg_disconnect();
+	}
+	if (config_redis_changed(&cfg, &n))
+	{
+		log_info("Redis settings changed: reconnecting");
+		redis_disconnect();
+		have_cursor = false;
+	}
+	if ((cfg.pidfile == NULL) != (n.pidfile == NULL) ||
+		(cfg.pidfile && strcmp(cfg.pidfile, n.pidfile) != 0))
+	{
+		log_warning("pidfile cannot change without a restart; keeping %s",
+					cfg.pidfile ? cfg.pidfile : "none");
+		free(n.pidfile);
+		n.pidfile = cfg.pidfile ? strdup(cfg.pidfile) : NULL;
+	}
+	log_set_level(n.log_level);
+	config_free(&cfg);
+	cfg = n;
+}
+
+/* cfg.pidfile is set.  Writes it; false if another live process owns it. */
+static bool
+write_pidfile(void)
+{
+	FILE	   *f = fopen(cfg.pidfile, "r");
+	int			fd;
+	char		buf[32];
+	int			len;
+
+	if (f != NULL)
+	{
+		long		other = 0;
+
+		if (fscanf(f, "%ld", &other) == 1 && other > 0 && other != (long) getpid() &&
+			kill((pid_t) other, 0) == 0)
+		{
+			fclose(f);
+			log_error("pidfile %s names process %ld, which is running", cfg.pidfile, other);
+			return false;
+		}
+		fclose(f);
+	}
+	fd = open(cfg.pidfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+	{
+		log_error("could not write pidfile %s: %s", cfg.pidfile, strerror(errno));
+		return false;
+	}
+	len = snprintf(buf, sizeof(buf), "%d\n", (int) getpid());
+	if (write(fd, buf, (size_t) len) != len)
+	{
+		log_error("could not write pidfile %s: %s", cfg.pidfile, strerror(errno));
+		close(fd);
+		return false;
+	}
+	close(fd);
+	return true;
+}
+
+/* cfg.pidfile is set.  Removes it if it still names this process. */
+static void
+remove_pidfile(void)
+{
+	FILE	   *f = fopen(cfg.pidfile, "r");
+	long		pid = 0;
+
+	if (f == NULL)
+		return;
+	if (fscanf(f, "%ld", &pid) == 1 && pid == (long) getpid())
+		unlink(cfg.pidfile);
+	fclose(f);
+}
+
+/* Configured, signals installed.  Runs until SIGTERM; returns the exit status. */
+static int
+run(void)
+{
+	int			backoff = 0;
+	int			short_sleep = 1;
+
+	while (!got_sigterm)
+	{
+		PageResult r;
+		int			n;
+
+		if (got_sighup)
+		{
+			got_sighup = 0;
+			reload();
+		}
+
+		if (!pg_connected())
+		{
+			PgStatus	st = pg_connect(&cfg);
+
+			if (st == PGS_FATAL)
+				return 2;
+			if (st != PGS_OK)
+			{
+				back_off(&backoff);
+				continue;
+			}
+			if (pg_ever)
+				reconnects++;
+			pg_ever = true;
+			armed = false;
+		}
+		if (!redis_connected())
+		{
+			if (!redis_connect(&cfg))
+			{
+				back_off(&backoff);
+				continue;
+			}
+			if (redis_ever)
+				reconnects++;
+			redis_ever = true;
+			have_cursor = false;
+		}
+		if (!have_cursor)
+		{
+			if (!load_cursor())
+				back_off(&backoff);
+			continue;
+		}
+
+		r = sync_page();
+		if (r == PAGE_FAIL)
+		{
+			back_off(&backoff);
+			continue;
+		}
+		backoff = 0;
+		if (r == PAGE_BUSY)
+			continue;
+
+		/* Caught up with a fresh snapshot. */
+		if (!armed)
+		{
+			if (pg_sync_sleep() != PGS_OK)
+			{
+				pg_disconnect();
+				back_off(&backoff);
+				continue;
+			}
+			armed = true;
+			continue;			/* poll once more */
+		}
+		if (last_xip > 0)
+		{
+			/* A writer may have read the flag before sync_sleep() set it. */
+			wait_for(-1, short_sleep);
+			short_sleep = short_sleep * 2 > SHORT_SLEEP_MAX_MS ? SHORT_SLEEP_MAX_MS : short_sleep * 2;
+			continue;
+		}
+		short_sleep = 1;
+
+		/* Notifications that arrived while we were busy count too. */
+		if (pg_take_notifies(&n) != PGS_OK)
+		{
+			pg_disconnect();
+			continue;
+		}
+		if (n > 0)
+		{
+			armed = false;
+			continue;
+		}
+		wait_for(pg_socket(), cfg.poll_interval);
+		if (pg_take_notifies(&n) != PGS_OK)
+		{
+			pg_disconnect();
+			continue;
+		}
+		if (n > 0)
+			armed = false;
+	}
+	return 0;
+}
+
+/* Entry point. */
+int
+main(int argc, char **argv)
+{
+	struct sigaction sa;
+	int			rc;
+
+	saved_argc = argc;
+	saved_argv = argv;
+	if (!config_load(&cfg, argc, argv))
+		return 1;
+
+	switch (cfg.action)
+	{
+		case ACTION_HELP:
+			config_usage(stdout);
+			config_free(&cfg);
+			return 0;
+		case ACTION_VERSION:
+			printf("credits-sync %s\n", CREDITS_SYNC_VERSION);
+			config_free(&cfg);
+			return 0;
+		case ACTION_STATUS:
+			rc = redis_print_status(&cfg);
+			config_free(&cfg);
+			return rc;
+		case ACTION_RUN:
+			break;
+	}
+
+	log_set_level(cfg.log_level);
+	srandom((unsigned) (wall_ms() ^ getpid()));
+	format_time(wall_ms(), started_at);
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sa.sa_handler = handle_term;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = handle_hup;
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+
+	if (cfg.pidfile != NULL && !write_pidfile())
+	{
+		config_free(&cfg);
+		return 1;
+	}
+	log_info("credits-sync %s starting (prefix \"%s\", window %d, batch %d)",
+			 CREDITS_SYNC_VERSION, cfg.prefix, cfg.window, cfg.batch_size);
+
+	rc = run();
+
+	state_name = rc == 0 ? "stopped" : "refused";
+	if (redis_connected())
+		(void) redis_write_status(st_fields, status_fields(NULL));
+	if (rc == 0)
+		log_info("shutting down (rows synced: %" PRId64 ")", rows_synced);
+	pg_disconnect();
+	redis_disconnect();
+	cursor_clear(&cursor);
+	free(epoch);
+	if (cfg.pidfile != NULL)
+		remove_pidfile();
+	config_free(&cfg);
+	return rc;
+}

@@ -1,0 +1,710 @@
+/*-------------------------------------------------------------------------
+ *
+ * pg.c
+ *		credits-sync's PostgreSQL side: the connection, the version check,
+ *		LISTEN, and the queries that read the outbox.
+ *
+ * Outbox reading is pgq's snapshot technique.  Every row of credits.ledger
+ * and credits.account_events carries the id of the transaction that wrote
+ * it (txid).  A batch consists of the rows whose transaction is visible in
+ * snapshot cur and not in snapshot prev, where prev is the cursor (the cur
+ * of the last complete batch).  A transaction in progress at cur is not
+ * visible in cur, so its rows belong to a later batch: commits out of id
+ * order are never skipped, and aborted transactions are never visible.
+ *
+ * One page is one statement, so it needs no explicit transaction: cur is
+ * taken by the statement that reads the first page of a batch, and later
+ * pages of the same batch filter by that cur's text.  The rows of a
+ * committed transaction never change (the ledger is append-only), so a
+ * later statement sees exactly the same rows.  Pages are ordered by
+ * (txid, id), the order of the txid indexes.
+ *
+ * A page also returns the accounts rows (balance, version) of every user it
+ * touches, read by the same statement; they may be newer than cur, which
+ * is harmless because Redis refuses older versions.
+ *
+ * A rebuild reads, in one REPEATABLE READ transaction, every account and
+ * its newest rows, and then continues from that transaction's snapshot.
+ *
+ * Nothing here touches Redis.  All functions expect to be called from the
+ * main loop only; any failure drops the connection (the caller reconnects
+ * with backoff), so no half-done protocol state survives an error.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "credits_sync.h"
+
+/* Extension versions this daemon knows how to read. */
+static const char *const known_versions[] = {
+	CREDITS_SYNC_VERSION,
+	NULL
+};
+
+static PGconn *conn = NULL;
+static bool warned_not_preloaded = false;
+
+/* Budget of metadata bytes per page, so that huge metadata cannot blow up memory */
+#define PAGE_BYTE_BUDGET "16777216"
+
+/*
+ * The member of txs:<user> (compacted in C, see json_compact) and its score.
+ * TimeZone is UTC for the session, so created_at prints as
+ * 2025-01-02T03:04:05.123456+00:00.
+ */
+#define SQL_MEMBER(t) \
+	"json_build_object('id', " t ".id, 'amount', " t ".amount, " \
+	"'balance', " t ".balance_after, 'action', " t ".action, " \
+	"'metadata', " t ".metadata, 'created_at', " t ".created_at)::text"
+#define SQL_SCORE(t) \
+	"floor(extract(epoch FROM " t ".created_at) * 1000)::int8::text"
+
+/*
+ * Result rows of every batch query have six text columns (k, user_id, a, b,
+ * n, t), ordered by user_id then k, with k:
+ *	's'	one row, user_id NULL: a = more ledger rows in cur, b = more events,
+ *		n = number of transactions in progress in cur, t = cur
+ *	'a'	accounts row: n = version, t = balance
+ *	'e'	account_events row: a = txid, b = id
+ *	'l'	ledger row: a = txid, b = id, n = score, t = member
+ */
+#define SQL_PAGE \
+	"WITH s AS MATERIALIZED (" \
+	"  SELECT $1::pg_snapshot AS prev," \
+	"         coalesce($2::pg_snapshot, pg_current_snapshot()) AS cur)," \
+	" pl_all AS MATERIALIZED (" \
+	"  SELECT q.* FROM s CROSS JOIN LATERAL (" \
+	"   SELECT l.id, l.txid, l.user_id, l.amount, l.balance_after, l.action," \
+	"          l.metadata, l.created_at, pg_column_size(l.metadata) AS size," \
+	"          sum(pg_column_size(l.metadata)) OVER (ORDER BY l.txid, l.id) AS run" \
+	"     FROM credits.ledger l" \
+	"    WHERE (l.txid, l.id) > ($3::xid8, $4::int8)" \
+	"      AND l.txid < pg_snapshot_xmax(s.cur)" \
+	"      AND NOT pg_visible_in_snapshot(l.txid, s.prev)" \
+	"      AND pg_visible_in_snapshot(l.txid, s.cur)" \
+	"    ORDER BY l.txid, l.id LIMIT $7::int8) q)," \
+	" pl AS MATERIALIZED (" \
+	"  SELECT * FROM pl_all WHERE run - size < " PAGE_BYTE_BUDGET ")," \
+	" pe AS MATERIALIZED (" \
+	"  SELECT q.* FROM s CROSS JOIN LATERAL (" \
+	"   SELECT e.id, e.txid, e.user_id FROM credits.account_events e" \
+	"    WHERE (e.txid, e.id) > ($5::xid8, $6::int8)" \
+	"      AND e.txid < pg_snapshot_xmax(s.cur)" \
+	"      AND NOT pg_visible_in_snapshot(e.txid, s.prev)" \
+	"      AND pg_visible_in_snapshot(e.txid, s.cur)" \
+	"    ORDER BY e.txid, e.id LIMIT $7::int8) q)," \
+	" u AS (SELECT user_id FROM pl UNION SELECT user_id FROM pe)" \
+	"SELECT * FROM (" \
+	" SELECT 's' AS k, NULL::text AS user_id," \
+	"        ((SELECT count(*) FROM pl_all) >= $7::int8 OR" \
+	"         (SELECT count(*) FROM pl) < (SELECT count(*) FROM pl_all))::text AS a," \
+	"        ((SELECT count(*) FROM pe) >= $7::int8)::text AS b," \
+	"        (SELECT count(*) FROM pg_snapshot_xip(s.cur))::text AS n," \
+	"        s.cur::text AS t FROM s" \
+	" UNION ALL" \
+	" SELECT 'a', a.user_id, NULL, NULL, a.version::text, a.balance::text" \
+	"   FROM credits.accounts a WHERE a.user_id IN (SELECT user_id FROM u)" \
+	" UNION ALL" \
+	" SELECT 'e', pe.user_id, pe.txid::text, pe.id::text, NULL, NULL FROM pe" \
+	" UNION ALL" \
+	" SELECT 'l', pl.user_id, pl.txid::text, pl.id::text, " \
+	SQL_SCORE("pl") ", " SQL_MEMBER("pl") " FROM pl" \
+	") x ORDER BY x.user_id NULLS FIRST, x.k"
+
+/*
+ * The newest rows of the users in CTE a: every row at or after the
+ * millisecond of the window-th newest, so that the ties Redis orders by
+ * member are all there; the Lua script trims to exactly window rows.
+ */
+#define SQL_NEWEST(where, limit) \
+	"WITH a AS MATERIALIZED (" \
+	"  SELECT user_id, version, balance FROM credits.accounts" \
+	"   WHERE " where " ORDER BY user_id LIMIT " limit ")" \
+	"SELECT * FROM (" \
+	" SELECT 'a' AS k, a.user_id, NULL::text AS a, NULL::text AS b," \
+	"        a.version::text AS n, a.balance::text AS t FROM a" \
+	" UNION ALL" \
+	" SELECT 'l', a.user_id, NULL, l.id::text, " \
+	SQL_SCORE("l") ", " SQL_MEMBER("l") \
+	"   FROM a CROSS JOIN LATERAL (" \
+	"    SELECT l.* FROM credits.ledger l" \
+	"     WHERE l.user_id = a.user_id" \
+	"       AND l.created_at >= coalesce((" \
+	"        SELECT date_trunc('milliseconds', l2.created_at)" \
+	"          FROM credits.ledger l2 WHERE l2.user_id = a.user_id" \
+	"         ORDER BY l2.created_at DESC, l2.id DESC" \
+	"        OFFSET $3::int8 - 1 LIMIT 1), '-infinity')) l" \
+	") x ORDER BY x.user_id, x.k"
+
+#define SQL_REBUILD_CHUNK	SQL_NEWEST("user_id > $1::text", "$2::int8")
+#define SQL_USER			SQL_NEWEST("user_id = $1::text", "$2::int8")
+
+/* Prepared once per connection */
+static const struct
+{
+	const char *name;
+	const char *sql;
+}			statements[] = {
+	{"page", SQL_PAGE},
+	{"rebuild_chunk", SQL_REBUILD_CHUNK},
+	{"user", SQL_USER},
+};
+
+/* Column numbers of the batch queries */
+enum
+{
+	COL_K, COL_USER, COL_A, COL_B, COL_N, COL_T, NCOLS
+};
+
+/* Redis keys of the per-account values, in the order of SyncUser.values */
+const char *const sync_value_keys[SYNC_NVALUES] = {"balance:"};
+
+/* ------------------------------------------------------------------ */
+
+/* Records a failure for the status hash and the log; drops nothing. */
+static void
+pg_fail(const char *what, const char *msg)
+{
+	log_error("PostgreSQL: %s: %s", what, msg);
+	set_last_error("PostgreSQL: %s: %s", what, msg);
+}
+
+/* conn is open.  Runs sql (no parameters), expecting status ok. */
+static bool
+exec_simple(const char *sql, ExecStatusType ok, PGresult **out)
+{
+	PGresult   *res = PQexec(conn, sql);
+
+	if (res == NULL || PQresultStatus(res) != ok)
+	{
+		pg_fail(sql, res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+		PQclear(res);
+		return false;
+	}
+	if (out)
+		*out = res;
+	else
+		PQclear(res);
+	return true;
+}
+
+/* Any time. */
+bool
+pg_connected(void)
+{
+	return conn != NULL;
+}
+
+/* Any time. */
+void
+pg_disconnect(void)
+{
+	if (conn != NULL)
+	{
+		PQfinish(conn);
+		conn = NULL;
+	}
+}
+
+/* pg_connected(). */
+int
+pg_socket(void)
+{
+	return PQsocket(conn);
+}
+
+/*
+ * Not connected.  Connects, checks the extension version, prepares the
+ * statements and LISTENs.  PGS_FATAL means the version is not supported.
+ */
+PgStatus
+pg_connect(const SyncConfig *cfg)
+{
+	const char *keys[4];
+	const char *vals[4];
+	char		timeout[16];
+	PGresult   *res;
+	const char *ver;
+	bool		known = false;
+
+	snprintf(timeout, sizeof(timeout), "%d", cfg->connect_timeout);
+	keys[0] = "connect_timeout";
+	vals[0] = timeout;
+	keys[1] = "fallback_application_name";
+	vals[1] = "credits-sync";
+	keys[2] = "dbname";
+	vals[2] = cfg->dbname;		/* NULL: libpq's environment and defaults */
+	keys[3] = NULL;
+	vals[3] = NULL;
+
+	conn = PQconnectdbParams(keys, vals, 1);
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
+	{
+		pg_fail("connect", conn ? PQerrorMessage(conn) : "out of memory");
+		pg_disconnect();
+		return PGS_RETRY;
+	}
+
+	if (!exec_simple("SET search_path = pg_catalog; SET TimeZone = 'UTC';"
+					 " SET statement_timeout = 0;"
+					 " SET idle_in_transaction_session_timeout = 0",
+					 PGRES_COMMAND_OK, NULL))
+		goto retry;
+
+	if (!exec_simple("SELECT extversion FROM pg_catalog.pg_extension"
+					 " WHERE extname = 'credits'", PGRES_TUPLES_OK, &res))
+		goto retry;
+	if (PQntuples(res) != 1)
+	{
+		PQclear(res);
+		pg_fail("connect", "extension \"credits\" is not installed in this database");
+		goto retry;
+	}
+	ver = PQgetvalue(res, 0, 0);
+	for (int i = 0; known_versions[i] != NULL; i++)
+		if (strcmp(ver, known_versions[i]) == 0)
+			known = true;
+	if (!known)
+	{
+		log_error("extension \"credits\" version %s is not supported by credits-sync %s; install the matching credits-sync",
+				  ver, CREDITS_SYNC_VERSION);
+		set_last_error("unsupported extension version %s", ver);
+		PQclear(res);
+		pg_disconnect();
+		return PGS_FATAL;
+	}
+	PQclear(res);
+
+	for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++)
+	{
+		res = PQprepare(conn, statements[i].name, statements[i].sql, 0, NULL);
+		if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK)
+		{
+			pg_fail("prepare", res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+			PQclear(res);
+			goto retry;
+		}
+		PQclear(res);
+	}
+
+	if (!exec_simple("LISTEN " SYNC_CHANNEL, PGRES_COMMAND_OK, NULL))
+		goto retry;
+
+	log_info("connected to PostgreSQL (database \"%s\", server %d, extension credits %s)",
+			 PQdb(conn), PQserverVersion(conn), CREDITS_SYNC_VERSION);
+	return PGS_OK;
+
+retry:
+	pg_disconnect();
+	return PGS_RETRY;
+}
+
+/* pg_connected().  Reads pending notifications; *count gets how many. */
+PgStatus
+pg_take_notifies(int *count)
+{
+	PGnotify   *n;
+
+	*count = 0;
+	if (!PQconsumeInput(conn))
+	{
+		pg_fail("wait for notification", PQerrorMessage(conn));
+		return PGS_RETRY;
+	}
+	while ((n = PQnotifies(conn)) != NULL)
+	{
+		(*count)++;
+		PQfreemem(n);
+	}
+	return PGS_OK;
+}
+
+/* pg_connected(), no transaction open.  Arms the writers' NOTIFY. */
+PgStatus
+pg_sync_sleep(void)
+{
+	PGresult   *res;
+
+	if (!exec_simple("SELECT credits.sync_sleep()", PGRES_TUPLES_OK, &res))
+		return PGS_RETRY;
+	if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "f") == 0 &&
+		!warned_not_preloaded)
+	{
+		log_warning("credits is not in shared_preload_libraries: every writing transaction sends a NOTIFY (correct, but slower under load)");
+		warned_not_preloaded = true;
+	}
+	PQclear(res);
+	return PGS_OK;
+}
+
+/* ------------------------------------------------------------------ */
+
+/*
+ * dst has room for len bytes.  Copies the JSON text src without the
+ * whitespace outside string literals; returns the new length.
+ */
+size_t
+json_compact(char *dst, const char *src, size_t len)
+{
+	bool		in_string = false;
+	bool		escaped = false;
+	size_t		n = 0;
+
+	for (size_t i = 0; i < len; i++)
+	{
+		char		c = src[i];
+
+		if (in_string)
+		{
+			dst[n++] = c;
+			if (escaped)
+				escaped = false;
+			else if (c == '\\')
+				escaped = true;
+			else if (c == '"')
+				in_string = false;
+		}
+		else if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+			continue;
+		else
+		{
+			if (c == '"')
+				in_string = true;
+			dst[n++] = c;
+		}
+	}
+	return n;
+}
+
+/* s is NUL-terminated.  True if it looks like pg_snapshot text. */
+bool
+snapshot_valid(const char *s)
+{
+	int			colons = 0;
+	const char *p = s;
+
+	if (s == NULL || *s == '\0')
+		return false;
+	for (; *p; p++)
+	{
+		if (*p == ':')
+			colons++;
+		else if (!(*p >= '0' && *p <= '9') && !(*p == ',' && colons == 2))
+			return false;
+	}
+	return colons == 2 && s[0] != ':';
+}
+
+/* snapshot_valid(s). */
+uint64_t
+snapshot_xmin(const char *s)
+{
+	return strtoull(s, NULL, 10);
+}
+
+/* b is zeroed or was filled by one of the readers below. */
+void
+batch_clear(SyncBatch *b)
+{
+	PQclear(b->res);
+	free(b->members);
+	free(b->users);
+	free(b->txs);
+	free(b->cur);
+	memset(b, 0, sizeof(*b));
+}
+
+/* (t1, i1) > (t2, i2) */
+static bool
+pos_after(uint64_t t1, int64_t i1, uint64_t t2, int64_t i2)
+{
+	return t1 > t2 || (t1 == t2 && i1 > i2);
+}
+
+/*
+ * res is a successful result of a batch query (see the column layout
+ * above); b is zeroed.  Takes ownership of res and groups its rows by user.
+ */
+static bool
+batch_fill(SyncBatch *b, PGresult *res)
+{
+	int			nrows = PQntuples(res);
+	size_t		member_bytes = 0;
+	int			nl = 0;
+	size_t		moff = 0;
+
+	b->res = res;
+	if (PQnfields(res) != NCOLS)
+	{
+		pg_fail("read batch", "unexpected result shape");
+		return false;
+	}
+
+	for (int r = 0; r < nrows; r++)
+	{
+		if (PQgetvalue(res, r, COL_K)[0] == 'l')
+		{
+			member_bytes += (size_t) PQgetlength(res, r, COL_T);
+			nl++;
+		}
+	}
+	b->members = malloc(member_bytes + 1);
+	b->txs = malloc(sizeof(SyncTx) * (size_t) (nl + 1));
+	b->users_cap = nrows + 1;
+	b->users = malloc(sizeof(SyncUser) * (size_t) b->users_cap);
+	if (b->members == NULL || b->txs == NULL || b->users == NULL)
+	{
+		pg_fail("read batch", "out of memory");
+		return false;
+	}
+	b->txs_cap = nl + 1;
+
+	for (int r = 0; r < nrows; r++)
+	{
+		char		k = PQgetvalue(res, r, COL_K)[0];
+		const char *uid;
+		size_t		uid_len;
+		SyncUser   *u;
+
+		if (k == 's')
+		{
+			b->cur = strdup(PQgetvalue(res, r, COL_T));
+			if (b->cur == NULL)
+				return false;
+			b->xip_count = atoi(PQgetvalue(res, r, COL_N));
+			b->ledger_more = strcmp(PQgetvalue(res, r, COL_A), "true") == 0;
+			b->event_more = strcmp(PQgetvalue(res, r, COL_B), "true") == 0;
+			continue;
+		}
+
+		uid = PQgetvalue(res, r, COL_USER);
+		uid_len = (size_t) PQgetlength(res, r, COL_USER);
+		u = b->nusers > 0 ? &b->users[b->nusers - 1] : NULL;
+		if (u == NULL || u->uid_len != uid_len || memcmp(u->uid, uid, uid_len) != 0)
+		{
+			u = &b->users[b->nusers++];
+			memset(u, 0, sizeof(*u));
+			u->uid = uid;
+			u->uid_len = uid_len;
+			u->tx_first = b->ntxs;
+			b->bytes += uid_len;
+		}
+
+		switch (k)
+		{
+			case 'a':
+				u->version = PQgetvalue(res, r, COL_N);
+				u->values[0] = PQgetvalue(res, r, COL_T);
+				break;
+			case 'e':
+				{
+					uint64_t	t = strtoull(PQgetvalue(res, r, COL_A), NULL, 10);
+					int64_t		i = strtoll(PQgetvalue(res, r, COL_B), NULL, 10);
+
+					b->event_rows++;
+					if (pos_after(t, i, b->event_txid, b->event_id))
+					{
+						b->event_txid = t;
+						b->event_id = i;
+					}
+					break;
+				}
+			case 'l':
+				{
+					SyncTx	   *tx = &b->txs[b->ntxs++];
+					const char *m = PQgetvalue(res, r, COL_T);
+					size_t		mlen = (size_t) PQgetlength(res, r, COL_T);
+					int64_t		score;
+
+					tx->score = PQgetvalue(res, r, COL_N);
+					tx->member = b->members + moff;
+					tx->member_len = json_compact(b->members + moff, m, mlen);
+					moff += tx->member_len;
+					b->bytes += tx->member_len;
+					u->tx_count++;
+					score = strtoll(tx->score, NULL, 10);
+					if (score > b->newest_ms)
+						b->newest_ms = score;
+					if (!PQgetisnull(res, r, COL_A))
+					{
+						uint64_t	t = strtoull(PQgetvalue(res, r, COL_A), NULL, 10);
+						int64_t		i = strtoll(PQgetvalue(res, r, COL_B), NULL, 10);
+
+						b->ledger_rows++;
+						if (pos_after(t, i, b->ledger_txid, b->ledger_id))
+						{
+							b->ledger_txid = t;
+							b->ledger_id = i;
+						}
+					}
+					break;
+				}
+			default:
+				pg_fail("read batch", "unexpected row kind");
+				return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * conn is open; params has nparams NUL-terminated text values (a text
+ * parameter cannot contain NUL, nor can a user id).  Runs a prepared batch
+ * query into b.
+ */
+static PgStatus
+exec_batch(const char *stmt, int nparams, const char *const *params,
+		   SyncBatch *b)
+{
+	PGresult   *res;
+
+	memset(b, 0, sizeof(*b));
+	res = PQexecPrepared(conn, stmt, nparams, params, NULL, NULL, 0);
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		pg_fail(stmt, res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+		PQclear(res);
+		return PGS_RETRY;
+	}
+	if (!batch_fill(b, res))
+	{
+		batch_clear(b);
+		return PGS_RETRY;
+	}
+	return PGS_OK;
+}
+
+/*
+ * pg_connected(), no transaction open; c->prev is a valid snapshot.  Reads
+ * the next page of the outbox into b (zeroed by this function).  With
+ * c->cur NULL the page starts a new batch and b->cur is its snapshot.
+ * b->ledger_more / b->event_more say whether rows remain in cur.
+ */
+PgStatus
+pg_read_page(const SyncCursor *c, int batch_size, SyncBatch *b)
+{
+	char		lt[24],
+				li[24],
+				et[24],
+				ei[24],
+				lim[16];
+	const char *params[7];
+	uint64_t	xmin = snapshot_xmin(c->prev);
+	PgStatus	st;
+
+	if (c->cur != NULL)
+	{
+		snprintf(lt, sizeof(lt), "%" PRIu64, c->ledger_txid);
+		snprintf(li, sizeof(li), "%" PRId64, c->ledger_id);
+		snprintf(et, sizeof(et), "%" PRIu64, c->event_txid);
+		snprintf(ei, sizeof(ei), "%" PRId64, c->event_id);
+	}
+	else
+	{
+		/* A new batch starts at prev's xmin: older rows are all in prev. */
+		snprintf(lt, sizeof(lt), "%" PRIu64, xmin);
+		snprintf(li, sizeof(li), "0");
+		snprintf(et, sizeof(et), "%" PRIu64, xmin);
+		snprintf(ei, sizeof(ei), "0");
+	}
+	snprintf(lim, sizeof(lim), "%d", batch_size);
+	params[0] = c->prev;
+	params[1] = c->cur;
+	params[2] = lt;
+	params[3] = li;
+	params[4] = et;
+	params[5] = ei;
+	params[6] = lim;
+
+	st = exec_batch("page", 7, params, b);
+	if (st != PGS_OK)
+		return st;
+	if (b->cur == NULL)
+	{
+		pg_fail("read page", "no snapshot row");
+		batch_clear(b);
+		return PGS_RETRY;
+	}
+	/* Positions not advanced by this page stay where they were. */
+	if (b->ledger_rows == 0)
+	{
+		b->ledger_txid = strtoull(lt, NULL, 10);
+		b->ledger_id = strtoll(li, NULL, 10);
+	}
+	if (b->event_rows == 0)
+	{
+		b->event_txid = strtoull(et, NULL, 10);
+		b->event_id = strtoll(ei, NULL, 10);
+	}
+	return PGS_OK;
+}
+
+/*
+ * pg_connected(), no transaction open.  Opens the rebuild's REPEATABLE
+ * READ transaction; *snapshot (malloc'd) gets its snapshot.
+ */
+PgStatus
+pg_rebuild_begin(char **snapshot)
+{
+	PGresult   *res;
+
+	*snapshot = NULL;
+	if (!exec_simple("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+					 PGRES_COMMAND_OK, NULL))
+		return PGS_RETRY;
+	if (!exec_simple("SELECT pg_current_snapshot()::text", PGRES_TUPLES_OK, &res))
+		return PGS_RETRY;
+	*snapshot = strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return *snapshot ? PGS_OK : PGS_RETRY;
+}
+
+/*
+ * Inside the rebuild transaction.  Reads the next nusers accounts after
+ * user id after (NUL-terminated; "" for the first chunk) with their newest
+ * rows.  b->nusers == 0 means done.
+ */
+PgStatus
+pg_rebuild_chunk(const char *after, int nusers, int window, SyncBatch *b)
+{
+	char		n[16],
+				w[16];
+	const char *params[3];
+
+	snprintf(n, sizeof(n), "%d", nusers);
+	snprintf(w, sizeof(w), "%d", window);
+	params[0] = after;
+	params[1] = n;
+	params[2] = w;
+	return exec_batch("rebuild_chunk", 3, params, b);
+}
+
+/* Inside the rebuild transaction. */
+PgStatus
+pg_rebuild_end(void)
+{
+	return exec_simple("COMMIT", PGRES_COMMAND_OK, NULL) ? PGS_OK : PGS_RETRY;
+}
+
+/*
+ * pg_connected(), no transaction open; uid is NUL-terminated.  Reads one
+ * user's account and newest rows (to rewrite a txs key that had the wrong
+ * type).
+ */
+PgStatus
+pg_read_user(const char *uid, int window, SyncBatch *b)
+{
+	char		w[16];
+	const char *params[3];
+
+	snprintf(w, sizeof(w), "%d", window);
+	params[0] = uid;
+	params[1] = "1";
+	params[2] = w;
+	return exec_batch("user", 3, params, b);
+}

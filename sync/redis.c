@@ -1,0 +1,967 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis.c
+ *		credits-sync's Redis side: the connection, the apply script, the
+ *		cursor and the status hash.
+ *
+ * Layout (every key starts with the configured prefix, "" by default):
+ *	balance:<user>	string, accounts.balance
+ *	txs:<user>		sorted set of the newest N ledger rows; score = created_at
+ *					in epoch ms, member = compact JSON of the row
+ *	sync:version	hash, user -> accounts.version last written
+ *	sync:cursor		string "<epoch> <window> <prev> [<cur> <ltxid> <lid>
+ *					<etxid> <eid>]": everything visible in snapshot prev
+ *					(and, inside cur, up to the given (txid, id) positions)
+ *					has been applied
+ *	sync:rebuild	set of the tokens of rebuilds in progress
+ *	sync:status		hash, the daemon's state (see main.c)
+ * User ids are opaque bytes: keys are passed to Redis with explicit
+ * lengths, never through a format string.
+ *
+ * Every write of rows goes through one Lua script (APPLY_LUA), so each call
+ * is atomic.  The script first checks that the Redis it writes to is the
+ * one the daemon's cursor belongs to (the epoch in sync:cursor, or for a
+ * rebuild, its token in sync:rebuild); after FLUSHALL, an empty restart or
+ * another daemon's rebuild the check fails and nothing is written.  Then,
+ * per user, it writes the values only if the version is newer than the one
+ * in sync:version (equal versions rewrite a missing or mistyped key),
+ * ZADDs the rows (idempotent: a row's member and score never change) and
+ * trims to the newest N.  The cursor is set last, by the same call.
+ *
+ * A batch too large for one call is split; the calls that do not carry the
+ * cursor are sent first (pipelined) and the cursor's call only after all of
+ * them succeeded, so the cursor never covers a row that failed to apply.
+ *
+ * Any error (I/O, timeout, error reply) drops the connection; the caller
+ * reconnects with backoff and re-reads the cursor.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "credits_sync.h"
+
+/* Limits of one script call */
+#define CALL_MAX_MEMBERS	10000
+#define CALL_MAX_BYTES		(8 * 1024 * 1024)
+
+/*
+ * KEYS[1] cursor, KEYS[2] version hash, KEYS[3] rebuild token set, then per
+ * user: nv value keys and its txs key.
+ * ARGV[1] mode (b, r or f), ARGV[2] epoch (b) or rebuild token (r, f),
+ * ARGV[3] new cursor or '', ARGV[4] window, ARGV[5] nv, then per user: id,
+ * version ('' if none), nv values, number of rows, (score, member) pairs.
+ * Returns {'OK', ids whose txs key had to be deleted...} or {'STALE'}.
+ */
+static const char APPLY_LUA[] =
+"local mode, epoch, cursor = ARGV[1], ARGV[2], ARGV[3]\n"
+"local window, nv = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+"if mode == 'b' then\n"
+"  local c = redis.pcall('GET', KEYS[1])\n"
+"  if type(c) ~= 'string' or string.sub(c, 1, #epoch + 1) ~= epoch .. ' ' then\n"
+"    return {'STALE'}\n"
+"  end\n"
+"else\n"
+"  if redis.call('TYPE', KEYS[3]).ok ~= 'set' or\n"
+"     redis.call('SISMEMBER', KEYS[3], epoch) == 0 then\n"
+"    return {'STALE'}\n"
+"  end\n"
+"end\n"
+"local vt = redis.call('TYPE', KEYS[2]).ok\n"
+"if vt ~= 'hash' and vt ~= 'none' then redis.call('DEL', KEYS[2]) end\n"
+"local out = {'OK'}\n"
+"local k, a = 4, 6\n"
+"while a <= #ARGV do\n"
+"  local uid, ver = ARGV[a], ARGV[a + 1]\n"
+"  a = a + 2\n"
+"  if ver ~= '' then\n"
+"    local v = tonumber(ver)\n"
+"    local have = tonumber(redis.call('HGET', KEYS[2], uid) or '-1')\n"
+"    local write = have < v\n"
+"    if have == v then\n"
+"      for i = 0, nv - 1 do\n"
+"        if redis.call('TYPE', KEYS[k + i]).ok ~= 'string' then write = true end\n"
+"      end\n"
+"    end\n"
+"    if write then\n"
+"      for i = 0, nv - 1 do redis.call('SET', KEYS[k + i], ARGV[a + i]) end\n"
+"      redis.call('HSET', KEYS[2], uid, ver)\n"
+"    end\n"
+"  end\n"
+"  a = a + nv\n"
+"  local txs = KEYS[k + nv]\n"
+"  k = k + nv + 1\n"
+"  local n = tonumber(ARGV[a])\n"
+"  a = a + 1\n"
+"  if n > 0 then\n"
+"    local t = redis.call('TYPE', txs).ok\n"
+"    if t ~= 'zset' and t ~= 'none' then\n"
+"      redis.call('DEL', txs)\n"
+"      if mode == 'b' then out[#out + 1] = uid end\n"
+"    end\n"
+"    local i = 0\n"
+"    while i < n do\n"
+"      local m = math.min(n - i, 1000)\n"
+"      local args = {}\n"
+"      for j = 0, 2 * m - 1 do args[j + 1] = ARGV[a + 2 * i + j] end\n"
+"      redis.call('ZADD', txs, unpack(args))\n"
+"      i = i + m\n"
+"    end\n"
+"    a = a + 2 * n\n"
+"    redis.call('ZREMRANGEBYRANK', txs, 0, -(window + 1))\n"
+"  end\n"
+"end\n"
+"if cursor ~= '' then redis.call('SET', KEYS[1], cursor) end\n"
+"if mode == 'f' then redis.call('SREM', KEYS[3], epoch) end\n"
+"return out\n";
+
+static redisContext *ctx = NULL;
+static char script_sha[41];
+static char *prefix = NULL;
+static size_t prefix_len = 0;
+static int window = DEFAULT_WINDOW;
+static char *key_cursor = NULL;
+static char *key_version = NULL;
+static char *key_rebuild = NULL;
+static char *key_status = NULL;
+
+/* Growable argv for redisAppendCommandArgv */
+typedef struct Argv
+{
+	const char **v;
+	size_t	   *len;
+	int			n;
+	int			cap;
+} Argv;
+
+/* ------------------------------------------------------------------ */
+
+/* Records a failure for the log and the status hash. */
+static void
+redis_fail(const char *what, const char *msg)
+{
+	log_error("Redis: %s: %s", what, msg);
+	set_last_error("Redis: %s: %s", what, msg);
+}
+
+/* Any time. */
+bool
+redis_connected(void)
+{
+	return ctx != NULL;
+}
+
+/* Any time. */
+void
+redis_disconnect(void)
+{
+	if (ctx != NULL)
+	{
+		redisFree(ctx);
+		ctx = NULL;
+	}
+}
+
+/*
+ * ctx is open; reply is what redisCommand/redisGetReply returned.  False
+ * (after logging) if it is missing or an error; frees it then.
+ */
+static bool
+reply_ok(redisReply *reply, const char *what)
+{
+	if (reply == NULL)
+	{
+		redis_fail(what, ctx->errstr[0] ? ctx->errstr : "no reply");
+		return false;
+	}
+	if (reply->type == REDIS_REPLY_ERROR)
+	{
+		redis_fail(what, reply->str);
+		freeReplyObject(reply);
+		return false;
+	}
+	return true;
+}
+
+/* name is NUL-terminated.  Returns malloc'd prefix + name. */
+static char *
+make_key(const char *name)
+{
+	size_t		n = strlen(name);
+	char	   *k = malloc(prefix_len + n + 1);
+
+	if (k == NULL)
+		return NULL;
+	memcpy(k, prefix, prefix_len);
+	memcpy(k + prefix_len, name, n + 1);
+	return k;
+}
+
+/* Frees the key names built by set_keys. */
+static void
+free_keys(void)
+{
+	free(prefix);
+	free(key_cursor);
+	free(key_version);
+	free(key_rebuild);
+	free(key_status);
+	prefix = key_cursor = key_version = key_rebuild = key_status = NULL;
+}
+
+/* cfg is loaded.  Builds the fixed key names. */
+static bool
+set_keys(const SyncConfig *cfg)
+{
+	free_keys();
+	prefix = strdup(cfg->prefix);
+	if (prefix == NULL)
+		return false;
+	prefix_len = strlen(prefix);
+	window = cfg->window;
+	key_cursor = make_key("sync:cursor");
+	key_version = make_key("sync:version");
+	key_rebuild = make_key("sync:rebuild");
+	key_status = make_key("sync:status");
+	return key_cursor && key_version && key_rebuild && key_status;
+}
+
+/* cfg is loaded; not connected.  Connects (without loading the script). */
+static bool
+connect_only(const SyncConfig *cfg)
+{
+	struct timeval tv = {cfg->connect_timeout, 0};
+	redisReply *reply;
+
+	if (cfg->redis_host[0] == '/')
+		ctx = redisConnectUnixWithTimeout(cfg->redis_host, tv);
+	else
+		ctx = redisConnectWithTimeout(cfg->redis_host, cfg->redis_port, tv);
+	if (ctx == NULL || ctx->err)
+	{
+		redis_fail("connect", ctx ? ctx->errstr : "out of memory");
+		redis_disconnect();
+		return false;
+	}
+	if (redisSetTimeout(ctx, tv) != REDIS_OK)
+	{
+		redis_fail("connect", "could not set the timeout");
+		redis_disconnect();
+		return false;
+	}
+	if (cfg->redis_host[0] != '/')
+		redisEnableKeepAlive(ctx);
+
+	if (cfg->redis_password != NULL && cfg->redis_password[0] != '\0')
+	{
+		reply = redisCommand(ctx, "AUTH %b", cfg->redis_password,
+							 strlen(cfg->redis_password));
+		if (!reply_ok(reply, "AUTH"))
+			goto fail;
+		freeReplyObject(reply);
+	}
+	if (cfg->redis_db != 0)
+	{
+		reply = redisCommand(ctx, "SELECT %d", cfg->redis_db);
+		if (!reply_ok(reply, "SELECT"))
+			goto fail;
+		freeReplyObject(reply);
+	}
+	if (!set_keys(cfg))
+	{
+		redis_fail("connect", "out of memory");
+		goto fail;
+	}
+	return true;
+
+fail:
+	redis_disconnect();
+	return false;
+}
+
+/* cfg is loaded; not connected.  Connects and loads the script. */
+bool
+redis_connect(const SyncConfig *cfg)
+{
+	redisReply *reply;
+
+	if (!connect_only(cfg))
+		return false;
+	reply = redisCommand(ctx, "SCRIPT LOAD %b", APPLY_LUA, sizeof(APPLY_LUA) - 1);
+	if (!reply_ok(reply, "SCRIPT LOAD"))
+	{
+		redis_disconnect();
+		return false;
+	}
+	if (reply->type != REDIS_REPLY_STRING || reply->len != 40)
+	{
+		freeReplyObject(reply);
+		redis_fail("SCRIPT LOAD", "unexpected reply");
+		redis_disconnect();
+		return false;
+	}
+	memcpy(script_sha, reply->str, 40);
+	script_sha[40] = '\0';
+	freeReplyObject(reply);
+	if (cfg->redis_host[0] == '/')
+		log_info("connected to Redis at %s (db %d)", cfg->redis_host, cfg->redis_db);
+	else
+		log_info("connected to Redis at %s:%d (db %d)", cfg->redis_host,
+				 cfg->redis_port, cfg->redis_db);
+	return true;
+}
+
+/*
+ * redis_connected().  *value gets the cursor (malloc'd), or NULL when the
+ * key is missing or not a string.
+ */
+RedisStatus
+redis_get_cursor(char **value)
+{
+	redisReply *reply;
+
+	*value = NULL;
+	reply = redisCommand(ctx, "GET %b", key_cursor, strlen(key_cursor));
+	if (reply == NULL)
+	{
+		redis_fail("GET cursor", ctx->errstr);
+		redis_disconnect();
+		return RS_ERROR;
+	}
+	if (reply->type == REDIS_REPLY_STRING)
+	{
+		*value = malloc((size_t) reply->len + 1);
+		if (*value == NULL)
+		{
+			freeReplyObject(reply);
+			redis_disconnect();
+			return RS_ERROR;
+		}
+		memcpy(*value, reply->str, (size_t) reply->len);
+		(*value)[reply->len] = '\0';
+	}
+	else if (reply->type == REDIS_REPLY_ERROR)
+		log_warning("Redis: GET cursor: %s; rebuilding", reply->str);
+	freeReplyObject(reply);
+	return RS_OK;
+}
+
+/* redis_connected().  Registers a rebuild's token in sync:rebuild. */
+RedisStatus
+redis_rebuild_register(const char *token)
+{
+	redisReply *reply;
+
+	reply = redisCommand(ctx, "TYPE %b", key_rebuild, strlen(key_rebuild));
+	if (!reply_ok(reply, "TYPE"))
+		goto fail;
+	if (reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "set") != 0 &&
+		strcmp(reply->str, "none") != 0)
+	{
+		freeReplyObject(reply);
+		log_warning("Redis: %s is not a set; deleting it", key_rebuild);
+		reply = redisCommand(ctx, "DEL %b", key_rebuild, strlen(key_rebuild));
+		if (!reply_ok(reply, "DEL"))
+			goto fail;
+	}
+	freeReplyObject(reply);
+	reply = redisCommand(ctx, "SADD %b %b", key_rebuild, strlen(key_rebuild),
+						 token, strlen(token));
+	if (!reply_ok(reply, "SADD"))
+		goto fail;
+	freeReplyObject(reply);
+	return RS_OK;
+
+fail:
+	redis_disconnect();
+	return RS_ERROR;
+}
+
+/* ------------------------------------------------------------------ */
+
+/* a is valid.  Appends one argument (not copied). */
+static bool
+argv_push(Argv *a, const char *s, size_t len)
+{
+	if (a->n == a->cap)
+	{
+		int			cap = a->cap ? a->cap * 2 : 256;
+		const char **v = realloc(a->v, sizeof(*v) * (size_t) cap);
+		size_t	   *l;
+
+		if (v == NULL)
+			return false;
+		a->v = v;
+		l = realloc(a->len, sizeof(*l) * (size_t) cap);
+		if (l == NULL)
+			return false;
+		a->len = l;
+		a->cap = cap;
+	}
+	a->v[a->n] = s;
+	a->len[a->n] = len;
+	a->n++;
+	return true;
+}
+
+/* a is valid. */
+static void
+argv_free(Argv *a)
+{
+	free(a->v);
+	free(a->len);
+	memset(a, 0, sizeof(*a));
+}
+
+/* One user's share of a call: rows [tx_first, tx_first + tx_count). */
+typedef struct Piece
+{
+	const SyncUser *u;
+	int			tx_first;
+	int			tx_count;
+	bool		with_values;
+} Piece;
+
+/* One script call: pieces [first, first + count) */
+typedef struct Call
+{
+	int			first;
+	int			count;
+} Call;
+
+/* calls is valid.  Starts a new, empty call after the current one. */
+static bool
+new_call(Call **calls, int *ncalls, int *ccap, int first_piece)
+{
+	if (*ncalls == *ccap)
+	{
+		Call	   *c = realloc(*calls, sizeof(Call) * (size_t) (*ccap * 2));
+
+		if (c == NULL)
+			return false;
+		*calls = c;
+		*ccap *= 2;
+	}
+	(*calls)[*ncalls].first = first_piece;
+	(*calls)[*ncalls].count = 0;
+	(*ncalls)++;
+	return true;
+}
+
+/*
+ * b is a filled batch.  Splits it into pieces and calls within the limits
+ * (a call always takes at least one row, however big); *pieces and *calls
+ * are malloc'd, and there is always at least one call.
+ */
+static bool
+plan_calls(const SyncBatch *b, Piece **pieces, int *npieces, Call **calls,
+		   int *ncalls)
+{
+	int			pcap = b->nusers + 8;
+	int			ccap = 8;
+	int			members = 0;
+	size_t		bytes = 0;
+
+	*npieces = 0;
+	*ncalls = 0;
+	*pieces = malloc(sizeof(Piece) * (size_t) pcap);
+	*calls = malloc(sizeof(Call) * (size_t) ccap);
+	if (*pieces == NULL || *calls == NULL || !new_call(calls, ncalls, &ccap, 0))
+		return false;
+
+	for (int i = 0; i < b->nusers; i++)
+	{
+		const SyncUser *u = &b->users[i];
+		int			done = 0;
+		bool		first = true;
+
+		while (first || done < u->tx_count)
+		{
+			int			take = 0;
+			size_t		pbytes = u->uid_len + 64;
+			int			cur_count = (*calls)[*ncalls - 1].count;
+			Piece	   *p;
+
+			while (done + take < u->tx_count && members + take < CALL_MAX_MEMBERS)
+			{
+				size_t		mb = b->txs[u->tx_first + done + take].member_len + 24;
+
+				if ((take > 0 || cur_count > 0) && bytes + pbytes + mb > CALL_MAX_BYTES)
+					break;
+				pbytes += mb;
+				take++;
+			}
+			if (take == 0 && done < u->tx_count && cur_count > 0)
+			{
+				if (!new_call(calls, ncalls, &ccap, *npieces))
+					return false;
+				members = 0;
+				bytes = 0;
+				continue;
+			}
+			if (*npieces == pcap)
+			{
+				Piece	   *np = realloc(*pieces, sizeof(Piece) * (size_t) (pcap * 2));
+
+				if (np == NULL)
+					return false;
+				*pieces = np;
+				pcap *= 2;
+			}
+			p = &(*pieces)[(*npieces)++];
+			p->u = u;
+			p->tx_first = u->tx_first + done;
+			p->tx_count = take;
+			p->with_values = first;
+			(*calls)[*ncalls - 1].count++;
+			first = false;
+			done += take;
+			members += take;
+			bytes += pbytes;
+		}
+	}
+	return true;
+}
+
+/*
+ * ctx is open.  Appends one script call for pieces [first, first+count)
+ * to the pipeline.  keybuf/numbuf receive the strings the argv points to;
+ * they must outlive the append (hiredis copies the arguments, so they can
+ * be freed right after).
+ */
+static bool
+append_call(const SyncBatch *b, const Piece *pieces, int first, int count,
+			ApplyMode mode, const char *epoch, const char *cursor,
+			bool use_eval)
+{
+	Argv		keys = {0};
+	Argv		args = {0};
+	Argv		all = {0};
+	char	   *keybuf = NULL;
+	char	   *numbuf = NULL;
+	size_t		keybytes = 0;
+	size_t		koff = 0;
+	char		modestr[2] = {(char) mode, '\0'};
+	char		winstr[16];
+	char		nvstr[16];
+	char		numkeys[16];
+	bool		ok = false;
+
+	snprintf(winstr, sizeof(winstr), "%d", window);
+	snprintf(nvstr, sizeof(nvstr), "%d", SYNC_NVALUES);
+
+	for (int i = first; i < first + count; i++)
+	{
+		keybytes += (SYNC_NVALUES + 1) * (prefix_len + pieces[i].u->uid_len) + 4;
+		for (int v = 0; v < SYNC_NVALUES; v++)
+			keybytes += strlen(sync_value_keys[v]);
+	}
+	keybuf = malloc(keybytes + 1);
+	numbuf = malloc((size_t) (count + 1) * 16);
+	if (keybuf == NULL || numbuf == NULL)
+		goto done;
+
+	if (!argv_push(&keys, key_cursor, strlen(key_cursor)) ||
+		!argv_push(&keys, key_version, strlen(key_version)) ||
+		!argv_push(&keys, key_rebuild, strlen(key_rebuild)) ||
+		!argv_push(&args, modestr, 1) ||
+		!argv_push(&args, epoch, strlen(epoch)) ||
+		!argv_push(&args, cursor ? cursor : "", cursor ? strlen(cursor) : 0) ||
+		!argv_push(&args, winstr, strlen(winstr)) ||
+		!argv_push(&args, nvstr, strlen(nvstr)))
+		goto done;
+
+	for (int i = first; i < first + count; i++)
+	{
+		const Piece *p = &pieces[i];
+		const SyncUser *u = p->u;
+		char	   *num = numbuf + (size_t) (i - first) * 16;
+
+		for (int v = 0; v <= SYNC_NVALUES; v++)
+		{
+			const char *name = v < SYNC_NVALUES ? sync_value_keys[v] : "txs:";
+			size_t		nlen = strlen(name);
+			char	   *k = keybuf + koff;
+
+			memcpy(k, prefix, prefix_len);
+			memcpy(k + prefix_len, name, nlen);
+			memcpy(k + prefix_len + nlen, u->uid, u->uid_len);
+			koff += prefix_len + nlen + u->uid_len;
+			if (!argv_push(&keys, k, prefix_len + nlen + u->uid_len))
+				goto done;
+		}
+
+		if (!argv_push(&args, u->uid, u->uid_len))
+			goto done;
+		if (p->with_values && u->version != NULL)
+		{
+			if (!argv_push(&args, u->version, strlen(u->version)))
+				goto done;
+			for (int v = 0; v < SYNC_NVALUES; v++)
+				if (!argv_push(&args, u->values[v], strlen(u->values[v])))
+					goto done;
+		}
+		else
+		{
+			if (!argv_push(&args, "", 0))
+				goto done;
+			for (int v = 0; v < SYNC_NVALUES; v++)
+				if (!argv_push(&args, "", 0))
+					goto done;
+		}
+		snprintf(num, 16, "%d", p->tx_count);
+		if (!argv_push(&args, num, strlen(num)))
+			goto done;
+		for (int t = p->tx_first; t < p->tx_first + p->tx_count; t++)
+		{
+			if (!argv_push(&args, b->txs[t].score, strlen(b->txs[t].score)) ||
+				!argv_push(&args, b->txs[t].member, b->txs[t].member_len))
+				goto done;
+		}
+	}
+
+	snprintf(numkeys, sizeof(numkeys), "%d", keys.n);
+	if (use_eval)
+	{
+		if (!argv_push(&all, "EVAL", 4) ||
+			!argv_push(&all, APPLY_LUA, sizeof(APPLY_LUA) - 1))
+			goto done;
+	}
+	else if (!argv_push(&all, "EVALSHA", 7) || !argv_push(&all, script_sha, 40))
+		goto done;
+	if (!argv_push(&all, numkeys, strlen(numkeys)))
+		goto done;
+	for (int i = 0; i < keys.n; i++)
+		if (!argv_push(&all, keys.v[i], keys.len[i]))
+			goto done;
+	for (int i = 0; i < args.n; i++)
+		if (!argv_push(&all, args.v[i], args.len[i]))
+			goto done;
+
+	ok = redisAppendCommandArgv(ctx, all.n, all.v, all.len) == REDIS_OK;
+
+done:
+	if (!ok)
+		redis_fail("apply", "could not build the command (out of memory)");
+	argv_free(&keys);
+	argv_free(&args);
+	argv_free(&all);
+	free(keybuf);
+	free(numbuf);
+	return ok;
+}
+
+/* ctx is open.  Appends HSET sync:status with nfields field/value pairs. */
+static bool
+append_status(const char *const *fields, int nfields)
+{
+	Argv		a = {0};
+	bool		ok;
+
+	ok = argv_push(&a, "HSET", 4) && argv_push(&a, key_status, strlen(key_status));
+	for (int i = 0; ok && i < 2 * nfields; i++)
+		ok = argv_push(&a, fields[i], strlen(fields[i]));
+	ok = ok && redisAppendCommandArgv(ctx, a.n, a.v, a.len) == REDIS_OK;
+	argv_free(&a);
+	return ok;
+}
+
+/* r is valid; uid has len bytes.  Appends a copy. */
+static bool
+repair_add(RepairList *r, const char *uid, size_t len)
+{
+	char	   *c;
+
+	for (int i = 0; i < r->n; i++)
+		if (r->lens[i] == len && memcmp(r->uids[i], uid, len) == 0)
+			return true;
+	if (r->n == r->cap)
+	{
+		int			cap = r->cap ? r->cap * 2 : 8;
+		char	  **u = realloc(r->uids, sizeof(*u) * (size_t) cap);
+		size_t	   *l;
+
+		if (u == NULL)
+			return false;
+		r->uids = u;
+		l = realloc(r->lens, sizeof(*l) * (size_t) cap);
+		if (l == NULL)
+			return false;
+		r->lens = l;
+		r->cap = cap;
+	}
+	c = malloc(len + 1);
+	if (c == NULL)
+		return false;
+	memcpy(c, uid, len);
+	c[len] = '\0';
+	r->uids[r->n] = c;
+	r->lens[r->n] = len;
+	r->n++;
+	return true;
+}
+
+/* r is valid. */
+void
+repair_list_clear(RepairList *r)
+{
+	for (int i = 0; i < r->n; i++)
+		free(r->uids[i]);
+	free(r->uids);
+	free(r->lens);
+	memset(r, 0, sizeof(*r));
+}
+
+/*
+ * ctx is open; one script reply is due.  Reads it: sets *noscript on a
+ * NOSCRIPT error, *stale on STALE, adds the ids to repair to repairs.
+ */
+static RedisStatus
+read_call_reply(bool *noscript, bool *stale, RepairList *repairs)
+{
+	redisReply *reply = NULL;
+	RedisStatus st = RS_OK;
+
+	*noscript = false;
+	if (redisGetReply(ctx, (void **) &reply) != REDIS_OK || reply == NULL)
+	{
+		redis_fail("apply", ctx->errstr[0] ? ctx->errstr : "no reply");
+		return RS_ERROR;
+	}
+	if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0)
+		*noscript = true;
+	else if (reply->type == REDIS_REPLY_ERROR)
+	{
+		redis_fail("apply", reply->str);
+		st = RS_ERROR;
+	}
+	else if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+			 reply->element[0]->type != REDIS_REPLY_STRING)
+	{
+		redis_fail("apply", "unexpected reply from the script");
+		st = RS_ERROR;
+	}
+	else if (strcmp(reply->element[0]->str, "STALE") == 0)
+		*stale = true;
+	else
+	{
+		for (size_t e = 1; e < reply->elements; e++)
+		{
+			redisReply *r = reply->element[e];
+
+			if (r->type == REDIS_REPLY_STRING && repairs != NULL &&
+				!repair_add(repairs, r->str, (size_t) r->len))
+			{
+				redis_fail("apply", "out of memory");
+				st = RS_ERROR;
+			}
+		}
+	}
+	freeReplyObject(reply);
+	return st;
+}
+
+/* ctx is open; an HSET of the status hash is due.  Reads its reply. */
+static RedisStatus
+read_status_reply(void)
+{
+	redisReply *reply = NULL;
+
+	if (redisGetReply(ctx, (void **) &reply) != REDIS_OK || reply == NULL)
+	{
+		redis_fail("HSET status", ctx->errstr[0] ? ctx->errstr : "no reply");
+		return RS_ERROR;
+	}
+	if (reply->type == REDIS_REPLY_ERROR)
+	{
+		/* A mistyped status key must not stop syncing. */
+		log_warning("Redis: HSET %s: %s; deleting it", key_status, reply->str);
+		freeReplyObject(reply);
+		reply = redisCommand(ctx, "DEL %b", key_status, strlen(key_status));
+		if (!reply_ok(reply, "DEL status"))
+			return RS_ERROR;
+	}
+	freeReplyObject(reply);
+	return RS_OK;
+}
+
+/*
+ * ctx is open.  Sends calls [from, to) pipelined (the last one of the
+ * batch with the cursor), then the status HSET if given, and reads all
+ * replies; calls refused with NOSCRIPT are sent again with EVAL.
+ */
+static RedisStatus
+send_calls(const SyncBatch *b, const Piece *pieces, const Call *calls,
+		   int ncalls, int from, int to, ApplyMode mode, const char *epoch,
+		   const char *cursor, const char *const *status, int nstatus,
+		   bool *stale, RepairList *repairs)
+{
+	bool	   *again = calloc((size_t) (to - from) + 1, sizeof(bool));
+	RedisStatus st = RS_OK;
+	int			nagain = 0;
+
+	if (again == NULL)
+	{
+		redis_fail("apply", "out of memory");
+		return RS_ERROR;
+	}
+	for (int c = from; c < to; c++)
+	{
+		if (!append_call(b, pieces, calls[c].first, calls[c].count, mode, epoch,
+						 c == ncalls - 1 ? cursor : NULL, false))
+		{
+			free(again);
+			return RS_ERROR;
+		}
+	}
+	if (nstatus > 0 && !append_status(status, nstatus))
+	{
+		free(again);
+		return RS_ERROR;
+	}
+	for (int c = from; c < to && st != RS_ERROR; c++)
+	{
+		RedisStatus r = read_call_reply(&again[c - from], stale, repairs);
+
+		if (r != RS_OK)
+			st = r;
+		if (again[c - from])
+			nagain++;
+	}
+	if (st == RS_OK && nstatus > 0)
+		st = read_status_reply();
+
+	if (st == RS_OK && nagain > 0)
+	{
+		log_info("Redis: script not cached (SCRIPT FLUSH or restart?); sending it with EVAL");
+		for (int c = from; c < to && st == RS_OK; c++)
+		{
+			if (again[c - from] &&
+				!append_call(b, pieces, calls[c].first, calls[c].count, mode,
+							 epoch, c == ncalls - 1 ? cursor : NULL, true))
+				st = RS_ERROR;
+		}
+		for (int c = from; c < to && st == RS_OK; c++)
+		{
+			bool		noscript;
+
+			if (!again[c - from])
+				continue;
+			st = read_call_reply(&noscript, stale, repairs);
+			if (st == RS_OK && noscript)
+			{
+				redis_fail("apply", "NOSCRIPT reply to EVAL");
+				st = RS_ERROR;
+			}
+		}
+	}
+	free(again);
+	return st;
+}
+
+/*
+ * redis_connected(); b is a filled batch (may have no users).  Applies it
+ * with the script in the given mode; epoch is the cursor's epoch (mode b)
+ * or the rebuild token (r, f).  cursor (or NULL) is stored by the last
+ * call, sent only after the others succeeded.  The nstatus field/value
+ * pairs in status are written to sync:status in the same pipeline.  Users
+ * whose txs key had the wrong type are added to repairs (or NULL).  On
+ * RS_ERROR the connection has been dropped.
+ */
+RedisStatus
+redis_apply(const SyncBatch *b, ApplyMode mode, const char *epoch,
+			const char *cursor, const char *const *status, int nstatus,
+			RepairList *repairs)
+{
+	Piece	   *pieces = NULL;
+	Call	   *calls = NULL;
+	int			npieces,
+				ncalls;
+	bool		stale = false;
+	RedisStatus st;
+
+	if (!plan_calls(b, &pieces, &npieces, &calls, &ncalls))
+	{
+		redis_fail("apply", "out of memory");
+		st = RS_ERROR;
+	}
+	else
+	{
+		st = RS_OK;
+		if (ncalls > 1)
+			st = send_calls(b, pieces, calls, ncalls, 0, ncalls - 1, mode, epoch,
+							cursor, NULL, 0, &stale, repairs);
+		if (st == RS_OK && !stale)
+			st = send_calls(b, pieces, calls, ncalls, ncalls - 1, ncalls, mode,
+							epoch, cursor, status, nstatus, &stale, repairs);
+		if (st == RS_OK && stale)
+			st = RS_STALE;
+	}
+	if (st == RS_ERROR)
+		redis_disconnect();
+	free(pieces);
+	free(calls);
+	return st;
+}
+
+/*
+ * redis_connected().  Writes nfields field/value pairs to sync:status
+ * (used outside batches, e.g. at shutdown).
+ */
+RedisStatus
+redis_write_status(const char *const *fields, int nfields)
+{
+	redisReply *reply = NULL;
+
+	if (!append_status(fields, nfields) ||
+		redisGetReply(ctx, (void **) &reply) != REDIS_OK)
+	{
+		redis_fail("HSET status", ctx->errstr);
+		redis_disconnect();
+		return RS_ERROR;
+	}
+	if (!reply_ok(reply, "HSET status"))
+		return RS_ERROR;
+	freeReplyObject(reply);
+	return RS_OK;
+}
+
+/*
+ * cfg is loaded, not connected.  Prints sync:status (one "field: value"
+ * line each) for --status.  Returns the exit status: 0, or 1 if Redis is
+ * unreachable or the hash does not exist.
+ */
+int
+redis_print_status(const SyncConfig *cfg)
+{
+	redisReply *reply;
+	int			rc = 1;
+
+	if (!connect_only(cfg))
+		return 1;
+	reply = redisCommand(ctx, "HGETALL %b", key_status, strlen(key_status));
+	if (reply_ok(reply, "HGETALL"))
+	{
+		if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0)
+		{
+			for (size_t i = 0; i + 1 < reply->elements; i += 2)
+				printf("%.*s: %.*s\n",
+					   (int) reply->element[i]->len, reply->element[i]->str,
+					   (int) reply->element[i + 1]->len, reply->element[i + 1]->str);
+			rc = 0;
+		}
+		else
+			fprintf(stderr, "credits-sync: no status in Redis (key %s): is the daemon running?\n",
+					key_status);
+		freeReplyObject(reply);
+	}
+	redis_disconnect();
+	free_keys();
+	return rc;
+}
