@@ -1,0 +1,185 @@
+-- pgTAP: the functions are safe under a hostile search_path.
+--
+-- Schema "hostile" shadows what the extension's queries could resolve by
+-- name: tables accounts/ledger/account_events, the operators = <> < <= >
+-- >= + - on text and bigint, now(), sum(bigint), jsonb_typeof() and
+-- octet_length().  Every shadowing function records that it was called and
+-- returns a wrong answer.  A login-less member of credits_app then calls the
+-- functions with search_path = hostile, pg_catalog (pg_catalog explicitly
+-- last, so the shadows win), and the results must be the right ones, with
+-- no shadow called and the hostile tables untouched.
+--
+-- pgTAP itself cannot run under that search_path, so the calls store their
+-- results in a temporary table and the assertions come after RESET.
+SET client_min_messages = warning;
+BEGIN;
+CREATE EXTENSION IF NOT EXISTS pgtap;
+SELECT plan(18);
+
+CREATE ROLE tap_sp_app NOLOGIN IN ROLE credits_app;
+
+CREATE SCHEMA hostile;
+GRANT USAGE ON SCHEMA hostile TO PUBLIC;
+CREATE TABLE hostile.hijacked (what text NOT NULL);
+GRANT INSERT, SELECT ON hostile.hijacked TO PUBLIC;
+
+CREATE TABLE hostile.accounts (user_id text, balance bigint, held bigint DEFAULT 0, version bigint DEFAULT 1,
+							   created_at timestamptz DEFAULT now(), updated_at timestamptz DEFAULT now());
+CREATE TABLE hostile.ledger (LIKE credits.ledger);
+CREATE TABLE hostile.account_events (LIKE credits.account_events);
+INSERT INTO hostile.accounts (user_id, balance) VALUES ('tap-sp', 999999);
+GRANT ALL ON hostile.accounts, hostile.ledger, hostile.account_events TO PUBLIC;
+CREATE TEMP TABLE accounts (user_id text, balance bigint);
+INSERT INTO pg_temp.accounts VALUES ('tap-sp', 888888);
+GRANT ALL ON pg_temp.accounts TO PUBLIC;
+
+CREATE FUNCTION hostile.t_true(a text, b text) RETURNS boolean LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO hostile.hijacked VALUES ('text operator'); RETURN true; END$$;
+CREATE FUNCTION hostile.t_false(a text, b text) RETURNS boolean LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO hostile.hijacked VALUES ('text operator'); RETURN false; END$$;
+CREATE FUNCTION hostile.b_true(a bigint, b bigint) RETURNS boolean LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO hostile.hijacked VALUES ('bigint comparison'); RETURN true; END$$;
+CREATE FUNCTION hostile.b_false(a bigint, b bigint) RETURNS boolean LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO hostile.hijacked VALUES ('bigint comparison'); RETURN false; END$$;
+CREATE FUNCTION hostile.b_big(a bigint, b bigint) RETURNS bigint LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO hostile.hijacked VALUES ('bigint arithmetic'); RETURN 1000000; END$$;
+CREATE OPERATOR hostile.= (LEFTARG = text, RIGHTARG = text, FUNCTION = hostile.t_true);
+CREATE OPERATOR hostile.<> (LEFTARG = text, RIGHTARG = text, FUNCTION = hostile.t_false);
+CREATE OPERATOR hostile.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = hostile.b_true);
+CREATE OPERATOR hostile.<> (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = hostile.b_false);
+CREATE OPERATOR hostile.>= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = hostile.b_true);
+CREATE OPERATOR hostile.> (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = hostile.b_true);
+CREATE OPERATOR hostile.<= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = hostile.b_true);
+CREATE OPERATOR hostile.< (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = hostile.b_true);
+CREATE OPERATOR hostile.+ (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = hostile.b_big);
+CREATE OPERATOR hostile.- (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = hostile.b_big);
+CREATE FUNCTION hostile.now() RETURNS timestamptz LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO hostile.hijacked VALUES ('now()'); RETURN '2000-01-01 00:00:00+00'; END$$;
+CREATE FUNCTION hostile.jsonb_typeof(j jsonb) RETURNS text LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO hostile.hijacked VALUES ('jsonb_typeof()'); RETURN 'object'; END$$;
+CREATE FUNCTION hostile.octet_length(t text) RETURNS integer LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO hostile.hijacked VALUES ('octet_length()'); RETURN 1; END$$;
+CREATE FUNCTION hostile.sum_step(s bigint, v bigint) RETURNS bigint LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO hostile.hijacked VALUES ('sum(bigint)'); RETURN 424242; END$$;
+CREATE AGGREGATE hostile.sum(bigint) (SFUNC = hostile.sum_step, STYPE = bigint, INITCOND = '0');
+
+-- step -> result; written under the hostile search_path, so every name in
+-- the statements below is qualified and no operator is used
+CREATE TEMP TABLE sp_result (step text, tx_id bigint, balance bigint, state text, flag boolean);
+GRANT ALL ON pg_temp.sp_result TO tap_sp_app;
+
+SET LOCAL ROLE tap_sp_app;
+SET LOCAL search_path = hostile, pg_catalog;
+
+-- Each step records its result, or the error it raised.
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, tx_id, balance) SELECT 'init', r.tx_id, r.balance FROM credits.credit_init('tap-sp', 100) r;
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('init', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, tx_id, balance) SELECT 'deduct', r.tx_id, r.balance FROM credits.credit_deduct('tap-sp', 30, 'chat_message', '{"n": 1}') r;
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('deduct', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, tx_id, balance) SELECT 'add', r.tx_id, r.balance FROM credits.credit_add('tap-sp', 5, 'purchase', '{}', 'tap-sp-key') r;
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('add', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, tx_id, balance) SELECT 'add retry', r.tx_id, r.balance FROM credits.credit_add('tap-sp', 5, 'purchase', '{}', 'tap-sp-key') r;
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('add retry', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, balance) SELECT 'balance', credits.credit_balance('tap-sp');
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('balance', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, balance) SELECT 'history', pg_catalog.count(*) FROM credits.credit_history('tap-sp');
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('history', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, balance, flag) SELECT 'verify', r.calculated, r.valid FROM credits.credit_verify('tap-sp') r;
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('verify', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, balance) SELECT 'verify_all', pg_catalog.count(*) FROM credits.credit_verify_all();
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('verify_all', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, balance) SELECT 'rebuild', credits.credit_rebuild('tap-sp');
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('rebuild', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
+DO $$
+BEGIN
+	PERFORM credits.credit_deduct('tap-sp', 1000, 'chat_message');
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('overdraw', '00000');
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('overdraw', SQLSTATE);
+END
+$$;
+DO $$
+BEGIN
+	PERFORM credits.credit_deduct('tap-sp', 1, 'chat_message', '[1]');
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('bad metadata', '00000');
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('bad metadata', SQLSTATE);
+END
+$$;
+
+RESET search_path;
+RESET ROLE;
+
+SELECT is_empty($$SELECT step, state FROM sp_result WHERE state IS NOT NULL AND step NOT IN ('overdraw', 'bad metadata')$$,
+				'no call raised an error');
+SELECT is((SELECT balance FROM sp_result WHERE step = 'init'), 100::bigint, 'credit_init: balance 100');
+SELECT is((SELECT balance FROM sp_result WHERE step = 'deduct'), 70::bigint, 'credit_deduct: balance 70');
+SELECT is((SELECT balance FROM sp_result WHERE step = 'add'), 75::bigint, 'credit_add: balance 75');
+SELECT is((SELECT tx_id FROM sp_result WHERE step = 'add retry'), (SELECT tx_id FROM sp_result WHERE step = 'add'),
+		  'the idempotent retry returns the original tx_id');
+SELECT is((SELECT balance FROM sp_result WHERE step = 'balance'), 75::bigint, 'credit_balance: 75');
+SELECT is((SELECT balance FROM sp_result WHERE step = 'history'), 3::bigint, 'credit_history: 3 rows');
+SELECT is((SELECT flag FROM sp_result WHERE step = 'verify'), true, 'credit_verify: valid');
+SELECT is((SELECT balance FROM sp_result WHERE step = 'verify'), 75::bigint, 'credit_verify: calculated 75');
+SELECT is((SELECT balance FROM sp_result WHERE step = 'verify_all'), 0::bigint, 'credit_verify_all: no mismatch');
+SELECT is((SELECT balance FROM sp_result WHERE step = 'rebuild'), 75::bigint, 'credit_rebuild: 75');
+SELECT is((SELECT state FROM sp_result WHERE step = 'overdraw'), 'CR001', 'an overdraft is still CR001');
+SELECT is((SELECT state FROM sp_result WHERE step = 'bad metadata'), 'CR010', 'metadata that is not an object is still CR010');
+
+SELECT is_empty($$SELECT DISTINCT what FROM hostile.hijacked$$, 'no shadowing function or operator was called');
+SELECT results_eq($$SELECT user_id, balance FROM hostile.accounts$$, $$VALUES ('tap-sp'::text, 999999::bigint)$$,
+				  'hostile.accounts is untouched');
+SELECT is_empty($$SELECT * FROM hostile.ledger$$, 'hostile.ledger is untouched');
+SELECT results_eq($$SELECT amount, balance_after, action FROM credits.ledger WHERE user_id = 'tap-sp' ORDER BY id$$,
+				  $$VALUES (100::bigint, 100::bigint, 'init'::text), (-30, 70, 'chat_message'), (5, 75, 'purchase')$$,
+				  'credits.ledger holds exactly the three rows');
+SELECT cmp_ok((SELECT max(created_at) FROM credits.ledger WHERE user_id = 'tap-sp'), '>', '2000-01-02'::timestamptz,
+			  'created_at comes from pg_catalog.now()');
+
+SELECT * FROM finish();
+ROLLBACK;
