@@ -70,6 +70,43 @@ typedef enum CreditsQuery
 	CQ_VERIFY_ALL,
 	CQ_REBUILD,
 	CQ_INSERT_EVENT,
+	/* billing (holds, grants, prices, plans, usage) */
+	CQ_ACTIVE_HELD,
+	CQ_AVAILABLE,
+	CQ_EXPIRE_HOLDS,
+	CQ_UNRESERVE,
+	CQ_HOLD_ACCOUNT,
+	CQ_HOLD_EVENT,
+	CQ_DUE_GRANTS,
+	CQ_EXPIRE_GRANT,
+	CQ_GRANT_GET,
+	CQ_SPEND,
+	CQ_RESERVE,
+	CQ_HOLD_FIND_KEY,
+	CQ_HOLD_INSERT,
+	CQ_HOLD_USER,
+	CQ_HOLD_GET,
+	CQ_HOLD_CLOSE,
+	CQ_LEDGER_ROW,
+	CQ_USERS_DUE_HOLDS,
+	CQ_USERS_DUE_GRANTS,
+	CQ_GRANT_UPSERT,
+	CQ_GRANT_INSERT,
+	CQ_GRANT_FIND_KEY,
+	CQ_PRICE,
+	CQ_CHARGE_FIND_KEY,
+	CQ_PLAN,
+	CQ_SUB_INSERT,
+	CQ_SUB_LOCK,
+	CQ_SUB_SET_PLAN,
+	CQ_SUB_SET_END,
+	CQ_SUBS_DUE,
+	CQ_PERIOD,
+	CQ_ALLOWANCE_INSERT,
+	CQ_ALLOWANCE_SET,
+	CQ_ALLOWANCE_GRANT,
+	CQ_SUB_ADVANCE,
+	CQ_USAGE,
 	CQ__COUNT
 } CreditsQuery;
 
@@ -93,6 +130,15 @@ extern void credits_post(text *user_id, int64 amount, int64 balance_after,
 						 CreditsTx *tx);
 extern void credits_return_tx(FunctionCallInfo fcinfo, const CreditsTx *tx);
 extern int64 credits_active_held(text *user_id, int64 held);
+extern bool credits_lock_account(text *user_id, int64 *balance, int64 *held,
+								 int64 *expiring);
+extern int64 credits_deduct_locked(text *user_id, int64 amount, int64 balance,
+								   int64 held, int64 expiring);
+extern int64 credits_deduct_unkeyed(text *user_id, int64 amount);
+
+/* settle.c (billing): the locked deduction path of accounts with grants */
+extern int64 credits_spend_expiring(text *user_id, int64 amount, int64 balance,
+									int64 held, int64 expiring);
 
 /* wakeup.c */
 extern void credits_wakeup_init(void);

@@ -11,7 +11,8 @@
  *	  re-checked against the newest row version after a lock wait, so no
  *	  interleaving can overdraw).  Only when it matches nothing do we lock
  *	  with SELECT ... FOR UPDATE to find out why (unknown account,
- *	  insufficient credits, or holds that have expired and no longer count).
+ *	  insufficient credits, holds that have expired and no longer count, or
+ *	  expiring grants to settle and draw down: see settle.c).
  *	- Unkeyed add: one INSERT ... ON CONFLICT DO UPDATE, which opens the
  *	  account if needed and refuses to overflow.
  *	- Keyed calls lock the row first and only then look the key up, so
@@ -41,7 +42,13 @@ PG_FUNCTION_INFO_V1(credit_add);
 int64
 credits_active_held(text *user_id, int64 held)
 {
-	return held;
+	Datum		values[1] = {PointerGetDatum(user_id)};
+
+	if (held == 0)
+		return 0;
+	if (credits_exec(CQ_ACTIVE_HELD, values, NULL, false, 0) != 1)
+		elog(ERROR, "credits: active holds query returned no row");
+	return credits_get_int64(0, 1);
 }
 
 /*
@@ -131,10 +138,11 @@ find_key(text *user_id, text *key, int64 signed_amount, text *action,
 
 /*
  * Lock the account row; returns false if there is none.  On success
- * *balance and *held are the locked row's values.  Caller is connected.
+ * *balance, *held and *expiring are the locked row's values.  Caller is
+ * connected.
  */
-static bool
-lock_account(text *user_id, int64 *balance, int64 *held)
+bool
+credits_lock_account(text *user_id, int64 *balance, int64 *held, int64 *expiring)
 {
 	Datum		values[1] = {PointerGetDatum(user_id)};
 
@@ -142,19 +150,27 @@ lock_account(text *user_id, int64 *balance, int64 *held)
 		return false;
 	*balance = credits_get_int64(0, 1);
 	*held = credits_get_int64(0, 2);
+	*expiring = credits_get_int64(0, 3);
 	return true;
 }
 
 /*
- * Deduct from a locked account whose row values are balance and held;
- * raises CR001 if the available credit does not cover amount.  Returns the
- * new balance.  Caller must hold the account row lock.
+ * Deduct from a locked account whose row values are balance, held and
+ * expiring; raises CR001 if the available credit does not cover amount.
+ * Returns the new balance.  Caller must hold the account row lock.
  */
-static int64
-deduct_locked(text *user_id, int64 amount, int64 balance, int64 held)
+int64
+credits_deduct_locked(text *user_id, int64 amount, int64 balance, int64 held,
+					  int64 expiring)
 {
 	Datum		values[2] = {PointerGetDatum(user_id), Int64GetDatum(amount)};
-	int64		available = balance - credits_active_held(user_id, held);
+	int64		available;
+
+	/* Expiring grants: settle them and draw them down (settle.c). */
+	if (expiring > 0)
+		return credits_spend_expiring(user_id, amount, balance, held, expiring);
+
+	available = balance - credits_active_held(user_id, held);
 
 	if (amount > available)
 		credits_insufficient(amount, Max(available, 0));
@@ -164,18 +180,19 @@ deduct_locked(text *user_id, int64 amount, int64 balance, int64 held)
 }
 
 /* Apply an unkeyed deduction; returns the new balance.  Caller is connected. */
-static int64
-deduct_unkeyed(text *user_id, int64 amount)
+int64
+credits_deduct_unkeyed(text *user_id, int64 amount)
 {
 	Datum		values[2] = {PointerGetDatum(user_id), Int64GetDatum(amount)};
 	int64		balance;
 	int64		held;
+	int64		expiring;
 
 	if (credits_exec(CQ_DEDUCT_FAST, values, NULL, false, 0) == 1)
 		return credits_get_int64(0, 1);
-	if (!lock_account(user_id, &balance, &held))
+	if (!credits_lock_account(user_id, &balance, &held, &expiring))
 		credits_unknown_account(user_id);
-	return deduct_locked(user_id, amount, balance, held);
+	return credits_deduct_locked(user_id, amount, balance, held, expiring);
 }
 
 /* Raise CR011: adding amount to balance would overflow bigint. */
@@ -220,18 +237,20 @@ credit_deduct(PG_FUNCTION_ARGS)
 
 	credits_connect();
 	if (key == NULL)
-		credits_post(user_id, -amount, deduct_unkeyed(user_id, amount),
+		credits_post(user_id, -amount, credits_deduct_unkeyed(user_id, amount),
 					 action, metadata, NULL, &tx);
 	else
 	{
 		int64		balance;
 		int64		held;
+		int64		expiring;
 
-		if (!lock_account(user_id, &balance, &held))
+		if (!credits_lock_account(user_id, &balance, &held, &expiring))
 			credits_unknown_account(user_id);
 		if (!find_key(user_id, key, -amount, action, &tx))
 			credits_post(user_id, -amount,
-						 deduct_locked(user_id, amount, balance, held),
+						 credits_deduct_locked(user_id, amount, balance, held,
+											   expiring),
 						 action, metadata, key, &tx);
 	}
 	credits_finish();
@@ -259,11 +278,12 @@ credit_add(PG_FUNCTION_ARGS)
 		Datum		values[1] = {PointerGetDatum(user_id)};
 		int64		balance;
 		int64		held;
+		int64		expiring;
 
-		if (!lock_account(user_id, &balance, &held))
+		if (!credits_lock_account(user_id, &balance, &held, &expiring))
 		{
 			(void) credits_exec(CQ_OPEN_ACCOUNT, values, NULL, false, 0);
-			if (!lock_account(user_id, &balance, &held))
+			if (!credits_lock_account(user_id, &balance, &held, &expiring))
 				elog(ERROR, "credits: account vanished after being opened");
 		}
 		if (find_key(user_id, key, amount, action, &tx))
