@@ -490,8 +490,10 @@ usage() { echo "usage: $0 up|down|status|env" >&2; exit 2; }
 [ $# -eq 1 ] || usage
 case "$1" in
   up | down)
-    exec 9>"$RUN_DIR/.stack.lock"
-    flock 9
+    # (stack.lock, not .stack.lock: servers started by an early version of
+    # this script inherited the lock on .stack.lock and hold it for good)
+    exec 9>"$RUN_DIR/stack.lock"
+    flock -w 600 9 || die "another '.ci/stack.sh up|down' has held $RUN_DIR/stack.lock for 10 minutes"
     "cmd_$1"
     ;;
   status) cmd_status ;;
