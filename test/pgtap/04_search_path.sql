@@ -2,19 +2,20 @@
 --
 -- Schema "hostile" shadows what the extension's queries could resolve by
 -- name: tables accounts/ledger/account_events, the operators = <> < <= >
--- >= + - on text and bigint, now(), sum(bigint), jsonb_typeof() and
+-- >= + - on text and bigint, * / on numeric, comparisons on timestamptz and
+-- timestamptz + interval, now(), ceil(), sum(bigint), jsonb_typeof() and
 -- octet_length().  Every shadowing function records that it was called and
 -- returns a wrong answer.  A login-less member of credits_app then calls the
--- functions with search_path = hostile, pg_catalog (pg_catalog explicitly
--- last, so the shadows win), and the results must be the right ones, with
--- no shadow called and the hostile tables untouched.
+-- core and billing functions with search_path = hostile, pg_catalog
+-- (pg_catalog explicitly last, so the shadows win), and the results must be
+-- the right ones, with no shadow called and the hostile tables untouched.
 --
 -- pgTAP itself cannot run under that search_path, so the calls store their
 -- results in a temporary table and the assertions come after RESET.
 SET client_min_messages = warning;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(18);
+SELECT plan(24);
 
 CREATE ROLE tap_sp_app NOLOGIN IN ROLE credits_app;
 
@@ -53,6 +54,21 @@ CREATE OPERATOR hostile.<= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = host
 CREATE OPERATOR hostile.< (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = hostile.b_true);
 CREATE OPERATOR hostile.+ (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = hostile.b_big);
 CREATE OPERATOR hostile.- (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = hostile.b_big);
+CREATE FUNCTION hostile.n_big(a numeric, b numeric) RETURNS numeric LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO hostile.hijacked VALUES ('numeric arithmetic'); RETURN 1000000; END$$;
+CREATE OPERATOR hostile.* (LEFTARG = numeric, RIGHTARG = numeric, FUNCTION = hostile.n_big);
+CREATE OPERATOR hostile./ (LEFTARG = numeric, RIGHTARG = numeric, FUNCTION = hostile.n_big);
+CREATE FUNCTION hostile.ceil(a numeric) RETURNS numeric LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO hostile.hijacked VALUES ('ceil()'); RETURN 1000000; END$$;
+CREATE FUNCTION hostile.ts_true(a timestamptz, b timestamptz) RETURNS boolean LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO hostile.hijacked VALUES ('timestamptz comparison'); RETURN true; END$$;
+CREATE OPERATOR hostile.> (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = hostile.ts_true);
+CREATE OPERATOR hostile.< (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = hostile.ts_true);
+CREATE OPERATOR hostile.>= (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = hostile.ts_true);
+CREATE OPERATOR hostile.<= (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = hostile.ts_true);
+CREATE FUNCTION hostile.ts_plus(a timestamptz, b interval) RETURNS timestamptz LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO hostile.hijacked VALUES ('timestamptz + interval'); RETURN '2000-01-01 00:00:00+00'; END$$;
+CREATE OPERATOR hostile.+ (LEFTARG = timestamptz, RIGHTARG = interval, FUNCTION = hostile.ts_plus);
 CREATE FUNCTION hostile.now() RETURNS timestamptz LANGUAGE plpgsql AS
 $$BEGIN INSERT INTO hostile.hijacked VALUES ('now()'); RETURN '2000-01-01 00:00:00+00'; END$$;
 CREATE FUNCTION hostile.jsonb_typeof(j jsonb) RETURNS text LANGUAGE plpgsql AS
@@ -135,6 +151,49 @@ EXCEPTION WHEN OTHERS THEN
 	INSERT INTO pg_temp.sp_result (step, state) VALUES ('rebuild', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
 END
 $$;
+-- billing (holds, prices)
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, balance) SELECT 'available', credits.credit_available('tap-sp');
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('available', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, tx_id, balance) SELECT 'hold', r.hold_id, r.available FROM credits.credit_hold('tap-sp', 20, 'video_generation') r;
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('hold', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, tx_id, balance) SELECT 'capture', r.tx_id, r.balance FROM pg_temp.sp_result h, credits.credit_capture(h.tx_id, 15) r WHERE h.step OPERATOR(pg_catalog.=) 'hold';
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('capture', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, tx_id, balance) SELECT 'charge', r.tx_id, r.balance FROM credits.credit_charge('tap-sp', 'chat_message', 1) r;
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('charge', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, balance) SELECT 'cost', credits.credit_cost('video_generation', 2.5);
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('cost', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, balance) SELECT 'available after', credits.credit_available('tap-sp');
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('available after', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
 DO $$
 BEGIN
 	PERFORM credits.credit_deduct('tap-sp', 1000, 'chat_message');
@@ -168,6 +227,12 @@ SELECT is((SELECT flag FROM sp_result WHERE step = 'verify'), true, 'credit_veri
 SELECT is((SELECT balance FROM sp_result WHERE step = 'verify'), 75::bigint, 'credit_verify: calculated 75');
 SELECT is((SELECT balance FROM sp_result WHERE step = 'verify_all'), 0::bigint, 'credit_verify_all: no mismatch');
 SELECT is((SELECT balance FROM sp_result WHERE step = 'rebuild'), 75::bigint, 'credit_rebuild: 75');
+SELECT is((SELECT balance FROM sp_result WHERE step = 'available'), 75::bigint, 'credit_available: 75');
+SELECT is((SELECT balance FROM sp_result WHERE step = 'hold'), 55::bigint, 'credit_hold of 20: available 55');
+SELECT is((SELECT balance FROM sp_result WHERE step = 'capture'), 60::bigint, 'credit_capture of 15: balance 60');
+SELECT is((SELECT balance FROM sp_result WHERE step = 'charge'), 50::bigint, 'credit_charge of one chat_message: balance 50');
+SELECT is((SELECT balance FROM sp_result WHERE step = 'cost'), 25::bigint, 'credit_cost of 2.5 s of video: 25');
+SELECT is((SELECT balance FROM sp_result WHERE step = 'available after'), 50::bigint, 'credit_available after the capture: 50');
 SELECT is((SELECT state FROM sp_result WHERE step = 'overdraw'), 'CR001', 'an overdraft is still CR001');
 SELECT is((SELECT state FROM sp_result WHERE step = 'bad metadata'), 'CR010', 'metadata that is not an object is still CR010');
 
@@ -175,9 +240,9 @@ SELECT is_empty($$SELECT DISTINCT what FROM hostile.hijacked$$, 'no shadowing fu
 SELECT results_eq($$SELECT user_id, balance FROM hostile.accounts$$, $$VALUES ('tap-sp'::text, 999999::bigint)$$,
 				  'hostile.accounts is untouched');
 SELECT is_empty($$SELECT * FROM hostile.ledger$$, 'hostile.ledger is untouched');
-SELECT results_eq($$SELECT amount, balance_after, action FROM credits.ledger WHERE user_id = 'tap-sp' ORDER BY id$$,
-				  $$VALUES (100::bigint, 100::bigint, 'init'::text), (-30, 70, 'chat_message'), (5, 75, 'purchase')$$,
-				  'credits.ledger holds exactly the three rows');
+SELECT results_eq($$SELECT amount, balance_after FROM credits.ledger WHERE user_id = 'tap-sp' ORDER BY id$$,
+				  $$VALUES (100::bigint, 100::bigint), (-30, 70), (5, 75), (-15, 60), (-10, 50)$$,
+				  'credits.ledger holds exactly the five rows');
 SELECT cmp_ok((SELECT max(created_at) FROM credits.ledger WHERE user_id = 'tap-sp'), '>', '2000-01-02'::timestamptz,
 			  'created_at comes from pg_catalog.now()');
 
