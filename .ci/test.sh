@@ -14,7 +14,8 @@
 # `N passed, N failed`, and the exit status is non-zero if anything failed.
 #
 # CREDITS_TEST_ONLY="regress isolation pgtap stress sync node" picks parts.
-# CREDITS_TEST_TIMEOUT (seconds, default 1800) bounds each part.
+# CREDITS_TEST_TIMEOUT (seconds, default 1200) bounds each part (CI has 90
+# minutes in all).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,7 +23,7 @@ cd "$REPO"
 RUN_DIR=${CREDITS_RUN_DIR:-$REPO/.run}
 PGBIN=/usr/lib/postgresql/15/bin
 PARTS=${CREDITS_TEST_ONLY:-regress isolation pgtap stress sync node}
-PART_TIMEOUT=${CREDITS_TEST_TIMEOUT:-1800}
+PART_TIMEOUT=${CREDITS_TEST_TIMEOUT:-1200}
 LOG_DIR=$RUN_DIR/test-logs
 
 if [ ! -s "$RUN_DIR/env" ]; then
