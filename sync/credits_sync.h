@@ -248,6 +248,8 @@ typedef struct RepairList
 	int			cap;
 } RepairList;
 
+extern int64_t stale_refused;	/* values older than Redis's, not written */
+
 extern bool redis_connect(const SyncConfig *cfg);
 extern void redis_disconnect(void);
 extern bool redis_connected(void);

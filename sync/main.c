@@ -292,12 +292,13 @@ done:
 
 /* Static storage for the status hash fields */
 static char st_rows[24],
+			st_refused[24],
 			st_lag[24],
 			st_reconnects[24],
 			st_rebuilds[24],
 			st_updated[32],
 			st_pid[16];
-static const char *st_fields[2 * 12];
+static const char *st_fields[2 * 14];
 
 /*
  * cursor_text (or NULL) is the cursor being written.  Fills st_fields and
@@ -309,6 +310,7 @@ status_fields(const char *cursor_text)
 	int			n = 0;
 
 	snprintf(st_rows, sizeof(st_rows), "%" PRId64, rows_synced);
+	snprintf(st_refused, sizeof(st_refused), "%" PRId64, stale_refused);
 	snprintf(st_lag, sizeof(st_lag), "%" PRId64, lag_ms);
 	snprintf(st_reconnects, sizeof(st_reconnects), "%" PRId64, reconnects);
 	snprintf(st_rebuilds, sizeof(st_rebuilds), "%" PRId64, rebuilds);
@@ -327,6 +329,8 @@ status_fields(const char *cursor_text)
 	st_fields[n++] = st_reconnects;
 	st_fields[n++] = "rebuilds";
 	st_fields[n++] = st_rebuilds;
+	st_fields[n++] = "stale_refused";
+	st_fields[n++] = st_refused;
 	if (cursor_text != NULL)
 	{
 		st_fields[n++] = "cursor";
@@ -908,7 +912,8 @@ main(int argc, char **argv)
 	if (redis_connected())
 		(void) redis_write_status(st_fields, status_fields(NULL));
 	if (rc == 0)
-		log_info("shutting down (rows synced: %" PRId64 ")", rows_synced);
+		log_info("shutting down (rows synced: %" PRId64 ", stale writes refused: %" PRId64 ")",
+				 rows_synced, stale_refused);
 	pg_disconnect();
 	redis_disconnect();
 	cursor_clear(&cursor);

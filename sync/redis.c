@@ -57,7 +57,8 @@
  * ARGV[1] mode (b, r or f), ARGV[2] epoch (b) or rebuild token (r, f),
  * ARGV[3] new cursor or '', ARGV[4] window, ARGV[5] nv, then per user: id,
  * version ('' if none), nv values, number of rows, (score, member) pairs.
- * Returns {'OK', ids whose txs key had to be deleted...} or {'STALE'}.
+ * Returns {'OK', number of values refused as older than Redis's, ids whose
+ * txs key had to be deleted...} or {'STALE'}.
  */
 static const char APPLY_LUA[] =
 "local mode, epoch, cursor = ARGV[1], ARGV[2], ARGV[3]\n"
@@ -75,7 +76,7 @@ static const char APPLY_LUA[] =
 "end\n"
 "local vt = redis.call('TYPE', KEYS[2]).ok\n"
 "if vt ~= 'hash' and vt ~= 'none' then redis.call('DEL', KEYS[2]) end\n"
-"local out = {'OK'}\n"
+"local out, refused = {'OK', 0}, 0\n"
 "local k, a = 4, 6\n"
 "while a <= #ARGV do\n"
 "  local uid, ver = ARGV[a], ARGV[a + 1]\n"
@@ -84,6 +85,7 @@ static const char APPLY_LUA[] =
 "    local v = tonumber(ver)\n"
 "    local have = tonumber(redis.call('HGET', KEYS[2], uid) or '-1')\n"
 "    local write = have < v\n"
+"    if have > v then refused = refused + 1 end\n"
 "    if have == v then\n"
 "      for i = 0, nv - 1 do\n"
 "        if redis.call('TYPE', KEYS[k + i]).ok ~= 'string' then write = true end\n"
@@ -119,7 +121,10 @@ static const char APPLY_LUA[] =
 "end\n"
 "if cursor ~= '' then redis.call('SET', KEYS[1], cursor) end\n"
 "if mode == 'f' then redis.call('SREM', KEYS[3], epoch) end\n"
+"out[2] = refused\n"
 "return out\n";
+
+int64_t		stale_refused = 0;
 
 static redisContext *ctx = NULL;
 static char script_sha[41];
@@ -749,9 +754,15 @@ read_call_reply(bool *noscript, bool *stale, RepairList *repairs)
 	}
 	else if (strcmp(reply->element[0]->str, "STALE") == 0)
 		*stale = true;
+	else if (reply->elements < 2 || reply->element[1]->type != REDIS_REPLY_INTEGER)
+	{
+		redis_fail("apply", "unexpected reply from the script");
+		st = RS_ERROR;
+	}
 	else
 	{
-		for (size_t e = 1; e < reply->elements; e++)
+		stale_refused += reply->element[1]->integer;
+		for (size_t e = 2; e < reply->elements; e++)
 		{
 			redisReply *r = reply->element[e];
 
@@ -932,6 +943,12 @@ redis_write_status(const char *const *fields, int nfields)
 	return RS_OK;
 }
 
+/* Fields of sync:status, in the order --status prints them */
+static const char *const status_order[] = {
+	"state", "rows_synced", "lag_ms", "last_error", "reconnects", "rebuilds",
+	"stale_refused", "cursor", "updated_at", "started_at", "pid", "version"
+};
+
 /*
  * cfg is loaded, not connected.  Prints sync:status (one "field: value"
  * line each) for --status.  Returns the exit status: 0, or 1 if Redis is
@@ -950,10 +967,25 @@ redis_print_status(const SyncConfig *cfg)
 	{
 		if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0)
 		{
-			for (size_t i = 0; i + 1 < reply->elements; i += 2)
-				printf("%.*s: %.*s\n",
-					   (int) reply->element[i]->len, reply->element[i]->str,
-					   (int) reply->element[i + 1]->len, reply->element[i + 1]->str);
+			bool	   *done = calloc(reply->elements, sizeof(bool));
+
+			/* Documented fields first, in their order, then any others */
+			for (int f = 0; f <= (int) (sizeof(status_order) / sizeof(status_order[0])); f++)
+			{
+				for (size_t i = 0; done && i + 1 < reply->elements; i += 2)
+				{
+					redisReply *k = reply->element[i];
+					redisReply *v = reply->element[i + 1];
+
+					if (done[i] ||
+						(f < (int) (sizeof(status_order) / sizeof(status_order[0])) &&
+						 strcmp(k->str, status_order[f]) != 0))
+						continue;
+					printf("%.*s: %.*s\n", (int) k->len, k->str, (int) v->len, v->str);
+					done[i] = true;
+				}
+			}
+			free(done);
 			rc = 0;
 		}
 		else

@@ -1,0 +1,680 @@
+#!/usr/bin/env bash
+# Integration tests of credits-sync against a real PostgreSQL and a real
+# redis-server, with fault injection.
+#
+#   test/sync/run.sh [TEST...]     (default: every test; names below)
+#
+# Starts its own stack with .ci/stack.sh under a temporary CREDITS_RUN_DIR
+# (free ports), stops the daemon the stack starts, and runs its own daemons
+# (sync/credits-sync, built by `make`).  Each test uses its own key prefix,
+# so tests never see each other's Redis keys.  Every convergence check is
+# test/sync/check.c: balance = credit_balance(u) and txs:<u> = exactly the
+# newest N rows for EVERY account, no keys for unknown users, within 2 s.
+#
+# Prints one line per test and a final "N passed, N failed"; exits 1 if any
+# test failed.  Set KEEP=1 to keep the run directory (kept anyway on failure).
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BIN=$REPO/sync/credits-sync
+PGBIN=/usr/lib/postgresql/15/bin
+T=$(mktemp -d /tmp/credits-sync-test.XXXXXX)
+chmod 755 "$T"
+export CREDITS_RUN_DIR=$T/run
+unset CREDITS_PGPORT CREDITS_REDIS_PORT
+
+PASSED=0
+FAILED=0
+FAILED_NAMES=()
+declare -A DPID=()
+CURRENT=""
+PREFIX=""
+WINDOW=1000
+TEST_FAILED=0
+TEST_NO=0
+
+say() { printf '%s\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+
+# Marks the current test failed, with a reason.
+fail() {
+  TEST_FAILED=1
+  printf '    FAIL: %s\n' "$*"
+}
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+cleanup() {
+  local name
+  for name in "${!DPID[@]}"; do
+    kill -KILL "${DPID[$name]}" 2>/dev/null || true
+  done
+  jobs -p | xargs -r kill 2>/dev/null || true
+  "$REPO/.ci/stack.sh" down >"$T/stack-down.log" 2>&1 || true
+  if [ "${KEEP:-0}" = 1 ] || [ "$FAILED" -gt 0 ]; then
+    say "run directory kept: $T"
+  else
+    rm -rf "$T"
+    [ -z "${PGROOT:-}" ] || [[ "$PGROOT" != /tmp/credits-pg-* ]] || rm -rf "$PGROOT"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- stack ---------------------------------------------------------------
+
+[ -x "$BIN" ] || { say "credits-sync is not built: run make"; say "0 passed, 1 failed"; exit 1; }
+
+if ! "$REPO/.ci/stack.sh" up >"$T/stack-up.log" 2>&1; then
+  cat "$T/stack-up.log"
+  say "0 passed, 1 failed"
+  exit 1
+fi
+# The stack starts a daemon of its own (prefix none); the tests run theirs.
+if [ -s "$CREDITS_RUN_DIR/credits-sync.pid" ]; then
+  pid=$(tr -dc 0-9 <"$CREDITS_RUN_DIR/credits-sync.pid")
+  if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q credits-sync; then
+    kill -TERM "$pid"
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  fi
+  rm -f "$CREDITS_RUN_DIR/credits-sync.pid"
+fi
+set -a
+# shellcheck disable=SC1091
+. "$CREDITS_RUN_DIR/env"
+set +a
+PGROOT=$(cat "$CREDITS_RUN_DIR/pg.dir")
+PGDATA_DIR=$PGROOT/data
+
+if [ -z "$(psql -X -At -c "SELECT extversion FROM pg_extension WHERE extname = 'credits'" 2>/dev/null)" ]; then
+  cat "$T/stack-up.log"
+  say "the credits extension is not installed (make install)"
+  say "0 passed, 1 failed"
+  exit 1
+fi
+
+CHECK=$T/check
+if ! cc -O1 -g -Wall -Wextra -I"$(pg_config --includedir)" -o "$CHECK" \
+  "$REPO/test/sync/check.c" -lpq -lhiredis 2>"$T/check-build.log"; then
+  cat "$T/check-build.log"
+  say "0 passed, 1 failed"
+  exit 1
+fi
+
+# --- helpers -------------------------------------------------------------
+
+# sql ARGS...: psql; an error fails the current test.
+sql() {
+  PGOPTIONS="-c lock_timeout=10s -c statement_timeout=120s" psql -X -q -At -v ON_ERROR_STOP=1 "$@"
+  local rc=$?
+  [ $rc -eq 0 ] || fail "psql failed (status $rc)"
+  return $rc
+}
+rcli() { redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" "$@"; }
+
+# start_daemon NAME [ARGS...]: runs a daemon with this test's prefix and
+# window, and waits until it has a cursor (rebuilt or resumed).
+start_daemon() {
+  local name=$1 log
+  shift
+  log=$T/$CURRENT.$name.log
+  "$BIN" --prefix "$PREFIX" --window "$WINDOW" --pidfile "$T/$CURRENT.$name.pid" \
+    "$@" </dev/null >>"$log" 2>&1 &
+  DPID[$name]=$!
+  wait_log "$name" 'rebuild done|resuming from cursor' 10 ||
+    fail "daemon $name did not start (see $log)"
+}
+
+# wait_log NAME REGEX SECONDS: waits for a line in the daemon's log.
+wait_log() {
+  local log=$T/$CURRENT.$1.log i
+  for i in $(seq 1 $(($3 * 20))); do
+    grep -Eq -- "$2" "$log" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# log_count NAME REGEX: how many log lines match.
+log_count() { grep -Ec -- "$2" "$T/$CURRENT.$1.log" 2>/dev/null || true; }
+
+alive() { kill -0 "${DPID[$1]}" 2>/dev/null; }
+
+# stop_daemon NAME: SIGTERM, and the exit status must be 0.
+stop_daemon() {
+  local pid=${DPID[$1]} rc
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid"
+  rc=$?
+  unset "DPID[$1]"
+  [ "$rc" -eq 0 ] || fail "daemon $1 exited with status $rc after SIGTERM"
+}
+
+kill9_daemon() {
+  kill -KILL "${DPID[$1]}" 2>/dev/null
+  wait "${DPID[$1]}" 2>/dev/null
+  unset "DPID[$1]"
+}
+
+# converge [MS]: Redis must match PostgreSQL within MS (default 2000) ms.
+converge() {
+  local out
+  out=$("$CHECK" --prefix "$PREFIX" --window "$WINDOW" --timeout-ms "${1:-2000}" 2>&1)
+  local rc=$?
+  note "$(head -n 1 <<<"$out")"
+  if [ $rc -ne 0 ]; then
+    fail "Redis did not converge"
+    sed 's/^/      /' <<<"$out" | tail -n +2 | head -n 12
+    return 1
+  fi
+}
+
+# users PREFIX N BALANCE: opens accounts PREFIX1..PREFIXN.
+users() {
+  sql -c "SELECT count(*) FROM generate_series(1, $2) i,
+            LATERAL credits.credit_init('$1' || i, $3)" >/dev/null
+}
+
+# writer NAME USERPREFIX NUSERS SECONDS RATE: background deductions by
+# pgbench (2 clients), RATE per second in total.
+writer() {
+  local name=$1
+  printf '\\set u random(1, %d)\nSELECT credits.credit_deduct(%s || :u, 1, %s);\n' \
+    "$3" "'$2'" "'w'" >"$T/$CURRENT.$name.sql"
+  "$PGBIN/pgbench" -n -c 2 -j 1 -T "$4" -R "$5" -f "$T/$CURRENT.$name.sql" \
+    >"$T/$CURRENT.$name.out" 2>&1 &
+  DPID[$name]=$!
+}
+
+wait_writer() {
+  wait "${DPID[$1]}"
+  local rc=$?
+  unset "DPID[$1]"
+  [ $rc -eq 0 ] || fail "writer $1 failed: $(tail -n 3 "$T/$CURRENT.$1.out")"
+  grep -q 'number of failed transactions: 0 ' "$T/$CURRENT.$1.out" ||
+    fail "writer $1 had failed transactions"
+}
+
+# status_field NAME: a field of this test's sync:status hash.
+status_field() { rcli --raw HGET "${PREFIX}sync:status" "$1"; }
+
+redis_restart_empty() {
+  local pid i
+  pid=$(tr -dc 0-9 <"$CREDITS_RUN_DIR/redis.pid")
+  rcli SHUTDOWN NOSAVE >/dev/null 2>&1
+  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  sleep "${1:-0}"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes \
+    --pidfile "$CREDITS_RUN_DIR/redis.pid" --logfile "$CREDITS_RUN_DIR/redis.log" \
+    --dir "$CREDITS_RUN_DIR" --save "" --appendonly no >/dev/null
+  for i in $(seq 1 100); do [ "$(rcli PING 2>/dev/null)" = PONG ] && break; sleep 0.05; done
+}
+
+pg_restart() {
+  (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 60 -s \
+    -l "$PGDATA_DIR/postgresql.log" restart) || fail "pg_ctl restart failed"
+  head -n 1 "$PGDATA_DIR/postmaster.pid" >"$CREDITS_RUN_DIR/postgres.pid"
+}
+
+# --- tests -----------------------------------------------------------------
+
+# Rows reach Redis, with the documented layout; the daemon reports its state.
+test_basic() {
+  users b- 20 100000
+  start_daemon d
+  sql -c "SELECT credits.credit_deduct('b-' || (i % 20 + 1), i, 'chat_message',
+            jsonb_build_object('n', i, 'note', 'row ' || i))
+          FROM generate_series(1, 200) i" >/dev/null
+  sql -c "SELECT credits.credit_add('b-1', 5, 'refund')" >/dev/null
+  converge || return
+  local m
+  m=$(rcli --raw ZRANGE "${PREFIX}txs:b-1" -1 -1)
+  [[ "$m" =~ ^\{\"id\":[0-9]+,\"amount\":5,\"balance\":[0-9]+,\"action\":\"refund\",\"metadata\":\{\},\"created_at\":\"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+\+00:00\"\}$ ]] ||
+    fail "newest member of txs:b-1 is not the documented JSON: $m"
+  local f
+  for f in rows_synced lag_ms last_error reconnects cursor updated_at pid; do
+    "$BIN" --status --prefix "$PREFIX" | grep -q "^$f: " || fail "--status lacks $f"
+  done
+  [ "$(status_field pid)" = "${DPID[d]}" ] || fail "status pid is not the daemon's"
+  [ "$(status_field rows_synced)" -ge 201 ] || fail "rows_synced $(status_field rows_synced) < 201"
+  [ "$("$BIN" --version)" = "credits-sync $(sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" "$REPO/credits.control")" ] ||
+    fail "--version does not print credits.control's version"
+  stop_daemon d
+  [ ! -e "$T/$CURRENT.d.pid" ] || fail "pidfile left behind after SIGTERM"
+}
+
+# An idle daemon is woken by NOTIFY, not by its safety poll (set to 30 s).
+test_wakeup() {
+  users k- 3 1000
+  start_daemon d --poll-interval 30000
+  converge || return
+  local i t0 t1 worst=0 bal
+  for i in 1 2 3 4 5; do
+    sleep 0.3
+    bal=$(sql -c "SELECT balance FROM credits.credit_deduct('k-1', 1, 'w')")
+    t0=$(now_ms)
+    while [ "$(rcli --raw GET "${PREFIX}balance:k-1")" != "$bal" ]; do
+      t1=$(now_ms)
+      [ $((t1 - t0)) -lt 5000 ] || break
+      sleep 0.005
+    done
+    t1=$(now_ms)
+    [ $((t1 - t0)) -gt "$worst" ] && worst=$((t1 - t0))
+  done
+  note "worst wake-up latency seen from bash: ${worst} ms"
+  [ "$worst" -lt 1000 ] || fail "an idle daemon took ${worst} ms to see a commit (NOTIFY not working?)"
+  stop_daemon d
+}
+
+# A transaction that took a lower id commits after later ones: its row
+# still arrives (a max(id) cursor would skip it).
+test_out_of_order() {
+  users o- 5 1000
+  start_daemon d
+  mkfifo "$T/$CURRENT.fifo"
+  sql <"$T/$CURRENT.fifo" >"$T/$CURRENT.held" 2>&1 &
+  local hpid=$! fd i held_id later_id
+  exec {fd}>"$T/$CURRENT.fifo"
+  echo "BEGIN; SELECT tx_id FROM credits.credit_deduct('o-1', 7, 'held', '{\"held\": true}');" >&"$fd"
+  for i in $(seq 1 100); do grep -Eq '^[0-9]+$' "$T/$CURRENT.held" && break; sleep 0.05; done
+  held_id=$(grep -E '^[0-9]+$' "$T/$CURRENT.held" | head -n 1)
+  [ -n "$held_id" ] || { fail "the held transaction did not run"; exec {fd}>&-; return; }
+  sql -c "SELECT credits.credit_deduct('o-' || (i % 4 + 2), 1, 'later') FROM generate_series(1, 30) i" >/dev/null
+  later_id=$(sql -c "SELECT max(id) FROM credits.ledger WHERE user_id LIKE 'o-%'")
+  [ "$later_id" -gt "$held_id" ] || fail "later rows did not get higher ids"
+  converge || { exec {fd}>&-; return; }
+  rcli --raw ZRANGE "${PREFIX}txs:o-1" 0 -1 | grep -q "\"id\":$held_id," &&
+    fail "uncommitted row $held_id is in Redis"
+  sleep 0.3
+  echo "COMMIT;" >&"$fd"
+  exec {fd}>&-
+  wait "$hpid"
+  converge || return
+  rcli --raw ZRANGE "${PREFIX}txs:o-1" 0 -1 | grep -q "\"id\":$held_id," ||
+    fail "row $held_id, committed out of order, never reached Redis"
+  stop_daemon d
+}
+
+# kill -9 while writes go on, restart: resumes from the cursor, misses nothing.
+test_kill9() {
+  users x- 50 1000000
+  start_daemon d
+  writer w x- 50 4 400
+  sleep 1
+  kill9_daemon d
+  sleep 1
+  start_daemon d
+  wait_writer w
+  converge || return
+  [ "$(log_count d 'resuming from cursor')" -ge 1 ] || fail "restart did not resume from the cursor"
+  [ "$(log_count d 'rebuilding Redis')" -eq 1 ] || fail "restart rebuilt instead of resuming"
+  stop_daemon d
+}
+
+# A daemon that is down (stopped or not yet started) while writes commit;
+# and notifications lost while its connection is gone.
+test_lost_notifications() {
+  users n- 20 1000000
+  sql -c "SELECT credits.credit_deduct('n-' || (i % 20 + 1), 1, 'before') FROM generate_series(1, 300) i" >/dev/null
+  start_daemon d          # started after the writes: no notification ever reached it
+  converge || return
+  stop_daemon d
+  sql -c "SELECT credits.credit_deduct('n-' || (i % 20 + 1), 1, 'while down') FROM generate_series(1, 300) i" >/dev/null
+  start_daemon d
+  converge || return
+  # Cut the daemon's connection while writes go on: notifications sent
+  # meanwhile are lost with it.
+  writer w n- 20 3 300
+  sleep 0.5
+  sql -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE application_name = 'credits-sync' AND pid <> pg_backend_pid()" >/dev/null
+  sleep 0.5
+  sql -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE application_name = 'credits-sync' AND pid <> pg_backend_pid()" >/dev/null
+  wait_writer w
+  converge || return
+  alive d || fail "daemon died"
+  [ "$(status_field reconnects)" -ge 1 ] || fail "status shows no reconnect"
+  stop_daemon d
+}
+
+# PostgreSQL restarts under the daemon while writes go on before and after.
+test_pg_restart() {
+  users p- 20 1000000
+  start_daemon d
+  sql -c "SELECT credits.credit_deduct('p-' || (i % 20 + 1), 1, 'before') FROM generate_series(1, 200) i" >/dev/null
+  pg_restart
+  sql -c "SELECT credits.credit_deduct('p-' || (i % 20 + 1), 1, 'after') FROM generate_series(1, 200) i" >/dev/null
+  converge || return
+  alive d || fail "daemon died"
+  [ "$(status_field reconnects)" -ge 1 ] || fail "status shows no reconnect"
+  [ "$(log_count d 'PostgreSQL: ')" -ge 1 ] || fail "the lost connection was not logged"
+  stop_daemon d
+}
+
+# Redis restarts empty: the daemon notices and rebuilds.
+test_redis_restart() {
+  users r- 20 1000000
+  start_daemon d
+  sql -c "SELECT credits.credit_deduct('r-' || (i % 20 + 1), 1, 'before') FROM generate_series(1, 200) i" >/dev/null
+  converge || return
+  writer w r- 20 3 300
+  sleep 1
+  redis_restart_empty 0.5
+  wait_writer w
+  converge || return
+  [ "$(log_count d 'rebuild done')" -ge 2 ] || fail "no rebuild after the empty restart"
+  # and once more while idle
+  redis_restart_empty 0
+  converge || return
+  alive d || fail "daemon died"
+  stop_daemon d
+}
+
+# FLUSHALL while idle and while writing: detected, rebuilt.
+test_flushall() {
+  users f- 20 1000000
+  start_daemon d
+  sql -c "SELECT credits.credit_deduct('f-' || (i % 20 + 1), 1, 'x') FROM generate_series(1, 200) i" >/dev/null
+  converge || return
+  sleep 0.6
+  rcli FLUSHALL >/dev/null
+  converge || return
+  writer w f- 20 3 400
+  sleep 1
+  rcli FLUSHALL >/dev/null
+  sleep 0.7
+  rcli FLUSHALL >/dev/null
+  wait_writer w
+  converge || return
+  [ "$(log_count d 'rebuild done')" -ge 3 ] || fail "fewer rebuilds than flushes"
+  stop_daemon d
+}
+
+# Two daemons at once, one repeatedly frozen in the middle of its work:
+# no balance ever goes up, no version ever goes down, and they converge.
+test_two_daemons() {
+  users t- 10 1000000
+  start_daemon a
+  start_daemon b
+  writer w t- 10 5 600
+  local mon i
+  "$CHECK" --monitor --duration-ms 5500 --prefix "$PREFIX" t-1 t-2 t-3 t-4 t-5 t-6 t-7 t-8 t-9 t-10 \
+    >"$T/$CURRENT.monitor" 2>&1 &
+  mon=$!
+  for i in $(seq 1 20); do
+    kill -STOP "${DPID[b]}"
+    sleep 0.1
+    kill -CONT "${DPID[b]}"
+    sleep 0.1
+  done
+  wait_writer w
+  wait "$mon" || fail "a balance went back: $(head -n 3 "$T/$CURRENT.monitor")"
+  note "$(tail -n 1 "$T/$CURRENT.monitor")"
+  converge || return
+  alive a || fail "daemon a died"
+  alive b || fail "daemon b died"
+  stop_daemon a
+  stop_daemon b
+  local refused
+  refused=$(grep -ho 'stale writes refused: [0-9]*' "$T/$CURRENT.a.log" "$T/$CURRENT.b.log" |
+    awk '{ s += $4 } END { print s + 0 }')
+  note "stale writes refused by the version check: $refused"
+}
+
+# Aborted transactions never appear: not their rows, not their new users.
+test_aborted() {
+  users a- 5 1000
+  start_daemon d
+  sql -c "BEGIN; SELECT credits.credit_deduct('a-1', 10, 'aborted'); SELECT credits.credit_init('ghost-1', 50); ROLLBACK;" >/dev/null
+  sql -c "SELECT credits.credit_deduct('a-2', 1, 'ok')" >/dev/null
+  # an aborted transaction holding a lower id while later ones commit
+  mkfifo "$T/$CURRENT.fifo"
+  sql <"$T/$CURRENT.fifo" >"$T/$CURRENT.held" 2>&1 &
+  local hpid=$! fd i
+  exec {fd}>"$T/$CURRENT.fifo"
+  echo "BEGIN; SELECT tx_id FROM credits.credit_deduct('a-3', 5, 'aborted'); SELECT credits.credit_init('ghost-2', 5);" >&"$fd"
+  for i in $(seq 1 100); do grep -Eq '^[0-9]+$' "$T/$CURRENT.held" && break; sleep 0.05; done
+  sql -c "SELECT credits.credit_deduct('a-' || (i % 2 + 4), 1, 'later') FROM generate_series(1, 20) i" >/dev/null
+  echo "ROLLBACK;" >&"$fd"
+  exec {fd}>&-
+  wait "$hpid"
+  converge || return
+  [ -z "$(rcli --raw KEYS "${PREFIX}*ghost*")" ] || fail "an aborted user has keys in Redis"
+  rcli --raw ZRANGE "${PREFIX}txs:a-1" 0 -1 | grep -q '"aborted"' && fail "an aborted row is in Redis"
+  rcli --raw ZRANGE "${PREFIX}txs:a-3" 0 -1 | grep -q '"aborted"' && fail "an aborted row is in Redis"
+  stop_daemon d
+}
+
+# Odd user ids and big metadata: keys are exact bytes, nothing breaks.
+test_odd_ids() {
+  start_daemon d
+  sql <<'EOF' >/dev/null
+CREATE TEMP TABLE odd(id text);
+INSERT INTO odd VALUES (repeat('é', 128)), (repeat('z', 256)), ('with space'), ('  padded  '),
+  ('O''Brien "quoted"'), ('ユーザー🙂'), ('colon:user:1'), (E'new\nline'), (E'tab\there'),
+  ('\\backslash'), ('balance:nested'), ('txs:nested'), ('*glob?[x]'), ('{"json": 1}'), ('%b %s %n');
+SELECT credits.credit_init(id, 1000000) FROM odd;
+SELECT credits.credit_deduct(id, 3, 'odd action "quoted"\n',
+         jsonb_build_object('id', id, 'q', E'he said "hi"\n\t\\', 'u', 'ü🙂', 'nested', '{"a": [1, 2.50, {"b": null}]}'::jsonb))
+  FROM odd;
+SELECT credits.credit_deduct(repeat('z', 256), 1, 'big', jsonb_build_object('blob', repeat('x', 1000000)));
+SELECT credits.credit_deduct(repeat('z', 256), 1, 'big', jsonb_build_object('blob', repeat('y', 3000000), 'n', 1));
+EOF
+  converge 4000 || return
+  [ "$(rcli --raw EXISTS "${PREFIX}balance:$(printf 'new\nline')")" = 1 ] ||
+    fail "key for the id with a newline is not exact"
+  [ "$(rcli --raw GET "${PREFIX}balance:$(printf 'z%.0s' $(seq 1 256))")" = 999995 ] ||
+    fail "balance of the 256-byte id"
+  alive d || fail "daemon died"
+  stop_daemon d
+}
+
+# Keys of the wrong type (someone else's writes) are logged, replaced, and
+# syncing goes on.
+test_wrong_type() {
+  users y- 5 1000
+  start_daemon d
+  sql -c "SELECT credits.credit_deduct('y-' || i, 1, 'x') FROM generate_series(1, 5) i" >/dev/null
+  converge || return
+  rcli SET "${PREFIX}txs:y-1" "not a zset" >/dev/null
+  rcli DEL "${PREFIX}balance:y-2" >/dev/null
+  rcli RPUSH "${PREFIX}balance:y-2" "a list" >/dev/null
+  rcli DEL "${PREFIX}txs:y-3" >/dev/null
+  rcli HSET "${PREFIX}txs:y-3" f v >/dev/null
+  rcli SET "${PREFIX}sync:status" "not a hash" >/dev/null
+  sql -c "SELECT credits.credit_deduct('y-' || i, 1, 'after') FROM generate_series(1, 5) i" >/dev/null
+  converge || return
+  [ "$(log_count d 'had the wrong type')" -eq 2 ] || fail "the wrong txs types were not logged"
+  [ "$(log_count d 'HSET .*sync:status.*deleting it')" -eq 1 ] || fail "the wrong status type was not logged"
+  rcli SET "${PREFIX}sync:version" "not a hash" >/dev/null
+  sql -c "SELECT credits.credit_deduct('y-' || i, 1, 'again') FROM generate_series(1, 5) i" >/dev/null
+  converge || return
+  alive d || fail "daemon died"
+  stop_daemon d
+}
+
+# A small window with ties (rows of one transaction share created_at), and
+# a window change (the daemon rebuilds with the new N).
+test_window() {
+  WINDOW=3
+  users v- 4 100000
+  start_daemon d
+  sql -c "SELECT credits.credit_deduct('v-' || (i % 4 + 1), 1, 'tie') FROM generate_series(1, 40) i" >/dev/null
+  sql -c "SELECT credits.credit_deduct('v-1', 1, 'solo')" >/dev/null
+  sql -c "BEGIN; SELECT credits.credit_deduct('v-2', 1, 'tie2') FROM generate_series(1, 9); COMMIT;" >/dev/null
+  converge || return
+  [ "$(rcli ZCARD "${PREFIX}txs:v-1")" = 3 ] || fail "txs:v-1 does not hold exactly 3 rows"
+  stop_daemon d
+  WINDOW=5
+  start_daemon d
+  converge || return
+  [ "$(log_count d 'window changed from 3 to 5')" = 1 ] || fail "window change not noticed"
+  stop_daemon d
+}
+
+# SIGHUP reloads the config file; SIGTERM lets the current batch finish.
+test_signals() {
+  users h- 10 1000000
+  printf 'log_level = info\n' >"$T/$CURRENT.conf"
+  start_daemon d --config "$T/$CURRENT.conf"
+  printf '# reloaded\nlog_level = debug\n' >"$T/$CURRENT.conf"
+  kill -HUP "${DPID[d]}"
+  wait_log d 'reloading the configuration' 5 || fail "SIGHUP not handled"
+  sql -c "SELECT credits.credit_deduct('h-' || (i % 10 + 1), 1, 'x') FROM generate_series(1, 50) i" >/dev/null
+  wait_log d 'DEBUG:  applied' 5 || fail "log level not reloaded to debug"
+  printf 'window = banana\n' >"$T/$CURRENT.conf"
+  kill -HUP "${DPID[d]}"
+  wait_log d 'keeping the previous one' 5 || fail "a bad config file was not refused"
+  alive d || fail "a bad config file on reload killed the daemon"
+  # SIGTERM in the middle of a write stream: exits 0, and a restart resumes.
+  writer w h- 10 2 500
+  sleep 1
+  stop_daemon d
+  wait_writer w
+  [ "$(status_field state)" = stopped ] || fail "state is not 'stopped' after SIGTERM"
+  start_daemon d
+  converge || return
+  stop_daemon d
+}
+
+# A daemon built for another extension version refuses to run (exit 2).
+test_version_refusal() {
+  local other=$T/credits-sync-other rc
+  cc -O1 -D_GNU_SOURCE -DCREDITS_SYNC_VERSION='"0.0-test"' -I"$(pg_config --includedir)" \
+    -o "$other" "$REPO"/sync/*.c -lpq -lhiredis 2>"$T/$CURRENT.build" ||
+    { fail "could not build a daemon for version 0.0-test"; return; }
+  timeout 20 "$other" --prefix "$PREFIX" >"$T/$CURRENT.other.log" 2>&1
+  rc=$?
+  [ $rc -eq 2 ] || fail "an unknown extension version gave exit status $rc, not 2"
+  grep -q 'is not supported by credits-sync 0.0-test' "$T/$CURRENT.other.log" ||
+    fail "the refusal was not logged"
+  [ -z "$(rcli --raw KEYS "${PREFIX}*")" ] || fail "the refusing daemon wrote to Redis"
+}
+
+# The checker and the monitor do fail on a wrong Redis (each check can fail).
+test_checks_can_fail() {
+  users c- 3 1000
+  start_daemon d
+  sql -c "SELECT credits.credit_deduct('c-' || i, 1, 'x') FROM generate_series(1, 3) i" >/dev/null
+  converge || return
+  stop_daemon d
+  local m
+  rcli SET "${PREFIX}balance:c-1" 12345 >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null && fail "checker missed a wrong balance"
+  rcli SET "${PREFIX}balance:c-1" "$(sql -c "SELECT credits.credit_balance('c-1')")" >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null || fail "checker fails a correct Redis"
+  m=$(rcli --raw ZRANGE "${PREFIX}txs:c-2" -1 -1)
+  rcli ZREM "${PREFIX}txs:c-2" "$m" >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null && fail "checker missed a missing row"
+  rcli ZADD "${PREFIX}txs:c-2" 1 "$m" >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null && fail "checker missed a wrong score"
+  rcli ZADD "${PREFIX}txs:c-2" "$(sql -c "SELECT floor(extract(epoch FROM created_at) * 1000) FROM credits.ledger WHERE user_id = 'c-2' ORDER BY id DESC LIMIT 1")" "$m" >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null || fail "checker fails a repaired Redis"
+  # same id and score, different content
+  m=$(rcli --raw ZRANGE "${PREFIX}txs:c-3" -1 -1)
+  local score
+  score=$(rcli --raw ZSCORE "${PREFIX}txs:c-3" "$m")
+  rcli ZREM "${PREFIX}txs:c-3" "$m" >/dev/null
+  rcli ZADD "${PREFIX}txs:c-3" "$score" "${m/\"action\":\"x\"/\"action\":\"y\"}" >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null && fail "checker missed a wrong member"
+  rcli ZREM "${PREFIX}txs:c-3" "${m/\"action\":\"x\"/\"action\":\"y\"}" >/dev/null
+  rcli ZADD "${PREFIX}txs:c-3" "$score" "${m/,/, }" >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null && fail "checker missed a member that is not compact"
+  rcli ZREM "${PREFIX}txs:c-3" "${m/,/, }" >/dev/null
+  rcli ZADD "${PREFIX}txs:c-3" "$score" "$m" >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null || fail "checker fails a repaired Redis"
+  rcli SET "${PREFIX}balance:nobody" 1 >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >"$T/$CURRENT.out" && fail "checker missed a key of no account"
+  grep -q 'belongs to no account' "$T/$CURRENT.out" || fail "checker did not name the key of no account"
+  rcli FLUSHALL >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null && fail "checker missed an empty Redis"
+  # the monitor: a balance that goes up is a regression
+  rcli HSET "${PREFIX}sync:version" c-1 5 >/dev/null
+  rcli SET "${PREFIX}balance:c-1" 10 >/dev/null
+  "$CHECK" --monitor --duration-ms 1500 --prefix "$PREFIX" c-1 >"$T/$CURRENT.mon" 2>&1 &
+  local mon=$!
+  sleep 0.5
+  rcli SET "${PREFIX}balance:c-1" 11 >/dev/null
+  wait $mon && fail "monitor missed a balance going up"
+}
+
+# The daemon under valgrind: rebuild, batches, a flush, a wrong-type key,
+# SIGHUP, a lost PostgreSQL connection, SIGTERM: no errors, no leaks.
+test_valgrind() {
+  command -v valgrind >/dev/null || { fail "valgrind is not installed"; return; }
+  users g- 10 1000000
+  local log=$T/$CURRENT.d.log vg=$T/$CURRENT.valgrind rc
+  valgrind --leak-check=full --errors-for-leak-kinds=definite,possible \
+    --error-exitcode=1 --log-file="$vg" \
+    "$BIN" --prefix "$PREFIX" --window "$WINDOW" --log-level debug </dev/null >>"$log" 2>&1 &
+  DPID[d]=$!
+  wait_log d 'rebuild done' 60 || fail "daemon under valgrind did not start"
+  sql -c "SELECT credits.credit_deduct('g-' || (i % 10 + 1), 1, 'vg', jsonb_build_object('i', i)) FROM generate_series(1, 300) i" >/dev/null
+  converge 10000 || true
+  rcli SET "${PREFIX}txs:g-1" oops >/dev/null
+  sql -c "SELECT credits.credit_deduct('g-1', 1, 'vg')" >/dev/null
+  converge 10000 || true
+  kill -HUP "${DPID[d]}"
+  rcli FLUSHALL >/dev/null
+  sql -c "SELECT credits.credit_deduct('g-' || (i % 10 + 1), 1, 'vg2') FROM generate_series(1, 100) i" >/dev/null
+  converge 10000 || true
+  sql -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE application_name = 'credits-sync' AND pid <> pg_backend_pid()" >/dev/null
+  sql -c "SELECT credits.credit_deduct('g-' || (i % 10 + 1), 1, 'vg3') FROM generate_series(1, 100) i" >/dev/null
+  converge 10000 || true
+  kill -TERM "${DPID[d]}"
+  wait "${DPID[d]}"
+  rc=$?
+  unset "DPID[d]"
+  note "$(grep -E 'ERROR SUMMARY|definitely lost|possibly lost|All heap blocks' "$vg" | sed 's/^==[0-9]*== //' | tr '\n' ';')"
+  [ $rc -eq 0 ] || fail "valgrind exit status $rc (see $vg)"
+  grep -q 'ERROR SUMMARY: 0 errors' "$vg" || fail "valgrind reported errors (see $vg)"
+}
+
+ALL_TESTS=(basic wakeup out_of_order kill9 lost_notifications pg_restart redis_restart
+  flushall two_daemons aborted odd_ids wrong_type window signals version_refusal
+  checks_can_fail valgrind)
+
+run_test() {
+  local name=$1 t0
+  TEST_NO=$((TEST_NO + 1))
+  CURRENT=$name
+  PREFIX="t$TEST_NO:"
+  WINDOW=1000
+  TEST_FAILED=0
+  t0=$(now_ms)
+  "test_$name"
+  local d
+  for d in "${!DPID[@]}"; do
+    kill -KILL "${DPID[$d]}" 2>/dev/null
+    wait "${DPID[$d]}" 2>/dev/null
+    unset "DPID[$d]"
+  done
+  if [ "$TEST_FAILED" -eq 0 ]; then
+    PASSED=$((PASSED + 1))
+    say "ok - $name ($(($(now_ms) - t0)) ms)"
+  else
+    FAILED=$((FAILED + 1))
+    FAILED_NAMES+=("$name")
+    say "not ok - $name ($(($(now_ms) - t0)) ms; logs in $T/$name.*)"
+  fi
+}
+
+if [ $# -gt 0 ]; then
+  TESTS=("$@")
+else
+  TESTS=("${ALL_TESTS[@]}")
+fi
+for t in "${TESTS[@]}"; do
+  if ! declare -F "test_$t" >/dev/null; then
+    say "unknown test $t (tests: ${ALL_TESTS[*]})"
+    FAILED=$((FAILED + 1))
+    continue
+  fi
+  run_test "$t"
+done
+
+[ "$FAILED" -eq 0 ] || say "failed: ${FAILED_NAMES[*]}"
+say "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
