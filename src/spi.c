@@ -6,10 +6,13 @@
  * Each statement is parsed once per backend, with search_path pinned to
  * pg_catalog (and pg_temp, which is never searched for functions or
  * operators), and kept with SPI_keepplan.  The plan cache re-analyses a
- * saved statement with the search_path that was in effect when it was
- * prepared, so a caller's hostile search_path can never redirect a table,
+ * saved statement whenever the search_path in effect differs from the one
+ * it was analysed with, and it re-analyses with the *current* one; so each
+ * execution runs with the pinned path pushed as the override search path.
+ * A caller's hostile search_path can therefore never redirect a table,
  * function or operator: every name below is schema-qualified, and the
- * operators resolve in pg_catalog.
+ * operators resolve in pg_catalog.  (An error inside the execution leaves
+ * the override pushed; transaction and subtransaction abort pop it.)
  *
  * Every SPI return code is checked; an unexpected one is a can't-happen
  * and uses elog.  Callers bracket their work with credits_connect() and
@@ -19,9 +22,11 @@
  */
 #include "credits.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 typedef struct CreditsStatement
 {
@@ -456,6 +461,9 @@ static CreditsStatement statements[CQ__COUNT] = {
 	},
 };
 
+/* The pinned search_path, captured by the first prepare_statement(). */
+static OverrideSearchPath *pinned_path = NULL;
+
 /* Prepare statement q under a pinned search_path.  Caller is connected. */
 static SPIPlanPtr
 prepare_statement(CreditsStatement *st)
@@ -467,6 +475,8 @@ prepare_statement(CreditsStatement *st)
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	if (pinned_path == NULL)
+		pinned_path = GetOverrideSearchPath(TopMemoryContext);
 	plan = SPI_prepare(st->sql, st->nargs, st->argtypes);
 	AtEOXact_GUC(true, save_nestlevel);
 
@@ -513,7 +523,9 @@ credits_exec(CreditsQuery q, Datum *values, const char *nulls,
 	if (st->plan == NULL)
 		st->plan = prepare_statement(st);
 
+	PushOverrideSearchPath(pinned_path);
 	rc = SPI_execute_plan(st->plan, values, nulls, read_only, tcount);
+	PopOverrideSearchPath();
 	if (rc != st->expect)
 		elog(ERROR, "credits: unexpected SPI result %s for \"%s\"",
 			 SPI_result_code_string(rc), st->sql);
