@@ -249,7 +249,7 @@ async function spend(button) {
 		// One key per click: a network retry of this request cannot charge twice.
 		const r = await api(button.dataset.route, { method: 'POST', body, key: newKey() });
 		if (r.status === 200) {
-			status.textContent = `Charged: ${fmt(r.data.balance)} credits left.`;
+			status.textContent = `${button.firstChild.textContent.trim()}: done.`;
 			showBalance(r.data.balance);
 		} else if (r.status === 402) {
 			status.textContent = 'Not enough credits.';

@@ -257,8 +257,11 @@ export function createHandler({ credits, cache, log = console, signupGrant = 100
 			}
 			const actual = quantity(body, 'actual_seconds');
 			try {
+				// The same key makes the capture retry-safe too: a retried
+				// request gets the original hold back, then the original
+				// capture.
 				const row = await credits.captureFor(hold.hold_id, 'video_generation', actual,
-					{ app: 'video', actual_seconds: actual });
+					{ app: 'video', actual_seconds: actual }, key);
 				return [200, txBody(user, row, { hold_id: hold.hold_id, status: 'captured', actual_seconds: actual })];
 			} catch (e) {
 				// Capturing more than was held needs the difference to be
@@ -284,7 +287,7 @@ export function createHandler({ credits, cache, log = console, signupGrant = 100
 		// ... and capture the GPU-hours used when the cluster reports
 		// completion (or release the hold if the job failed).  The webhook
 		// identifies the job by its hold id, not by a user header.
-		'POST /api/train/webhook': async ({ body }) => {
+		'POST /api/train/webhook': async ({ req, body }) => {
 			const holdId = integer(body, 'hold_id');
 			if (body.status === 'failed') {
 				const available = await credits.release(holdId);
@@ -293,8 +296,10 @@ export function createHandler({ credits, cache, log = console, signupGrant = 100
 			if (body.status !== 'succeeded')
 				throw new HttpError(400, 'invalid_request', 'status must be "succeeded" or "failed"');
 			const hours = quantity(body, 'gpu_hours');
+			// A redelivery with the same Idempotency-Key gets the original
+			// capture; without one, a second capture is CR004 (409).
 			const row = await credits.captureFor(holdId, 'training_job', hours,
-				{ app: 'training', gpu_hours: hours });
+				{ app: 'training', gpu_hours: hours }, idempotencyKey(req));
 			return [200, { hold_id: holdId, status: 'captured', tx_id: row.tx_id, balance: row.balance, created_at: row.created_at }];
 		},
 

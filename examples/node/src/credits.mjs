@@ -146,12 +146,13 @@ export class Credits {
 	}
 
 	// Capture the price of `quantity` units of `action` from an open hold.
-	captureFor(holdId, action, quantity, metadata = {}) {
+	// With a key, a retried capture returns the original ledger row.
+	captureFor(holdId, action, quantity, metadata = {}, key = null) {
 		return one(this.prisma.$queryRaw`
 			SELECT tx_id, balance, created_at
 			  FROM credits.credit_capture(${holdId}::bigint,
 										  credits.credit_cost(${action}::text, ${String(quantity)}::numeric),
-										  ${json(metadata)}::jsonb)`);
+										  ${json(metadata)}::jsonb, ${key}::text)`);
 	}
 
 	async release(holdId) {

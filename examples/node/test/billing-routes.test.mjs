@@ -73,8 +73,9 @@ describe('POST /api/video', () => {
 		const r = await api('/api/video', { user: u, body: { estimated_seconds: 8, actual_seconds: 20 } });
 		assert.equal(r.status, 402);
 		assert.equal(r.body.code, 'CR001');
-		assert.equal(r.body.required, '200');
-		assert.equal(r.body.available, '100');
+		// 200 to capture, 80 held: 120 more are needed, and 20 are free.
+		assert.equal(r.body.required, '120');
+		assert.equal(r.body.available, '20');
 		assert.equal(await db().balance(u), 100n);
 		assert.equal(await db().available(u), 100n);
 	});
@@ -140,6 +141,19 @@ describe('POST /api/train/start and /api/train/webhook', () => {
 		assert.equal(again.status, 409);
 		assert.equal(again.body.code, 'CR004');
 		assert.equal(await db().balance(u), 3500n);
+	});
+
+	test('a redelivered completion with the same Idempotency-Key gets the same response', async () => {
+		const u = await newUser('train-redeliver', 3000);
+		const s = await api('/api/train/start', { user: u, body: { estimated_gpu_hours: 2 } });
+		const key = uid('delivery');
+		const body = { hold_id: s.body.hold_id, status: 'succeeded', gpu_hours: 2.5 };
+		const a = await api('/api/train/webhook', { key, body });
+		const b = await api('/api/train/webhook', { key, body });
+		assert.equal(a.status, 200);
+		assert.equal(a.body.balance, '500');		// 2.5 h: more than held, covered
+		assert.equal(b.text, a.text);
+		assert.equal(await db().balance(u), 500n);
 	});
 
 	test('a failed job releases the hold; an unknown hold is 404', async () => {

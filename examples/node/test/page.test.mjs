@@ -69,9 +69,9 @@ describe('the /credits page in Chromium', () => {
 	test('shows the balance and the history', async () => {
 		await page.goto(`${APP_URL}/credits?user=${encodeURIComponent(user)}`);
 		const expected = (await db().balance(user)).toString();
-		assert.equal(expected, '350');		// 500 - 3*10 - 50 - 60
+		assert.equal(expected, '360');		// 500 - 3*10 - 50 - 60
 		await waitBalance(expected);
-		assert.equal(await page.locator('#balance').textContent(), '350');
+		assert.equal(await page.locator('#balance').textContent(), '360');
 		await page.waitForSelector('#history tbody tr[data-tx-id]');
 		const ledger = await db().history(user, 20);
 		const rows = page.locator('#history tbody tr[data-tx-id]');
@@ -87,17 +87,17 @@ describe('the /credits page in Chromium', () => {
 	test('a chat from the page updates the balance and the history', async () => {
 		const before = await page.locator('#history tbody tr[data-tx-id]').count();
 		await page.click('#chat');
-		await waitBalance('340');
+		await waitBalance('350');
 		await page.waitForFunction((n) => document.querySelectorAll('#history tbody tr[data-tx-id]').length === n,
 			before + 1, { timeout: 2000 });
-		assert.equal(await db().balance(user), 340n);
+		assert.equal(await db().balance(user), 350n);
 	});
 
 	test('a chat from elsewhere shows up live', async () => {
 		// Another app spends: the page learns it from the balance stream.
 		assert.equal((await api('/api/chat', { user, body: { message: 'from another tab' } })).status, 200);
-		await waitBalance('330');
-		assert.equal(await balanceShown(), '330');
+		await waitBalance('340');
+		assert.equal(await balanceShown(), '340');
 	});
 
 	test('the balance is read from Redis', async () => {
@@ -107,17 +107,27 @@ describe('the /credits page in Chromium', () => {
 	});
 
 	test('draws the per-day, per-action usage chart', async () => {
-		await page.waitForSelector('#chart rect[data-action]', { timeout: 2000 });
-		const bars = await page.locator('#chart rect[data-action]').evaluateAll((rs) =>
-			rs.map((r) => [r.dataset.day, r.dataset.action, Number(r.dataset.credits)]));
 		const usage = await db().dailyUsage(user, 14);
 		assert.ok(usage.length >= 3);
-		assert.deepEqual(bars.map(([d, a, c]) => `${d} ${a} ${c}`).sort(),
-			usage.map((r) => `${r.day} ${r.action} ${Math.abs(Number(r.credits))}`).sort());
 		const chat = usage.find((r) => r.action === 'chat_message');
 		assert.equal(Math.abs(Number(chat.credits)), 50);
+		const want = usage.map((r) => `${r.day} ${r.action} ${Math.abs(Number(r.credits))}`).sort();
+		// The page redraws the chart when it sees the balance change.
+		const bars = () => page.locator('#chart rect[data-action]').evaluateAll((rs) =>
+			rs.map((r) => `${r.dataset.day} ${r.dataset.action} ${r.dataset.credits}`).sort());
+		await page.waitForFunction((w) => {
+			const got = [...document.querySelectorAll('#chart rect[data-action]')]
+				.map((r) => `${r.dataset.day} ${r.dataset.action} ${r.dataset.credits}`).sort();
+			return JSON.stringify(got) === JSON.stringify(w);
+		}, want, { timeout: 2000 }).catch(() => {});
+		assert.deepEqual(await bars(), want);
 		const legend = await page.locator('#legend li').allTextContents();
 		assert.deepEqual(legend, [...new Set(usage.map((r) => r.action))].sort());
+		// The history is redrawn with the chart: wait for it before the picture.
+		const ledger = await db().history(user, 20);
+		await page.waitForFunction((id) => document.querySelector('#history tbody tr[data-tx-id]')?.dataset.txId === id,
+			ledger[0].id.toString(), { timeout: 2000 });
+		await page.waitForTimeout(700);		// the balance's change highlight fades
 		await mkdir(OUT, { recursive: true });
 		const shot = join(OUT, 'credits-page.png');
 		await page.screenshot({ path: shot, fullPage: true });
@@ -128,7 +138,7 @@ describe('the /credits page in Chromium', () => {
 	});
 
 	test('shows the insufficient-credits state', async () => {
-		await db().deduct(user, 325n, 'other_app');		// 5 left
+		await db().deduct(user, 335n, 'other_app');		// 5 left
 		await waitBalance('5');
 		assert.equal(await page.locator('#low').isVisible(), true);
 		assert.equal(await page.locator('#insufficient').isVisible(), false);

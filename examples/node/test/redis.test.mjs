@@ -41,14 +41,16 @@ async function agrees(u, balance) {
 	if (balance !== undefined)
 		assert.equal(sqlBalance, BigInt(balance), 'the route returned the committed balance');
 	const rows = await db().history(u, 1000);
-	const want = rows.map(expectedMember);
+	// By id: rows of concurrent transactions can have created_at out of id
+	// order (it is the transaction's start time).
+	const byId = (a, b) => b.id - a.id;
+	const want = rows.map(expectedMember).sort(byId);
 	await eventually(async () => {
 		assert.equal(await cache().balance(u), sqlBalance, `balance:${u}`);
 		const cached = (await cache().recent(u, 1000)).map(cachedMember);
 		// Newest first by score.
 		for (let i = 1; i < cached.length; i++)
 			assert.ok(cached[i - 1].created_at_ms >= cached[i].created_at_ms, 'ZREVRANGE is newest first');
-		const byId = (a, b) => b.id - a.id;
 		const got = [...cached].sort(byId);
 		assert.equal(got.length, want.length, `txs:${u} has every ledger row`);
 		got.forEach((g, i) => {
