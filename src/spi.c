@@ -3,16 +3,15 @@
  * spi.c
  *		Prepared statements: every query the extension runs, in one table.
  *
- * Each statement is parsed once per backend, with search_path pinned to
- * pg_catalog (and pg_temp, which is never searched for functions or
- * operators), and kept with SPI_keepplan.  The plan cache re-analyses a
- * saved statement whenever the search_path in effect differs from the one
- * it was analysed with, and it re-analyses with the *current* one; so each
- * execution runs with the pinned path pushed as the override search path.
- * A caller's hostile search_path can therefore never redirect a table,
- * function or operator: every name below is schema-qualified, and the
- * operators resolve in pg_catalog.  (An error inside the execution leaves
- * the override pushed; transaction and subtransaction abort pop it.)
+ * Each statement is parsed once per backend and kept with SPI_keepplan.
+ * Every table name in them is schema-qualified, and every statement is
+ * prepared and executed under an override search_path of pg_catalog alone
+ * (not even pg_temp), so a caller's search_path can never redirect an
+ * operator, function or type (test/pgtap/04_search_path.sql).  Pinning the
+ * path only while preparing would not be enough: the plan cache re-analyses
+ * a saved statement under the search_path current when it next runs, so
+ * the override is pushed around every execution too.  It is popped by
+ * transaction or subtransaction abort if the statement fails.
  *
  * Every SPI return code is checked; an unexpected one is a can't-happen
  * and uses elog.  Callers bracket their work with credits_connect() and
@@ -25,7 +24,6 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
-#include "utils/guc.h"
 #include "utils/memutils.h"
 
 typedef struct CreditsStatement
@@ -461,24 +459,29 @@ static CreditsStatement statements[CQ__COUNT] = {
 	},
 };
 
-/* The pinned search_path, captured by the first prepare_statement(). */
+/* search_path = pg_catalog alone, built on first use; never freed. */
 static OverrideSearchPath *pinned_path = NULL;
 
-/* Prepare statement q under a pinned search_path.  Caller is connected. */
+/* Prepare and keep statement st under the pinned path.  Caller is connected. */
 static SPIPlanPtr
 prepare_statement(CreditsStatement *st)
 {
 	SPIPlanPtr	plan;
-	int			save_nestlevel;
 
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
 	if (pinned_path == NULL)
-		pinned_path = GetOverrideSearchPath(TopMemoryContext);
+	{
+		OverrideSearchPath *path;
+
+		path = MemoryContextAllocZero(TopMemoryContext, sizeof(OverrideSearchPath));
+		path->schemas = NIL;
+		path->addCatalog = true;
+		path->addTemp = false;
+		pinned_path = path;
+	}
+
+	PushOverrideSearchPath(pinned_path);
 	plan = SPI_prepare(st->sql, st->nargs, st->argtypes);
-	AtEOXact_GUC(true, save_nestlevel);
+	PopOverrideSearchPath();
 
 	if (plan == NULL)
 		elog(ERROR, "credits: SPI_prepare failed for \"%s\": %s",
