@@ -4,7 +4,7 @@
 #
 #   1. pg_regress (test/sql) and isolation specs (test/specs): make installcheck
 #   2. pgTAP (test/pgtap/*.sql) with pg_prove, in a fresh database credits_tap
-#   3. every executable test/stress/*.sh
+#   3. every executable test/stress/*.sh and test/integration/*.sh
 #   4. test/sync/run.sh, when present (credits-sync integration suite)
 #   5. examples/node/test.sh, when present (the Node example app)
 #
@@ -13,7 +13,8 @@
 # each; the sync and Node suites count one each.  The last line is
 # `N passed, N failed`, and the exit status is non-zero if anything failed.
 #
-# CREDITS_TEST_ONLY="regress isolation pgtap stress sync node" picks parts.
+# CREDITS_TEST_ONLY="regress isolation pgtap stress integration sync node"
+# picks parts.
 # CREDITS_TEST_TIMEOUT (seconds, default 1200) bounds each part (CI has 90
 # minutes in all).
 set -uo pipefail
@@ -22,7 +23,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 RUN_DIR=${CREDITS_RUN_DIR:-$REPO/.run}
 PGBIN=/usr/lib/postgresql/15/bin
-PARTS=${CREDITS_TEST_ONLY:-regress isolation pgtap stress sync node}
+PARTS=${CREDITS_TEST_ONLY:-regress isolation pgtap stress integration sync node}
 PART_TIMEOUT=${CREDITS_TEST_TIMEOUT:-1200}
 LOG_DIR=$RUN_DIR/test-logs
 
@@ -151,22 +152,27 @@ if wanted pgtap; then
   fi
 fi
 
-# --- 3. stress --------------------------------------------------------------
-if wanted stress; then
-  for f in test/stress/*.sh; do
+# --- 3. stress and integration scripts ----------------------------------------
+# scripts KIND: runs every test/KIND/*.sh, one count each.
+scripts() {
+  local kind=$1 f
+  for f in test/"$kind"/*.sh; do
     [ -e "$f" ] || continue
     if [ ! -x "$f" ]; then
-      echo "test: $f is not executable: skipped"
+      echo "test: $f is not executable: counted as failed"
+      record "$kind: $(basename "$f")" 0 1
       continue
     fi
-    banner "stress: $f"
-    if run_logged "$LOG_DIR/stress-$(basename "$f" .sh).log" "$f"; then
-      record "stress: $(basename "$f")" 1 0
+    banner "$kind: $f"
+    if run_logged "$LOG_DIR/$kind-$(basename "$f" .sh).log" "$f"; then
+      record "$kind: $(basename "$f")" 1 0
     else
-      record "stress: $(basename "$f")" 0 1
+      record "$kind: $(basename "$f")" 0 1
     fi
   done
-fi
+}
+wanted stress && scripts stress
+wanted integration && scripts integration
 
 # --- 4 and 5. suites owned by the sync and Node parts ------------------------
 # suite NAME SCRIPT: runs SCRIPT (with bash if it is not executable).
