@@ -181,7 +181,7 @@ typedef struct SyncBatch
 	uint64_t	event_txid;		/* same for account_events */
 	int64_t		event_id;
 	char	   *cur;			/* snapshot the page was read against */
-	int			xip_count;		/* transactions in progress in cur */
+	uint64_t	next_xid;		/* next xid to be assigned, read after cur */
 } SyncBatch;
 
 extern void batch_clear(SyncBatch *b);

@@ -15,11 +15,15 @@
  *	   new cursor in one script call (redis.c).  Repeat while pages have
  *	   rows.
  *	4. Caught up: follow the wake-up protocol.  Call credits.sync_sleep()
- *	   (the next writer to commit sends one NOTIFY), poll once more, and
- *	   while that poll's snapshot still has transactions in progress keep
- *	   polling with short sleeps (1 ms doubling to 20 ms); a writer that
- *	   read the flag just before it was set is one of them.  Only then
- *	   wait for a notification on the socket, at most poll_interval ms.
+ *	   (the next writer to commit sends one NOTIFY) and poll once more;
+ *	   that poll also reads N, the next transaction id to be assigned.  A
+ *	   writer that read the flag just before it was set had its xid before
+ *	   N, so until a poll's snapshot has xmin >= N (every transaction that
+ *	   had an xid then has finished), keep polling with short sleeps (1 ms
+ *	   doubling to 20 ms).  Only then wait for a notification on the
+ *	   socket, at most poll_interval ms.  (The snapshot's xip is not enough:
+ *	   it lists in-progress transactions only below xmax, so a writer whose
+ *	   xid is newer than every completed one is in progress yet not in xip.)
  *
  * Correctness never depends on a notification: the outbox and the cursor
  * are durable, notifications only cut the latency.
@@ -67,7 +71,9 @@ static bool have_cursor = false;
 
 /* Wake-up protocol */
 static bool armed = false;		/* sync_sleep() called since the last wake */
-static int	last_xip = 0;		/* in-progress transactions at the last snapshot */
+static bool need_sleep_xid = false;	/* the next poll reads sleep_xid */
+static uint64_t sleep_xid = 0;	/* next xid after sync_sleep(): N above */
+static uint64_t last_xmin = 0;	/* xmin of the last page's snapshot */
 
 /* Status */
 static int64_t rows_synced = 0;
@@ -570,7 +576,12 @@ sync_page(void)
 	}
 	complete = !b.ledger_more && !b.event_more;
 	empty = b.nusers == 0;
-	last_xip = b.xip_count;
+	last_xmin = snapshot_xmin(b.cur);
+	if (fresh && need_sleep_xid)
+	{
+		sleep_xid = b.next_xid;
+		need_sleep_xid = false;
+	}
 
 	/* The cursor after this page */
 	if (complete)
@@ -807,7 +818,10 @@ run(void)
 		}
 		backoff = 0;
 		if (r == PAGE_BUSY)
+		{
+			short_sleep = 1;
 			continue;
+		}
 
 		/* Caught up with a fresh snapshot. */
 		if (!armed)
@@ -819,9 +833,11 @@ run(void)
 				continue;
 			}
 			armed = true;
+			need_sleep_xid = true;
+			log_debug("caught up: sync_sleep() called, polling once more");
 			continue;			/* poll once more */
 		}
-		if (last_xip > 0)
+		if (need_sleep_xid || last_xmin < sleep_xid)
 		{
 			/* A writer may have read the flag before sync_sleep() set it. */
 			wait_for(-1, short_sleep);
@@ -838,15 +854,18 @@ run(void)
 		}
 		if (n > 0)
 		{
+			log_debug("%d notifications arrived while busy", n);
 			armed = false;
 			continue;
 		}
+		log_debug("waiting for a notification");
 		wait_for(pg_socket(), cfg.poll_interval);
 		if (pg_take_notifies(&n) != PGS_OK)
 		{
 			pg_disconnect();
 			continue;
 		}
+		log_debug("woken by %d notifications", n);
 		if (n > 0)
 			armed = false;
 	}

@@ -19,6 +19,15 @@
  * later statement sees exactly the same rows.  Pages are ordered by
  * (txid, id), the order of the txid indexes.
  *
+ * A page also returns the next transaction id to be assigned (N), read
+ * without assigning one: age(xid) compares with ReadNextTransactionId() in
+ * a transaction that has no xid, and the 32-bit difference from the
+ * snapshot's xmax is added to the 64-bit xmax.  The wake-up protocol needs
+ * it: a snapshot's xip lists in-progress transactions only below its xmax
+ * (latest completed + 1), so an empty xip does not mean that nothing is in
+ * progress; "xmin >= N" does mean that every transaction that had an xid
+ * when N was read has finished.
+ *
  * A page also returns the accounts rows (balance, version) of every user it
  * touches, read by the same statement; they may be newer than cur, which
  * is harmless because Redis refuses older versions.
@@ -68,7 +77,7 @@ static bool warned_not_preloaded = false;
  * Result rows of every batch query have six text columns (k, user_id, a, b,
  * n, t), ordered by user_id then k, with k:
  *	's'	one row, user_id NULL: a = more ledger rows in cur, b = more events,
- *		n = number of transactions in progress in cur, t = cur
+ *		n = the next transaction id to be assigned, t = cur
  *	'a'	accounts row: n = version, t = balance
  *	'e'	account_events row: a = txid, b = id
  *	'l'	ledger row: a = txid, b = id, n = score, t = member
@@ -104,11 +113,15 @@ static bool warned_not_preloaded = false;
 	"        ((SELECT count(*) FROM pl_all) >= $7::int8 OR" \
 	"         (SELECT count(*) FROM pl) < (SELECT count(*) FROM pl_all))::text AS a," \
 	"        ((SELECT count(*) FROM pe) >= $7::int8)::text AS b," \
-	"        (SELECT count(*) FROM pg_snapshot_xip(s.cur))::text AS n," \
+	"        (SELECT r + age((r % 4294967296)::text::xid) FROM (" \
+	"          SELECT greatest(x, x - x % 4294967296 + 3) AS r FROM (" \
+	"            SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8 AS x) q1) q2" \
+	"        )::text AS n," \
 	"        s.cur::text AS t FROM s" \
 	" UNION ALL" \
 	" SELECT 'a', a.user_id, NULL, NULL, a.version::text, a.balance::text" \
-	"   FROM credits.accounts a WHERE a.user_id IN (SELECT user_id FROM u)" \
+	"   FROM u CROSS JOIN LATERAL (" \
+	"    SELECT * FROM credits.accounts a WHERE a.user_id = u.user_id LIMIT 1) a" \
 	" UNION ALL" \
 	" SELECT 'e', pe.user_id, pe.txid::text, pe.id::text, NULL, NULL FROM pe" \
 	" UNION ALL" \
@@ -250,9 +263,15 @@ pg_connect(const SyncConfig *cfg)
 		return PGS_RETRY;
 	}
 
+	/*
+	 * The batch queries are planned once: their plans (index scans on
+	 * (txid, id) and on the primary keys) do not depend on the parameters,
+	 * and custom plans would cost more to plan than to run.
+	 */
 	if (!exec_simple("SET search_path = pg_catalog; SET TimeZone = 'UTC';"
 					 " SET statement_timeout = 0;"
-					 " SET idle_in_transaction_session_timeout = 0",
+					 " SET idle_in_transaction_session_timeout = 0;"
+					 " SET plan_cache_mode = force_generic_plan",
 					 PGRES_COMMAND_OK, NULL))
 		goto retry;
 
@@ -476,7 +495,7 @@ batch_fill(SyncBatch *b, PGresult *res)
 			b->cur = strdup(PQgetvalue(res, r, COL_T));
 			if (b->cur == NULL)
 				return false;
-			b->xip_count = atoi(PQgetvalue(res, r, COL_N));
+			b->next_xid = strtoull(PQgetvalue(res, r, COL_N), NULL, 10);
 			b->ledger_more = strcmp(PQgetvalue(res, r, COL_A), "true") == 0;
 			b->event_more = strcmp(PQgetvalue(res, r, COL_B), "true") == 0;
 			continue;
