@@ -83,9 +83,9 @@ SELECT * FROM grant_state WHERE user_id = 'grant-b';
 SELECT * FROM account_state WHERE user_id = 'grant-b';
 
 -- and in real time, with no job running
-SELECT balance FROM credits.credit_grant('grant-t', 25, 'promo', now() + interval '1 second');
+SELECT balance FROM credits.credit_grant('grant-t', 25, 'promo', now() + interval '2 seconds');
 SELECT credits.credit_available('grant-t') AS before_expiry;
-SELECT pg_sleep(1.1);
+SELECT pg_sleep(2.1);
 SELECT credits.credit_available('grant-t') AS after_expiry, credits.credit_balance('grant-t') AS balance;
 
 -- credit_expire_grants() posts the expiry in bulk

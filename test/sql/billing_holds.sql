@@ -131,9 +131,9 @@ SELECT status FROM credits.holds WHERE id = :h7;
 
 -- expiry: a hold stops counting at expires_at with no job running
 SELECT balance FROM credits.credit_init('hold-d', 100);
-SELECT hold_id AS h8 FROM credits.credit_hold('hold-d', 60, 'video_generation', '{}', '1 second') \gset
+SELECT hold_id AS h8 FROM credits.credit_hold('hold-d', 60, 'video_generation', '{}', '2 seconds') \gset
 SELECT credits.credit_available('hold-d') AS available_while_held;
-SELECT pg_sleep(1.1);
+SELECT pg_sleep(2.1);
 SELECT * FROM hold_state WHERE user_id = 'hold-d';
 SELECT status FROM credits.holds WHERE id = :h8;
 \set VERBOSITY terse
