@@ -16,6 +16,25 @@
 \echo Use "CREATE EXTENSION credits" to load this file. \quit
 
 -- ---------------------------------------------------------------------
+-- Section: roles
+-- ---------------------------------------------------------------------
+
+-- Roles are cluster-wide and outlive the extension; create them only if a
+-- previous CREATE EXTENSION (in any database) has not.  Grant them to login
+-- roles: credits_app to applications, credits_reader to analysts and to
+-- credits-sync.
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'credits_app') THEN
+		CREATE ROLE credits_app NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'credits_reader') THEN
+		CREATE ROLE credits_reader NOLOGIN;
+	END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------
 -- Section: core tables
 -- ---------------------------------------------------------------------
 
@@ -500,20 +519,9 @@ CREATE FUNCTION credits.credit_usage(user_id text)
 	AS 'MODULE_PATHNAME', 'credit_usage'
 	LANGUAGE C STABLE SECURITY DEFINER ROWS 1;
 
--- Privileges of the billing objects.  The roles section below also grants
--- credits_app EXECUTE on every function and credits_reader SELECT on every
--- table and view created before it; the roles must exist here already.
-DO $$
-BEGIN
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'credits_app') THEN
-		CREATE ROLE credits_app NOLOGIN;
-	END IF;
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'credits_reader') THEN
-		CREATE ROLE credits_reader NOLOGIN;
-	END IF;
-END
-$$;
-
+-- Privileges of the billing objects.  The privileges section below also
+-- grants credits_app EXECUTE on every function and credits_reader SELECT on
+-- every table and view created before it.
 GRANT EXECUTE ON FUNCTION
 	credits.credit_hold(text, bigint, text, jsonb, interval, text),
 	credits.credit_capture(bigint, bigint, jsonb, text),
@@ -542,19 +550,8 @@ GRANT EXECUTE ON FUNCTION
 	TO credits_reader;
 
 -- ---------------------------------------------------------------------
--- Section: roles and privileges
+-- Section: privileges
 -- ---------------------------------------------------------------------
-
-DO $$
-BEGIN
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'credits_app') THEN
-		CREATE ROLE credits_app NOLOGIN;
-	END IF;
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'credits_reader') THEN
-		CREATE ROLE credits_reader NOLOGIN;
-	END IF;
-END
-$$;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA credits FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA credits FROM PUBLIC;
