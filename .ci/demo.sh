@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: plays a short scenario against the local stack through psql and
 # prints what happened: a signup, a chat message, a purchase retried with
-# its idempotency key, an insufficient-credits error with its SQLSTATE,
+# its idempotency key, priced charges, a video and a training job paid
+# through holds, usage, an insufficient-credits error with its SQLSTATE,
 # DETAIL and HINT, the history, and, when credits-sync runs, the same
 # account as Redis readers see it.
 set -euo pipefail
@@ -50,15 +51,33 @@ sql "SELECT tx_id, balance FROM credits.credit_add(:'u', 500, 'purchase', jsonb_
 echo "   the payment webhook retries with the same key: same tx_id, nothing added:"
 sql "SELECT tx_id, balance FROM credits.credit_add(:'u', 500, 'purchase', jsonb_build_object('order', 'ord_' || :'run'), 'purchase-ord-' || :'run');"
 
-# ---------------------------------------------------------------------------
-# BILLING STEPS GO HERE (issue 4): a video generation with a hold
-# (credit_hold, then credit_capture of the seconds actually rendered), a
-# training job (hold, captured in GPU-hours when the job ends), and
-# credit_charge for priced actions.  Number the titles on from 4 and keep
-# the insufficient-credits step and the history after them.
-# ---------------------------------------------------------------------------
+title "4. priced actions: credit_charge looks the price up in credits.prices"
+echo "   a chat message (10 each) and a complex canvas (75), each with an idempotency key:"
+sql "SELECT tx_id, balance FROM credits.credit_charge(:'u', 'chat_message', 1, '{\"app\": \"chat\"}', 'chat-' || :'run');
+SELECT tx_id, balance FROM credits.credit_charge(:'u', 'canvas_generation_complex', 1, '{\"app\": \"canvas\"}', 'canvas-' || :'run');"
+echo "   the price used is recorded in the ledger row:"
+sql "SELECT action, amount, metadata->'price' AS price FROM credits.ledger
+      WHERE user_id = :'u' AND action = 'canvas_generation_complex';"
 
-title "4. more than the balance: the error an app turns into HTTP 402"
+title "5. video: hold the estimate (30 s at 10/s), capture the 21.4 s rendered"
+sql "SELECT hold_id, held, available FROM credits.credit_hold(:'u', credits.credit_cost('video_generation', 30),
+       'video_generation', '{\"video\": \"v-1\"}', '15 minutes', 'video-' || :'run') \\gset
+SELECT :hold_id AS hold_id, :held AS held, :available AS available;
+SELECT credits.credit_available(:'u') AS available_while_rendering;
+SELECT tx_id, balance FROM credits.credit_capture(:hold_id, credits.credit_cost('video_generation', 21.4),
+       '{\"seconds\": 21.4}', 'video-done-' || :'run');
+SELECT status, amount AS held, captured FROM credits.holds WHERE id = :hold_id;"
+
+title "6. training: hold 0.2 GPU-hours, capture 0.17 when the job's webhook arrives"
+sql "SELECT hold_id FROM credits.credit_hold(:'u', credits.credit_cost('training_job', 0.2),
+       'training_job', '{\"job\": \"t-1\"}', '6 hours', 'train-' || :'run') \\gset
+SELECT tx_id, balance FROM credits.credit_capture(:hold_id, credits.credit_cost('training_job', 0.17),
+       '{\"gpu_hours\": 0.17}', 'train-done-' || :'run');"
+
+title "7. usage this period and over the lifetime: credit_usage"
+sql "SELECT balance, available, held, plan, spent_period, spent_lifetime FROM credits.credit_usage(:'u');"
+
+title "8. more than the balance: the error an app turns into HTTP 402"
 sql "SELECT set_config('demo.user', :'u', false) \\g /dev/null
 DO \$\$
 DECLARE
@@ -75,12 +94,12 @@ END
 echo "   the balance is unchanged:"
 sql "SELECT credits.credit_balance(:'u') AS balance;"
 
-title "5. history, newest first: credit_history"
+title "9. history, newest first: credit_history"
 sql "SELECT id, amount, balance_after, action, metadata, idempotency_key, created_at
        FROM credits.credit_history(:'u');"
 sql "SELECT valid, cached, calculated FROM credits.credit_verify(:'u');"
 
-title "6. what Redis readers see (credits-sync)"
+title "10. what Redis readers see (credits-sync)"
 sync_pid=$(head -n1 "$RUN_DIR/credits-sync.pid" 2>/dev/null || true)
 if [ -z "${REDIS_PORT:-}" ] || [ -z "$sync_pid" ] || ! kill -0 "$sync_pid" 2>/dev/null; then
   echo "   credits-sync is not running: skipped"
