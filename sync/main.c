@@ -52,6 +52,7 @@
 #include "credits_sync.h"
 
 #define CURSOR_WRITE_MIN_MS	100		/* empty polls write the cursor at most this often */
+#define STATUS_WRITE_MIN_MS	100		/* pages write sync:status at most this often */
 #define SHORT_SLEEP_MAX_MS	20
 #define BACKOFF_MIN_MS		50
 #define REBUILD_BIG_BYTES	(32 * 1024 * 1024)
@@ -74,6 +75,10 @@ static bool armed = false;		/* sync_sleep() called since the last wake */
 static bool need_sleep_xid = false;	/* the next poll reads sleep_xid */
 static uint64_t sleep_xid = 0;	/* next xid after sync_sleep(): N above */
 static uint64_t last_xmin = 0;	/* xmin of the last page's snapshot */
+static int64_t last_poll_us = 0;	/* when the last page was read */
+static bool behind = false;		/* the last page left rows in its snapshot */
+static int	last_page_rows = 0;	/* outbox rows in the last page */
+static double arrival_rate = 0;	/* outbox rows per second, smoothed */
 
 /* Status */
 static int64_t rows_synced = 0;
@@ -81,6 +86,8 @@ static int64_t reconnects = 0;
 static int64_t rebuilds = 0;
 static int64_t lag_ms = 0;
 static int64_t last_cursor_write = 0;
+static int64_t last_status_write = 0;
+static bool status_dirty = false;	/* rows applied since the status was written */
 static char last_error[512] = "";
 static char started_at[32];
 static bool pg_ever = false;
@@ -104,6 +111,16 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Any time. */
+int64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* Any time. */
@@ -164,12 +181,12 @@ handle_hup(int sig)
 }
 
 /*
- * Main loop only.  Waits up to timeout_ms for fd to be readable (fd < 0:
+ * Main loop only.  Waits up to timeout_us for fd to be readable (fd < 0:
  * just sleeps); returns early on a signal.  Signals are blocked between
  * the flag check and ppoll(), which unblocks them atomically.
  */
 static void
-wait_for(int fd, int timeout_ms)
+wait_for(int fd, int64_t timeout_us)
 {
 	sigset_t	block,
 				old;
@@ -186,8 +203,8 @@ wait_for(int fd, int timeout_ms)
 		p.fd = fd;
 		p.events = POLLIN;
 		p.revents = 0;
-		ts.tv_sec = timeout_ms / 1000;
-		ts.tv_nsec = (long) (timeout_ms % 1000) * 1000000L;
+		ts.tv_sec = (time_t) (timeout_us / 1000000);
+		ts.tv_nsec = (long) (timeout_us % 1000000) * 1000L;
 		(void) ppoll(fd >= 0 ? &p : NULL, fd >= 0 ? 1 : 0, &ts, &old);
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
@@ -206,7 +223,7 @@ back_off(int *backoff)
 			*backoff = cfg.max_backoff;
 	}
 	log_debug("retrying in %d ms", *backoff);
-	wait_for(-1, *backoff);
+	wait_for(-1, (int64_t) *backoff * 1000);
 }
 
 /* ------------------------------------------------------------------ */
@@ -563,6 +580,7 @@ sync_page(void)
 	bool		fresh = cursor.cur == NULL;
 	bool		complete;
 	bool		empty;
+	bool		with_status;
 	char	   *text = NULL;
 	RedisStatus rs;
 	PageResult	result = PAGE_FAIL;
@@ -575,6 +593,8 @@ sync_page(void)
 		return PAGE_FAIL;
 	}
 	complete = !b.ledger_more && !b.event_more;
+	behind = !complete;
+	last_page_rows = b.ledger_rows + b.event_rows;
 	empty = b.nusers == 0;
 	last_xmin = snapshot_xmin(b.cur);
 	if (fresh && need_sleep_xid)
@@ -611,15 +631,17 @@ sync_page(void)
 
 	/*
 	 * An empty page changes nothing in Redis but the cursor; write it now
-	 * and then (it also detects a flushed Redis and refreshes the status).
+	 * and then (it also detects a flushed Redis and refreshes the status),
+	 * and at once when the status lags behind rows already applied.
 	 */
 	if (empty && complete)
 	{
 		int64_t		since = now_ms() - last_cursor_write;
 		bool		same = strcmp(next.prev, cursor.prev) == 0 && cursor.cur == NULL;
 
-		if ((same && since < cfg.poll_interval) ||
-			(!same && since < CURSOR_WRITE_MIN_MS))
+		if (!status_dirty &&
+			((same && since < cfg.poll_interval) ||
+			 (!same && since < CURSOR_WRITE_MIN_MS)))
 		{
 			cursor_clear(&cursor);
 			cursor = next;
@@ -633,8 +655,9 @@ sync_page(void)
 	if (text == NULL)
 		goto done;
 	rows_synced += b.ledger_rows;	/* as the status written with the rows says */
+	with_status = empty || now_ms() - last_status_write >= STATUS_WRITE_MIN_MS;
 	rs = redis_apply(&b, APPLY_BATCH, epoch, text, st_fields,
-					 status_fields(text), &repairs);
+					 with_status ? status_fields(text) : 0, &repairs);
 	if (rs != RS_OK)
 		rows_synced -= b.ledger_rows;
 	if (rs == RS_ERROR)
@@ -647,6 +670,13 @@ sync_page(void)
 		goto done;
 	}
 	last_cursor_write = now_ms();
+	if (with_status)
+	{
+		last_status_write = last_cursor_write;
+		status_dirty = false;
+	}
+	else if (!empty)
+		status_dirty = true;
 	if (!empty)
 		log_debug("applied %d ledger rows, %d events, %d users in %" PRId64 " ms (lag %" PRId64 " ms)",
 				  b.ledger_rows, b.event_rows, b.nusers, now_ms() - t0, lag_ms);
@@ -810,7 +840,40 @@ run(void)
 			continue;
 		}
 
-		r = sync_page();
+		/*
+		 * While rows stream in, pause between polls so that a page carries
+		 * more than a row or two: a page's cost (a query, a script call) is
+		 * mostly per page, not per row.  The pause grows with the arrival
+		 * rate, 1 us per row/s (1 ms at 1,000 rows/s), up to batch_delay
+		 * ms, so a trickle keeps its low latency and a flood is read in
+		 * bigger pages.  No pause when the last page left rows behind.
+		 */
+		if (!behind)
+		{
+			int64_t		pause = (int64_t) arrival_rate;
+			int64_t		wait;
+
+			if (pause > (int64_t) cfg.batch_delay * 1000)
+				pause = (int64_t) cfg.batch_delay * 1000;
+			wait = last_poll_us + pause - now_us();
+			if (wait > 0)
+			{
+				wait_for(-1, wait);
+				if (got_sigterm || got_sighup)
+					continue;
+			}
+		}
+		{
+			int64_t		t = now_us();
+			int64_t		interval = t - last_poll_us;
+
+			last_poll_us = t;
+			r = sync_page();
+			/* rows per second, smoothed; decays while idle */
+			if (r != PAGE_FAIL && interval > 0)
+				arrival_rate = 0.5 * arrival_rate +
+					0.5 * (double) last_page_rows * 1e6 / (double) interval;
+		}
 		if (r == PAGE_FAIL)
 		{
 			back_off(&backoff);
@@ -840,7 +903,7 @@ run(void)
 		if (need_sleep_xid || last_xmin < sleep_xid)
 		{
 			/* A writer may have read the flag before sync_sleep() set it. */
-			wait_for(-1, short_sleep);
+			wait_for(-1, (int64_t) short_sleep * 1000);
 			short_sleep = short_sleep * 2 > SHORT_SLEEP_MAX_MS ? SHORT_SLEEP_MAX_MS : short_sleep * 2;
 			continue;
 		}
@@ -859,7 +922,7 @@ run(void)
 			continue;
 		}
 		log_debug("waiting for a notification");
-		wait_for(pg_socket(), cfg.poll_interval);
+		wait_for(pg_socket(), (int64_t) cfg.poll_interval * 1000);
 		if (pg_take_notifies(&n) != PGS_OK)
 		{
 			pg_disconnect();

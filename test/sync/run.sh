@@ -236,7 +236,11 @@ test_basic() {
     "$BIN" --status --prefix "$PREFIX" | grep -q "^$f: " || fail "--status lacks $f"
   done
   [ "$(status_field pid)" = "${DPID[d]}" ] || fail "status pid is not the daemon's"
+  # the status is written at most every 100 ms while busy, and when caught up
+  local i
+  for i in $(seq 1 20); do [ "$(status_field rows_synced)" -ge 201 ] && break; sleep 0.05; done
   [ "$(status_field rows_synced)" -ge 201 ] || fail "rows_synced $(status_field rows_synced) < 201"
+  [ "$(status_field lag_ms)" = 0 ] || fail "lag_ms is $(status_field lag_ms) when caught up"
   [ "$("$BIN" --version)" = "credits-sync $(sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" "$REPO/credits.control")" ] ||
     fail "--version does not print credits.control's version"
   stop_daemon d
