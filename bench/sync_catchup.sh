@@ -80,6 +80,10 @@ newpid=$!
 done_ms=""
 while :; do
   if [ "$(rcli --raw HGET sync:status pid)" = "$newpid" ]; then
+    if [ "$(rcli --raw HGET sync:status rebuilds)" != 0 ]; then
+      echo "sync_catchup: the daemon found no cursor in Redis and rebuilt instead of catching up; run again" >&2
+      exit 1
+    fi
     synced=$(rcli --raw HGET sync:status rows_synced)
     if [ "${synced:-0}" -ge "$backlog" ]; then
       done_ms=$(now_ms)

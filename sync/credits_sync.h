@@ -214,7 +214,7 @@ extern void pg_disconnect(void);
 extern bool pg_connected(void);
 extern int	pg_socket(void);
 extern PgStatus pg_take_notifies(int *count);
-extern PgStatus pg_sync_sleep(void);
+extern PgStatus pg_sync_sleep(int poll_interval);
 extern PgStatus pg_read_page(const SyncCursor *c, int batch_size, SyncBatch *b);
 extern PgStatus pg_rebuild_begin(char **snapshot);
 extern PgStatus pg_rebuild_chunk(const char *after, int nusers, int window,

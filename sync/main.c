@@ -889,7 +889,7 @@ run(void)
 		/* Caught up with a fresh snapshot. */
 		if (!armed)
 		{
-			if (pg_sync_sleep() != PGS_OK)
+			if (pg_sync_sleep(cfg.poll_interval) != PGS_OK)
 			{
 				pg_disconnect();
 				back_off(&backoff);

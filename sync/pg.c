@@ -343,9 +343,12 @@ pg_take_notifies(int *count)
 	return PGS_OK;
 }
 
-/* pg_connected(), no transaction open.  Arms the writers' NOTIFY. */
+/*
+ * pg_connected(), no transaction open.  Arms the writers' NOTIFY;
+ * poll_interval is only for the warning.
+ */
 PgStatus
-pg_sync_sleep(void)
+pg_sync_sleep(int poll_interval)
 {
 	PGresult   *res;
 
@@ -354,7 +357,8 @@ pg_sync_sleep(void)
 	if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "f") == 0 &&
 		!warned_not_preloaded)
 	{
-		log_warning("credits is not in shared_preload_libraries: every writing transaction sends a NOTIFY (correct, but slower under load)");
+		log_warning("credits.sync_sleep() returned false: wake-ups are not coalesced (credits is not in shared_preload_libraries, so every writing transaction sends a NOTIFY, correct but slower; or no wake-up slot was free, so the daemon relies on its poll every %d ms)",
+					poll_interval);
 		warned_not_preloaded = true;
 	}
 	PQclear(res);
