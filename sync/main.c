@@ -13,7 +13,9 @@
  *	   continue from that snapshot.
  *	3. Read one page of the outbox (pg.c) and apply it together with the
  *	   new cursor in one script call (redis.c).  Repeat while pages have
- *	   rows.
+ *	   rows, pausing between polls in proportion to the arrival rate (1 us
+ *	   per row/s, at most batch_delay ms) so that a busy stream is read in
+ *	   pages of many rows.
  *	4. Caught up: follow the wake-up protocol.  Call credits.sync_sleep()
  *	   (the next writer to commit sends one NOTIFY) and poll once more;
  *	   that poll also reads N, the next transaction id to be assigned.  A

@@ -24,7 +24,9 @@
  * rebuild, its token in sync:rebuild); after FLUSHALL, an empty restart or
  * another daemon's rebuild the check fails and nothing is written.  Then,
  * per user, it writes the values only if the version is newer than the one
- * in sync:version (equal versions rewrite a missing or mistyped key),
+ * in sync:version (equal versions rewrite a missing or mistyped key; the
+ * versions of all the call's users are read with one HMGET and written
+ * with one MSET and one HSET),
  * ZADDs the rows (idempotent: a row's member and score never change) and
  * trims to the newest N.  The cursor is set last, by the same call.  A txs
  * key of another type (WRONGTYPE) is deleted, and the daemon rewrites it
