@@ -10,9 +10,12 @@
  * credits.sync_sleep(), which sets a flag in shared memory.  The first
  * writing transaction to reach pre-commit after that atomically clears the
  * flag and sends one NOTIFY credits_sync; every other writer only reads the
- * flag.  While it is awake the daemon polls the outbox, and it sleeps only
- * when no transaction is in progress, so a writer that read the flag just
- * before it was set is still seen.  If a transaction that took the flag
+ * flag.  While it is awake the daemon polls the outbox.  After calling
+ * sync_sleep() it reads the next transaction id N and keeps polling until a
+ * snapshot's xmin reaches N, so a writer that read the flag just before it
+ * was set (and so will not notify) has finished and been seen before the
+ * daemon waits.  (A snapshot's xip alone is not enough: it omits
+ * transactions at or above its xmax.)  If a transaction that took the flag
  * aborts, the flag is set again.
  *
  * The flag lives in shared memory only when the library is preloaded
