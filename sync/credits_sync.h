@@ -10,6 +10,12 @@
  *	  back.  Every balance write carries accounts.version and the Lua script
  *	  in redis.c refuses a version lower than the one already applied, so a
  *	  replay, a restart or a second daemon cannot move a balance backwards.
+ *	  available:/held: carry (version, as_of), as_of being the now() they
+ *	  were computed for, and are refused unless that pair is greater: time
+ *	  alone changes them (expiries), and every other change bumps version.
+ *	* Expiries are not in the outbox: every EXPIRY_CHECK_MS the daemon reads
+ *	  the users whose hold or grant expired since sync:checked and rewrites
+ *	  their values; sync:checked moves with the same script call.
  *	* The outbox (credits.ledger and credits.account_events) is read with
  *	  pgq's snapshot technique: a batch is "the rows of transactions that are
  *	  visible in snapshot cur but not in snapshot prev".  A transaction still
@@ -58,12 +64,15 @@
 #define MAX_BATCH_SIZE			100000
 
 /*
- * Per-account values written as plain Redis strings, guarded by
- * accounts.version.  pg.c returns them in this order; adding one (e.g.
- * "held:" and "available:" for holds) means adding its key prefix here and
- * its column in pg.c's account query.  The Lua script takes the count.
+ * Per-account values written as plain Redis strings.  pg.c returns them in
+ * this order.  The first SYNC_NVERSIONED (balance:) are guarded by
+ * accounts.version alone; the others (available:, held:) change with time
+ * at the same version (a hold or grant passing its expires_at), so they
+ * are guarded by the pair (version, as_of), as_of being the time they
+ * were computed for.  The Lua script takes both counts.
  */
-#define SYNC_NVALUES			1
+#define SYNC_NVALUES			3
+#define SYNC_NVERSIONED			1
 extern const char *const sync_value_keys[SYNC_NVALUES];
 
 /* ---------------------------------------------------------------- log.c */
@@ -154,6 +163,7 @@ typedef struct SyncUser
 	size_t		uid_len;
 	const char *version;		/* accounts.version, NULL if no account row */
 	const char *values[SYNC_NVALUES];
+	const char *as_of;			/* epoch us the derived values are for */
 	int			tx_first;		/* index into SyncBatch.txs */
 	int			tx_count;
 } SyncUser;
@@ -174,6 +184,9 @@ typedef struct SyncBatch
 	int			txs_cap;
 	size_t		bytes;			/* sum of member and id lengths */
 	int64_t		newest_ms;		/* largest score in the batch, 0 if none */
+	char		checked[24];	/* if set, the last call stores it in
+								 * sync:checked: expiries up to this epoch
+								 * us have been applied */
 	/* outbox page only */
 	int			ledger_rows;
 	int			event_rows;
@@ -216,11 +229,12 @@ extern int	pg_socket(void);
 extern PgStatus pg_take_notifies(int *count);
 extern PgStatus pg_sync_sleep(int poll_interval);
 extern PgStatus pg_read_page(const SyncCursor *c, int batch_size, SyncBatch *b);
-extern PgStatus pg_rebuild_begin(char **snapshot);
+extern PgStatus pg_rebuild_begin(char **snapshot, char *as_of, size_t as_of_size);
 extern PgStatus pg_rebuild_chunk(const char *after, int nusers, int window,
 								 SyncBatch *b);
 extern PgStatus pg_rebuild_end(void);
 extern PgStatus pg_read_user(const char *uid, int window, SyncBatch *b);
+extern PgStatus pg_read_expired(const char *since, int limit, SyncBatch *b);
 extern bool snapshot_valid(const char *s);
 extern uint64_t snapshot_xmin(const char *s);
 extern size_t json_compact(char *dst, const char *src, size_t len);
@@ -257,6 +271,7 @@ extern bool redis_connect(const SyncConfig *cfg);
 extern void redis_disconnect(void);
 extern bool redis_connected(void);
 extern RedisStatus redis_get_cursor(char **value);
+extern RedisStatus redis_get_checked(char **value);
 extern RedisStatus redis_rebuild_register(const char *token);
 extern RedisStatus redis_apply(const SyncBatch *b, ApplyMode mode,
 							   const char *epoch, const char *cursor,

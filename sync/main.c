@@ -59,6 +59,7 @@
 #define BACKOFF_MIN_MS		50
 #define REBUILD_BIG_BYTES	(32 * 1024 * 1024)
 #define REBUILD_SMALL_BYTES (4 * 1024 * 1024)
+#define EXPIRY_CHECK_MS		250		/* expiries are looked for this often */
 
 volatile sig_atomic_t got_sigterm = 0;
 volatile sig_atomic_t got_sighup = 0;
@@ -81,6 +82,10 @@ static int64_t last_poll_us = 0;	/* when the last page was read */
 static bool behind = false;		/* the last page left rows in its snapshot */
 static int	last_page_rows = 0;	/* outbox rows in the last page */
 static double arrival_rate = 0;	/* outbox rows per second, smoothed */
+
+/* Expiries (valid while have_cursor): applied up to checked, epoch us */
+static char checked[24] = "";
+static int64_t last_expiry_check = 0;	/* now_ms() of the last look */
 
 /* Status */
 static int64_t rows_synced = 0;
@@ -386,6 +391,7 @@ rebuild(void)
 	char	   *snap = NULL;
 	char	   *after = NULL;
 	char	   *text = NULL;
+	char		as_of[24];
 	int			nusers;
 	int64_t		t0 = now_ms();
 	int64_t		nrows = 0;
@@ -402,7 +408,7 @@ rebuild(void)
 
 	if (redis_rebuild_register(token) != RS_OK)
 		goto done;
-	if (pg_rebuild_begin(&snap) != PGS_OK)
+	if (pg_rebuild_begin(&snap, as_of, sizeof(as_of)) != PGS_OK)
 	{
 		pg_disconnect();
 		goto done;
@@ -462,6 +468,8 @@ rebuild(void)
 	if (text == NULL)
 		goto done;
 	state_name = "running";
+	/* Every value was read as of the rebuild's now(): expiries from then on */
+	snprintf(b.checked, sizeof(b.checked), "%s", as_of);
 	rs = redis_apply(&b, APPLY_FINISH, token, text, st_fields,
 					 status_fields(text), NULL);
 	if (rs == RS_STALE)
@@ -476,6 +484,7 @@ rebuild(void)
 	have_cursor = true;
 	armed = false;
 	last_cursor_write = now_ms();
+	snprintf(checked, sizeof(checked), "%s", as_of);
 	rebuilds++;
 	log_info("rebuild done: %" PRId64 " accounts, %" PRId64 " rows in %" PRId64 " ms",
 			 naccounts, nrows, now_ms() - t0);
@@ -528,6 +537,25 @@ load_cursor(void)
 		cursor_clear(&c);
 		return rebuild();
 	}
+	if (redis_get_checked(&value) != RS_OK)
+	{
+		free(e);
+		cursor_clear(&c);
+		return false;
+	}
+	if (value == NULL || value[0] == '\0' || strlen(value) >= sizeof(checked) ||
+		strspn(value, "0123456789") != strlen(value))
+	{
+		/* Written by a daemon without available:/held:, or damaged */
+		log_info("no valid %s in Redis: rebuilding to write available: and held:",
+				 "sync:checked");
+		free(value);
+		free(e);
+		cursor_clear(&c);
+		return rebuild();
+	}
+	snprintf(checked, sizeof(checked), "%s", value);
+	free(value);
 	free(epoch);
 	epoch = e;
 	cursor_clear(&cursor);
@@ -565,6 +593,48 @@ repair_users(RepairList *r)
 			have_cursor = false;
 		if (rs != RS_OK)
 			return rs == RS_STALE;
+	}
+	return true;
+}
+
+/*
+ * Both connected, have_cursor.  Rewrites available: and held: of the users
+ * whose hold or grant expired since checked (no write tells the outbox
+ * about that), in pages; each page's call also moves sync:checked.
+ */
+static bool
+apply_expiries(void)
+{
+	bool		more = true;
+
+	last_expiry_check = now_ms();
+	while (more && !got_sigterm)
+	{
+		SyncBatch	b;
+		RedisStatus rs;
+
+		if (pg_read_expired(checked, cfg.batch_size, &b) != PGS_OK)
+		{
+			pg_disconnect();
+			return false;
+		}
+		more = b.ledger_more;
+		rs = redis_apply(&b, APPLY_BATCH, epoch, NULL, NULL, 0, NULL);
+		if (rs == RS_OK)
+		{
+			if (b.nusers > 0)
+				log_debug("applied expiries of %d users up to %s", b.nusers, b.checked);
+			snprintf(checked, sizeof(checked), "%s", b.checked);
+		}
+		batch_clear(&b);
+		if (rs == RS_STALE)
+		{
+			log_info("the cursor in Redis changed epoch (flushed, restarted empty, or rebuilt by another daemon): re-reading it");
+			have_cursor = false;
+			return true;
+		}
+		if (rs != RS_OK)
+			return false;
 	}
 	return true;
 }
@@ -841,6 +911,12 @@ run(void)
 				back_off(&backoff);
 			continue;
 		}
+		if (now_ms() - last_expiry_check >= EXPIRY_CHECK_MS)
+		{
+			if (!apply_expiries())
+				back_off(&backoff);
+			continue;
+		}
 
 		/*
 		 * While rows stream in, pause between polls so that a page carries
@@ -924,7 +1000,15 @@ run(void)
 			continue;
 		}
 		log_debug("waiting for a notification");
-		wait_for(pg_socket(), (int64_t) cfg.poll_interval * 1000);
+		{
+			/* Wake up in time for the next look for expiries too. */
+			int64_t		wait = cfg.poll_interval;
+			int64_t		due = last_expiry_check + EXPIRY_CHECK_MS - now_ms();
+
+			if (due < wait)
+				wait = due < 1 ? 1 : due;
+			wait_for(pg_socket(), wait * 1000);
+		}
 		if (pg_take_notifies(&n) != PGS_OK)
 		{
 			pg_disconnect();

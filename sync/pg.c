@@ -28,9 +28,14 @@
  * progress; "xmin >= N" does mean that every transaction that had an xid
  * when N was read has finished.
  *
- * A page also returns the accounts rows (balance, version) of every user it
- * touches, read by the same statement; they may be newer than cur, which
- * is harmless because Redis refuses older versions.
+ * A page also returns the accounts rows (balance, version, and available
+ * and held as of the statement's now()) of every user it touches, read by
+ * the same statement; they may be newer than cur, which is harmless
+ * because Redis refuses older versions (and older (version, as_of) pairs).
+ *
+ * Expiries write nothing, so they are not in the outbox: SQL_EXPIRED finds
+ * the users whose open hold or grant with credit passed its expires_at
+ * since the last look, and reads their accounts the same way.
  *
  * A rebuild reads, in one REPEATABLE READ transaction, every account and
  * its newest rows, and then continues from that transaction's snapshot.
@@ -74,11 +79,34 @@ static bool warned_not_preloaded = false;
 	"floor(extract(epoch FROM " t ".created_at) * 1000)::int8::text"
 
 /*
- * Result rows of every batch query have six text columns (k, user_id, a, b,
- * n, t), ordered by user_id then k, with k:
+ * The columns a, b, n, t, o of the 'a' row of accounts row t (an alias
+ * with every column): available (= credits.credit_available(user_id),
+ * called only when the account has holds or expiring grants, the
+ * function's own shortcut), held (open holds not yet expired), version,
+ * balance and as_of, now() in epoch microseconds: the time available and
+ * held are computed for.  now() is the transaction's start, the time
+ * credit_available compares expires_at with; for the one-statement queries
+ * it is that statement's start.
+ */
+#define SQL_ACCOUNT(t) \
+	"(CASE WHEN " t ".held = 0 AND " t ".expiring = 0 THEN " t ".balance" \
+	" ELSE credits.credit_available(" t ".user_id) END)::text," \
+	" (CASE WHEN " t ".held = 0 THEN 0 ELSE (" \
+	"   SELECT coalesce(sum(h.amount), 0) FROM credits.holds h" \
+	"    WHERE h.user_id = " t ".user_id AND h.status = 'open'" \
+	"      AND h.expires_at > now())::int8 END)::text," \
+	" " t ".version::text, " t ".balance::text," \
+	" (extract(epoch FROM now()) * 1000000)::int8::text"
+
+/*
+ * Result rows of every batch query have seven text columns (k, user_id, a,
+ * b, n, t, o), ordered by user_id then k, with k:
  *	's'	one row, user_id NULL: a = more ledger rows in cur, b = more events,
- *		n = the next transaction id to be assigned, t = cur
- *	'a'	accounts row: n = version, t = balance
+ *		n = the next transaction id to be assigned, t = cur (page); or
+ *		a = more users due, t = the expiry time checked up to, in epoch
+ *		microseconds (expiry query)
+ *	'a'	accounts row: n = version, t = balance, a = available, b = held,
+ *		o = as_of (see SQL_ACCOUNT)
  *	'e'	account_events row: a = txid, b = id
  *	'l'	ledger row: a = txid, b = id, n = score, t = member
  */
@@ -117,16 +145,16 @@ static bool warned_not_preloaded = false;
 	"          SELECT greatest(x, x - x % 4294967296 + 3) AS r FROM (" \
 	"            SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8 AS x) q1) q2" \
 	"        )::text AS n," \
-	"        s.cur::text AS t FROM s" \
+	"        s.cur::text AS t, NULL::text AS o FROM s" \
 	" UNION ALL" \
-	" SELECT 'a', a.user_id, NULL, NULL, a.version::text, a.balance::text" \
+	" SELECT 'a', a.user_id, " SQL_ACCOUNT("a") \
 	"   FROM u CROSS JOIN LATERAL (" \
 	"    SELECT * FROM credits.accounts a WHERE a.user_id = u.user_id LIMIT 1) a" \
 	" UNION ALL" \
-	" SELECT 'e', pe.user_id, pe.txid::text, pe.id::text, NULL, NULL FROM pe" \
+	" SELECT 'e', pe.user_id, pe.txid::text, pe.id::text, NULL, NULL, NULL FROM pe" \
 	" UNION ALL" \
 	" SELECT 'l', pl.user_id, pl.txid::text, pl.id::text, " \
-	SQL_SCORE("pl") ", " SQL_MEMBER("pl") " FROM pl" \
+	SQL_SCORE("pl") ", " SQL_MEMBER("pl") ", NULL FROM pl" \
 	") x ORDER BY x.user_id NULLS FIRST, x.k"
 
 /*
@@ -136,14 +164,13 @@ static bool warned_not_preloaded = false;
  */
 #define SQL_NEWEST(where, limit) \
 	"WITH a AS MATERIALIZED (" \
-	"  SELECT user_id, version, balance FROM credits.accounts" \
+	"  SELECT * FROM credits.accounts" \
 	"   WHERE " where " ORDER BY user_id LIMIT " limit ")" \
 	"SELECT * FROM (" \
-	" SELECT 'a' AS k, a.user_id, NULL::text AS a, NULL::text AS b," \
-	"        a.version::text AS n, a.balance::text AS t FROM a" \
+	" SELECT 'a' AS k, a.user_id, " SQL_ACCOUNT("a") " FROM a" \
 	" UNION ALL" \
 	" SELECT 'l', a.user_id, NULL, l.id::text, " \
-	SQL_SCORE("l") ", " SQL_MEMBER("l") \
+	SQL_SCORE("l") ", " SQL_MEMBER("l") ", NULL" \
 	"   FROM a CROSS JOIN LATERAL (" \
 	"    SELECT l.* FROM credits.ledger l" \
 	"     WHERE l.user_id = a.user_id" \
@@ -153,6 +180,49 @@ static bool warned_not_preloaded = false;
 	"         ORDER BY l2.created_at DESC, l2.id DESC" \
 	"        OFFSET $3::int8 - 1 LIMIT 1), '-infinity')) l" \
 	") x ORDER BY x.user_id, x.k"
+
+/*
+ * Expiries: the accounts of users with an open hold or an unexpired grant
+ * (credit left or reserved) whose expires_at passed in (lo, upto], lo =
+ * $1 (epoch microseconds), upto = now(), or when more than $2 expiries
+ * are due, the $2-th one (all ties included, so paging by upto skips
+ * nothing).  Their available and held changed without any write.  The
+ * indexes holds_open_expiry_idx and grants_due_idx serve both scans.
+ */
+#define SQL_HOLDS_DUE(lo, hi) \
+	"SELECT h.user_id, h.expires_at FROM credits.holds h" \
+	" WHERE h.status = 'open' AND h.expires_at > " lo " AND h.expires_at <= " hi
+#define SQL_GRANTS_DUE(lo, hi) \
+	"SELECT g.user_id, g.expires_at FROM credits.grants g" \
+	" WHERE (g.remaining > 0 OR g.reserved > 0)" \
+	"   AND g.expires_at > " lo " AND g.expires_at <= " hi
+#define SQL_EXPIRED \
+	"WITH s AS MATERIALIZED (" \
+	"  SELECT '1970-01-01 00:00:00+00'::timestamptz" \
+	"         + $1::int8 * interval '1 microsecond' AS lo, now() AS hi)," \
+	" d AS MATERIALIZED (" \
+	"  SELECT q.expires_at FROM s CROSS JOIN LATERAL (" \
+	"   (" SQL_HOLDS_DUE("s.lo", "s.hi") " ORDER BY h.expires_at LIMIT $2::int8)" \
+	"   UNION ALL" \
+	"   (" SQL_GRANTS_DUE("s.lo", "s.hi") " ORDER BY g.expires_at LIMIT $2::int8)" \
+	"  ) q ORDER BY q.expires_at LIMIT $2::int8)," \
+	" e AS MATERIALIZED (" \
+	"  SELECT s.lo, s.hi, CASE WHEN (SELECT count(*) FROM d) >= $2::int8" \
+	"   THEN (SELECT max(d.expires_at) FROM d) ELSE s.hi END AS upto FROM s)," \
+	" u AS (" \
+	"  SELECT q.user_id FROM e CROSS JOIN LATERAL (" SQL_HOLDS_DUE("e.lo", "e.upto") ") q" \
+	"  UNION" \
+	"  SELECT q.user_id FROM e CROSS JOIN LATERAL (" SQL_GRANTS_DUE("e.lo", "e.upto") ") q)" \
+	"SELECT * FROM (" \
+	" SELECT 's' AS k, NULL::text AS user_id, (e.upto < e.hi)::text AS a," \
+	"        NULL::text AS b, NULL::text AS n," \
+	"        (extract(epoch FROM e.upto) * 1000000)::int8::text AS t," \
+	"        NULL::text AS o FROM e" \
+	" UNION ALL" \
+	" SELECT 'a', a.user_id, " SQL_ACCOUNT("a") \
+	"   FROM u CROSS JOIN LATERAL (" \
+	"    SELECT * FROM credits.accounts a WHERE a.user_id = u.user_id LIMIT 1) a" \
+	") x ORDER BY x.user_id NULLS FIRST, x.k"
 
 #define SQL_REBUILD_CHUNK	SQL_NEWEST("user_id > $1::text", "$2::int8")
 #define SQL_USER			SQL_NEWEST("user_id = $1::text", "$2::int8")
@@ -166,16 +236,17 @@ static const struct
 	{"page", SQL_PAGE},
 	{"rebuild_chunk", SQL_REBUILD_CHUNK},
 	{"user", SQL_USER},
+	{"expired", SQL_EXPIRED},
 };
 
 /* Column numbers of the batch queries */
 enum
 {
-	COL_K, COL_USER, COL_A, COL_B, COL_N, COL_T, NCOLS
+	COL_K, COL_USER, COL_A, COL_B, COL_N, COL_T, COL_O, NCOLS
 };
 
 /* Redis keys of the per-account values, in the order of SyncUser.values */
-const char *const sync_value_keys[SYNC_NVALUES] = {"balance:"};
+const char *const sync_value_keys[SYNC_NVALUES] = {"balance:", "available:", "held:"};
 
 /* ------------------------------------------------------------------ */
 
@@ -523,6 +594,9 @@ batch_fill(SyncBatch *b, PGresult *res)
 			case 'a':
 				u->version = PQgetvalue(res, r, COL_N);
 				u->values[0] = PQgetvalue(res, r, COL_T);
+				u->values[1] = PQgetvalue(res, r, COL_A);
+				u->values[2] = PQgetvalue(res, r, COL_B);
+				u->as_of = PQgetvalue(res, r, COL_O);
 				break;
 			case 'e':
 				{
@@ -669,10 +743,11 @@ pg_read_page(const SyncCursor *c, int batch_size, SyncBatch *b)
 
 /*
  * pg_connected(), no transaction open.  Opens the rebuild's REPEATABLE
- * READ transaction; *snapshot (malloc'd) gets its snapshot.
+ * READ transaction; *snapshot (malloc'd) gets its snapshot and as_of its
+ * now() in epoch microseconds, the as_of of every value the rebuild reads.
  */
 PgStatus
-pg_rebuild_begin(char **snapshot)
+pg_rebuild_begin(char **snapshot, char *as_of, size_t as_of_size)
 {
 	PGresult   *res;
 
@@ -680,9 +755,12 @@ pg_rebuild_begin(char **snapshot)
 	if (!exec_simple("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
 					 PGRES_COMMAND_OK, NULL))
 		return PGS_RETRY;
-	if (!exec_simple("SELECT pg_current_snapshot()::text", PGRES_TUPLES_OK, &res))
+	if (!exec_simple("SELECT pg_current_snapshot()::text,"
+					 " (extract(epoch FROM now()) * 1000000)::int8::text",
+					 PGRES_TUPLES_OK, &res))
 		return PGS_RETRY;
 	*snapshot = strdup(PQgetvalue(res, 0, 0));
+	snprintf(as_of, as_of_size, "%s", PQgetvalue(res, 0, 1));
 	PQclear(res);
 	return *snapshot ? PGS_OK : PGS_RETRY;
 }
@@ -730,4 +808,34 @@ pg_read_user(const char *uid, int window, SyncBatch *b)
 	params[1] = "1";
 	params[2] = w;
 	return exec_batch("user", 3, params, b);
+}
+
+/*
+ * pg_connected(), no transaction open; since is a decimal number of epoch
+ * microseconds.  Reads the accounts of the users with a hold or grant
+ * that expired after since (at most about limit expiries; see
+ * SQL_EXPIRED) into b, with b->checked = the time checked up to and
+ * b->ledger_more = more expiries are due before now().
+ */
+PgStatus
+pg_read_expired(const char *since, int limit, SyncBatch *b)
+{
+	char		lim[16];
+	const char *params[2];
+	PgStatus	st;
+
+	snprintf(lim, sizeof(lim), "%d", limit);
+	params[0] = since;
+	params[1] = lim;
+	st = exec_batch("expired", 2, params, b);
+	if (st != PGS_OK)
+		return st;
+	if (b->cur == NULL || strlen(b->cur) >= sizeof(b->checked))
+	{
+		pg_fail("read expiries", "no time row");
+		batch_clear(b);
+		return PGS_RETRY;
+	}
+	strcpy(b->checked, b->cur);
+	return PGS_OK;
 }

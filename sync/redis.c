@@ -8,7 +8,13 @@
  *	balance:<user>	string, accounts.balance
  *	txs:<user>		sorted set of the newest N ledger rows; score = created_at
  *					in epoch ms, member = compact JSON of the row
- *	sync:version	hash, user -> accounts.version last written
+ *	available:<user> string, credits.credit_available(user)
+ *	held:<user>		string, sum of the user's open, unexpired holds
+ *	sync:version	hash, user -> accounts.version last written (balance:)
+ *	sync:asof		hash, user -> "<version> <as_of>" of the last written
+ *					available: and held: (as_of: epoch us they are for)
+ *	sync:checked	string, epoch us: every hold or grant that expired up
+ *					to then has been applied to available: and held:
  *	sync:cursor		string "<epoch> <window> <prev> [<cur> <ltxid> <lid>
  *					<etxid> <eid>]": everything visible in snapshot prev
  *					(and, inside cur, up to the given (txid, id) positions)
@@ -23,10 +29,12 @@
  * one the daemon's cursor belongs to (the epoch in sync:cursor, or for a
  * rebuild, its token in sync:rebuild); after FLUSHALL, an empty restart or
  * another daemon's rebuild the check fails and nothing is written.  Then,
- * per user, it writes the values only if the version is newer than the one
- * in sync:version (equal versions rewrite a missing or mistyped key; the
- * versions of all the call's users are read with one HMGET and written
- * with one MSET and one HSET),
+ * per user, it writes the balance only if the version is newer than the
+ * one in sync:version, and available/held only if (version, as_of) is
+ * greater than the pair in sync:asof: time alone changes them at one
+ * version, as a hold or grant passes its expiry (equal versions or pairs
+ * rewrite a missing or mistyped key; the versions of all the call's users
+ * are read with two HMGETs and written with one MSET and two HSETs),
  * ZADDs the rows (idempotent: a row's member and score never change) and
  * trims to the newest N.  The cursor is set last, by the same call.  A txs
  * key of another type (WRONGTYPE) is deleted, and the daemon rewrites it
@@ -56,17 +64,21 @@
 #define CALL_MAX_BYTES		(8 * 1024 * 1024)
 
 /*
- * KEYS[1] cursor, KEYS[2] version hash, KEYS[3] rebuild token set, then per
- * user: nv value keys and its txs key.
+ * KEYS[1] cursor, KEYS[2] version hash, KEYS[3] rebuild token set, KEYS[4]
+ * as_of hash, KEYS[5] checked time, then per user: nv value keys and its
+ * txs key.
  * ARGV[1] mode (b, r or f), ARGV[2] epoch (b) or rebuild token (r, f),
- * ARGV[3] new cursor or '', ARGV[4] window, ARGV[5] nv, then per user: id,
- * version ('' if none), nv values, number of rows, (score, member) pairs.
+ * ARGV[3] new cursor or '', ARGV[4] window, ARGV[5] nv, ARGV[6] nb (the
+ * first nb values are guarded by the version alone, the rest by (version,
+ * as_of)), ARGV[7] new checked time or '', then per user: id, version (''
+ * if none), as_of, nv values, number of rows, (score, member) pairs.
  * Returns {'OK', number of values refused as older than Redis's, ids whose
  * txs key had to be deleted...} or {'STALE'}.
  */
 static const char APPLY_LUA[] =
 "local mode, epoch, cursor = ARGV[1], ARGV[2], ARGV[3]\n"
-"local window, nv = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+"local window, nv, nb = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+"local checked = ARGV[7]\n"
 "if mode == 'b' then\n"
 "  local c = redis.pcall('GET', KEYS[1])\n"
 "  if type(c) ~= 'string' or string.sub(c, 1, #epoch + 1) ~= epoch .. ' ' then\n"
@@ -78,13 +90,15 @@ static const char APPLY_LUA[] =
 "    return {'STALE'}\n"
 "  end\n"
 "end\n"
-"local vt = redis.call('TYPE', KEYS[2]).ok\n"
-"if vt ~= 'hash' and vt ~= 'none' then redis.call('DEL', KEYS[2]) end\n"
+"for _, h in ipairs({KEYS[2], KEYS[4]}) do\n"
+"  local t = redis.call('TYPE', h).ok\n"
+"  if t ~= 'hash' and t ~= 'none' then redis.call('DEL', h) end\n"
+"end\n"
 "local users, fields = {}, {}\n"
-"local k, a = 4, 6\n"
+"local k, a = 6, 8\n"
 "while a <= #ARGV do\n"
-"  local u = {uid = ARGV[a], ver = ARGV[a + 1], vals = a + 2, k = k}\n"
-"  a = a + 2 + nv\n"
+"  local u = {uid = ARGV[a], ver = ARGV[a + 1], asof = ARGV[a + 2], vals = a + 3, k = k}\n"
+"  a = a + 3 + nv\n"
 "  u.txs = KEYS[k + nv]\n"
 "  k = k + nv + 1\n"
 "  u.n = tonumber(ARGV[a])\n"
@@ -96,35 +110,54 @@ static const char APPLY_LUA[] =
 "  end\n"
 "  users[#users + 1] = u\n"
 "end\n"
-"local have = {}\n"
+"local have, dhave = {}, {}\n"
 "for i = 1, #fields, 1000 do\n"
-"  local r = redis.call('HMGET', KEYS[2], unpack(fields, i, math.min(i + 999, #fields)))\n"
+"  local last = math.min(i + 999, #fields)\n"
+"  local r = redis.call('HMGET', KEYS[2], unpack(fields, i, last))\n"
 "  for j = 1, #r do have[i + j - 1] = r[j] end\n"
+"  r = redis.call('HMGET', KEYS[4], unpack(fields, i, last))\n"
+"  for j = 1, #r do dhave[i + j - 1] = r[j] end\n"
 "end\n"
-"local out, refused, sets, vsets = {'OK', 0}, 0, {}, {}\n"
+"local function missing(u, from, to)\n"
+"  for i = from, to do\n"
+"    if redis.call('TYPE', KEYS[u.k + i]).ok ~= 'string' then return true end\n"
+"  end\n"
+"  return false\n"
+"end\n"
+"local out, refused, sets, vsets, dsets = {'OK', 0}, 0, {}, {}, {}\n"
 "for _, u in ipairs(users) do\n"
 "  if u.f then\n"
 "    local v = tonumber(u.ver)\n"
 "    local h = tonumber(have[u.f] or '-1')\n"
-"    local write = h < v\n"
 "    if h > v then refused = refused + 1 end\n"
-"    if h == v then\n"
-"      for i = 0, nv - 1 do\n"
-"        if redis.call('TYPE', KEYS[u.k + i]).ok ~= 'string' then write = true end\n"
-"      end\n"
-"    end\n"
-"    if write then\n"
-"      for i = 0, nv - 1 do\n"
+"    if h < v or (h == v and missing(u, 0, nb - 1)) then\n"
+"      for i = 0, nb - 1 do\n"
 "        sets[#sets + 1] = KEYS[u.k + i]\n"
 "        sets[#sets + 1] = ARGV[u.vals + i]\n"
 "      end\n"
 "      vsets[#vsets + 1] = u.uid\n"
 "      vsets[#vsets + 1] = u.ver\n"
 "    end\n"
+"    local dv, dt, t = -1, -1, tonumber(u.asof)\n"
+"    if dhave[u.f] then\n"
+"      local x, y = string.match(dhave[u.f], '^(%d+) (%d+)$')\n"
+"      if x then dv, dt = tonumber(x), tonumber(y) end\n"
+"    end\n"
+"    if dv > v or (dv == v and dt > t) then refused = refused + 1 end\n"
+"    if nb < nv and (dv < v or (dv == v and (dt < t or\n"
+"        (dt == t and missing(u, nb, nv - 1))))) then\n"
+"      for i = nb, nv - 1 do\n"
+"        sets[#sets + 1] = KEYS[u.k + i]\n"
+"        sets[#sets + 1] = ARGV[u.vals + i]\n"
+"      end\n"
+"      dsets[#dsets + 1] = u.uid\n"
+"      dsets[#dsets + 1] = u.ver .. ' ' .. u.asof\n"
+"    end\n"
 "  end\n"
 "end\n"
 "for i = 1, #sets, 1000 do redis.call('MSET', unpack(sets, i, math.min(i + 999, #sets))) end\n"
 "for i = 1, #vsets, 1000 do redis.call('HSET', KEYS[2], unpack(vsets, i, math.min(i + 999, #vsets))) end\n"
+"for i = 1, #dsets, 1000 do redis.call('HSET', KEYS[4], unpack(dsets, i, math.min(i + 999, #dsets))) end\n"
 "for _, u in ipairs(users) do\n"
 "  local i, added = 0, 0\n"
 "  while i < u.n do\n"
@@ -143,6 +176,7 @@ static const char APPLY_LUA[] =
 "  if added > 0 then redis.call('ZREMRANGEBYRANK', u.txs, 0, -(window + 1)) end\n"
 "end\n"
 "if cursor ~= '' then redis.call('SET', KEYS[1], cursor) end\n"
+"if checked ~= '' then redis.call('SET', KEYS[5], checked) end\n"
 "if mode == 'f' then redis.call('SREM', KEYS[3], epoch) end\n"
 "out[2] = refused\n"
 "return out\n";
@@ -158,6 +192,8 @@ static char *key_cursor = NULL;
 static char *key_version = NULL;
 static char *key_rebuild = NULL;
 static char *key_status = NULL;
+static char *key_asof = NULL;
+static char *key_checked = NULL;
 
 /* Growable argv for redisAppendCommandArgv */
 typedef struct Argv
@@ -240,7 +276,10 @@ free_keys(void)
 	free(key_version);
 	free(key_rebuild);
 	free(key_status);
+	free(key_asof);
+	free(key_checked);
 	prefix = key_cursor = key_version = key_rebuild = key_status = NULL;
+	key_asof = key_checked = NULL;
 }
 
 /* cfg is loaded.  Builds the fixed key names. */
@@ -257,7 +296,10 @@ set_keys(const SyncConfig *cfg)
 	key_version = make_key("sync:version");
 	key_rebuild = make_key("sync:rebuild");
 	key_status = make_key("sync:status");
-	return key_cursor && key_version && key_rebuild && key_status;
+	key_asof = make_key("sync:asof");
+	key_checked = make_key("sync:checked");
+	return key_cursor && key_version && key_rebuild && key_status &&
+		key_asof && key_checked;
 }
 
 /* cfg is loaded; not connected.  Connects (without loading the script). */
@@ -346,19 +388,19 @@ redis_connect(const SyncConfig *cfg)
 }
 
 /*
- * redis_connected().  *value gets the cursor (malloc'd), or NULL when the
- * key is missing or not a string.
+ * redis_connected(); key is one of the fixed keys.  *value gets its value
+ * (malloc'd), or NULL when it is missing or not a string.
  */
-RedisStatus
-redis_get_cursor(char **value)
+static RedisStatus
+get_string(const char *key, const char *what, char **value)
 {
 	redisReply *reply;
 
 	*value = NULL;
-	reply = redisCommand(ctx, "GET %b", key_cursor, strlen(key_cursor));
+	reply = redisCommand(ctx, "GET %b", key, strlen(key));
 	if (reply == NULL)
 	{
-		redis_fail("GET cursor", ctx->errstr);
+		redis_fail(what, ctx->errstr);
 		redis_disconnect();
 		return RS_ERROR;
 	}
@@ -375,9 +417,29 @@ redis_get_cursor(char **value)
 		(*value)[reply->len] = '\0';
 	}
 	else if (reply->type == REDIS_REPLY_ERROR)
-		log_warning("Redis: GET cursor: %s; rebuilding", reply->str);
+		log_warning("Redis: %s: %s; ignoring it", what, reply->str);
 	freeReplyObject(reply);
 	return RS_OK;
+}
+
+/*
+ * redis_connected().  *value gets the cursor (malloc'd), or NULL when the
+ * key is missing or not a string.
+ */
+RedisStatus
+redis_get_cursor(char **value)
+{
+	return get_string(key_cursor, "GET cursor", value);
+}
+
+/*
+ * redis_connected().  *value gets sync:checked (malloc'd): expiries up to
+ * that time (epoch us) are applied; NULL when missing or not a string.
+ */
+RedisStatus
+redis_get_checked(char **value)
+{
+	return get_string(key_checked, "GET checked", value);
 }
 
 /* redis_connected().  Registers a rebuild's token in sync:rebuild. */
@@ -566,7 +628,7 @@ plan_calls(const SyncBatch *b, Piece **pieces, int *npieces, Call **calls,
 static bool
 append_call(const SyncBatch *b, const Piece *pieces, int first, int count,
 			ApplyMode mode, const char *epoch, const char *cursor,
-			bool use_eval)
+			const char *checked, bool use_eval)
 {
 	Argv		keys = {0};
 	Argv		args = {0};
@@ -578,11 +640,13 @@ append_call(const SyncBatch *b, const Piece *pieces, int first, int count,
 	char		modestr[2] = {(char) mode, '\0'};
 	char		winstr[16];
 	char		nvstr[16];
+	char		nbstr[16];
 	char		numkeys[16];
 	bool		ok = false;
 
 	snprintf(winstr, sizeof(winstr), "%d", window);
 	snprintf(nvstr, sizeof(nvstr), "%d", SYNC_NVALUES);
+	snprintf(nbstr, sizeof(nbstr), "%d", SYNC_NVERSIONED);
 
 	for (int i = first; i < first + count; i++)
 	{
@@ -598,11 +662,15 @@ append_call(const SyncBatch *b, const Piece *pieces, int first, int count,
 	if (!argv_push(&keys, key_cursor, strlen(key_cursor)) ||
 		!argv_push(&keys, key_version, strlen(key_version)) ||
 		!argv_push(&keys, key_rebuild, strlen(key_rebuild)) ||
+		!argv_push(&keys, key_asof, strlen(key_asof)) ||
+		!argv_push(&keys, key_checked, strlen(key_checked)) ||
 		!argv_push(&args, modestr, 1) ||
 		!argv_push(&args, epoch, strlen(epoch)) ||
 		!argv_push(&args, cursor ? cursor : "", cursor ? strlen(cursor) : 0) ||
 		!argv_push(&args, winstr, strlen(winstr)) ||
-		!argv_push(&args, nvstr, strlen(nvstr)))
+		!argv_push(&args, nvstr, strlen(nvstr)) ||
+		!argv_push(&args, nbstr, strlen(nbstr)) ||
+		!argv_push(&args, checked ? checked : "", checked ? strlen(checked) : 0))
 		goto done;
 
 	for (int i = first; i < first + count; i++)
@@ -629,7 +697,8 @@ append_call(const SyncBatch *b, const Piece *pieces, int first, int count,
 			goto done;
 		if (p->with_values && u->version != NULL)
 		{
-			if (!argv_push(&args, u->version, strlen(u->version)))
+			if (!argv_push(&args, u->version, strlen(u->version)) ||
+				!argv_push(&args, u->as_of, strlen(u->as_of)))
 				goto done;
 			for (int v = 0; v < SYNC_NVALUES; v++)
 				if (!argv_push(&args, u->values[v], strlen(u->values[v])))
@@ -637,7 +706,7 @@ append_call(const SyncBatch *b, const Piece *pieces, int first, int count,
 		}
 		else
 		{
-			if (!argv_push(&args, "", 0))
+			if (!argv_push(&args, "", 0) || !argv_push(&args, "", 0))
 				goto done;
 			for (int v = 0; v < SYNC_NVALUES; v++)
 				if (!argv_push(&args, "", 0))
@@ -848,7 +917,8 @@ send_calls(const SyncBatch *b, const Piece *pieces, const Call *calls,
 	for (int c = from; c < to; c++)
 	{
 		if (!append_call(b, pieces, calls[c].first, calls[c].count, mode, epoch,
-						 c == ncalls - 1 ? cursor : NULL, false))
+						 c == ncalls - 1 ? cursor : NULL,
+						 c == ncalls - 1 && b->checked[0] ? b->checked : NULL, false))
 		{
 			free(again);
 			return RS_ERROR;
@@ -878,7 +948,8 @@ send_calls(const SyncBatch *b, const Piece *pieces, const Call *calls,
 		{
 			if (again[c - from] &&
 				!append_call(b, pieces, calls[c].first, calls[c].count, mode,
-							 epoch, c == ncalls - 1 ? cursor : NULL, true))
+							 epoch, c == ncalls - 1 ? cursor : NULL,
+							 c == ncalls - 1 && b->checked[0] ? b->checked : NULL, true))
 				st = RS_ERROR;
 		}
 		for (int c = from; c < to && st == RS_OK; c++)
