@@ -8,19 +8,23 @@
  *		until T ms have passed), else print the differences and exit 1.
  *		"Matches" means, for every row of credits.accounts:
  *		  - GET <P>balance:<u> equals credits.credit_balance(u);
+ *		  - GET <P>available:<u> equals credits.credit_available(u), and
+ *			GET <P>held:<u> the sum of u's open holds not yet expired (both
+ *			recomputed at every retry, so expiries must be followed);
  *		  - ZRANGE <P>txs:<u> holds exactly the ids of the newest N ledger
  *			rows, newest by (created_at in ms, then Redis's member order,
  *			which for these members is the byte order of id || ',');
  *		  - every member is compact JSON (no whitespace outside strings)
  *			and equal, as jsonb, to the row's {id, amount, balance, action,
  *			metadata, created_at}, with the score = created_at in epoch ms;
- *		and no <P>balance:* or <P>txs:* key exists for a user without an
- *		account (an aborted transaction's user, say).
+ *		and no <P>balance:*, available:*, held:* or <P>txs:* key exists for a
+ *		user without an account (an aborted transaction's user, say).
  *
  *	check --monitor --duration-ms D [--prefix P] USER...
- *		Polls the users' balance and <P>sync:version entries for D ms and
- *		exits 1 if any of them ever goes up (balance) or down (version).
- *		For workloads that only deduct.
+ *		Polls the users' balance, <P>sync:version and <P>sync:asof entries
+ *		for D ms and exits 1 if any of them ever goes up (balance) or down
+ *		(version; the (version, as_of) pair of available:/held:).  For
+ *		workloads that only deduct.
  *
  * PostgreSQL from the PG* environment, Redis from REDIS_HOST/REDIS_PORT.
  * User ids are handled as byte strings throughout.
@@ -44,6 +48,8 @@ typedef struct User
 	char	   *uid;
 	size_t		uid_len;
 	char	   *balance;
+	char	   *available;
+	char	   *held;
 	char	   *ids;			/* expected ids, ascending, comma-separated */
 } User;
 
@@ -244,7 +250,11 @@ check_once(void)
 					   "   SELECT l.id FROM credits.ledger l WHERE l.user_id = a.user_id"
 					   "   ORDER BY floor(extract(epoch FROM l.created_at) * 1000) DESC,"
 					   "            (l.id::text || ',') COLLATE \"C\" DESC"
-					   "   LIMIT $1::int) x), '')"
+					   "   LIMIT $1::int) x), ''),"
+					   " credits.credit_available(a.user_id)::text,"
+					   " (SELECT coalesce(sum(h.amount), 0) FROM credits.holds h"
+					   "   WHERE h.user_id = a.user_id AND h.status = 'open'"
+					   "     AND h.expires_at > now())::text"
 					   " FROM credits.accounts a",
 					   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -257,6 +267,8 @@ check_once(void)
 		users[i].uid_len = (size_t) PQgetlength(res, i, 0);
 		users[i].balance = PQgetvalue(res, i, 1);
 		users[i].ids = PQgetvalue(res, i, 2);
+		users[i].available = PQgetvalue(res, i, 3);
+		users[i].held = PQgetvalue(res, i, 4);
 	}
 	qsort(users, (size_t) n, sizeof(User), cmp_user);
 
@@ -268,10 +280,19 @@ check_once(void)
 		char	   *bk = key("balance:", users[i].uid, users[i].uid_len, &bl);
 		char	   *tk = key("txs:", users[i].uid, users[i].uid_len, &tl);
 
+		size_t		al,
+					hl;
+		char	   *ak = key("available:", users[i].uid, users[i].uid_len, &al);
+		char	   *hk = key("held:", users[i].uid, users[i].uid_len, &hl);
+
 		redisAppendCommand(rc, "GET %b", bk, bl);
 		redisAppendCommand(rc, "ZRANGE %b 0 -1 WITHSCORES", tk, tl);
+		redisAppendCommand(rc, "GET %b", ak, al);
+		redisAppendCommand(rc, "GET %b", hk, hl);
 		free(bk);
 		free(tk);
+		free(ak);
+		free(hk);
 	}
 	members = malloc(mcap = 1024);
 	scores = malloc(scap = 1024);
@@ -282,12 +303,31 @@ check_once(void)
 	for (int i = 0; i < n; i++)
 	{
 		redisReply *r1 = NULL,
-				   *r2 = NULL;
+				   *r2 = NULL,
+				   *r3 = NULL,
+				   *r4 = NULL;
 		User	   *u = &users[i];
 
 		if (redisGetReply(rc, (void **) &r1) != REDIS_OK ||
-			redisGetReply(rc, (void **) &r2) != REDIS_OK)
+			redisGetReply(rc, (void **) &r2) != REDIS_OK ||
+			redisGetReply(rc, (void **) &r3) != REDIS_OK ||
+			redisGetReply(rc, (void **) &r4) != REDIS_OK)
 			die("Redis", rc->errstr);
+
+		if (r3->type != REDIS_REPLY_STRING)
+			problem("user \"%s\": available key %s (expected %s)", q(u->uid, u->uid_len),
+					r3->type == REDIS_REPLY_NIL ? "missing" : "not a string", u->available);
+		else if (strcmp(r3->str, u->available) != 0)
+			problem("user \"%s\": available %s in Redis, %s in PostgreSQL",
+					q(u->uid, u->uid_len), r3->str, u->available);
+		if (r4->type != REDIS_REPLY_STRING)
+			problem("user \"%s\": held key %s (expected %s)", q(u->uid, u->uid_len),
+					r4->type == REDIS_REPLY_NIL ? "missing" : "not a string", u->held);
+		else if (strcmp(r4->str, u->held) != 0)
+			problem("user \"%s\": held %s in Redis, %s in PostgreSQL",
+					q(u->uid, u->uid_len), r4->str, u->held);
+		freeReplyObject(r3);
+		freeReplyObject(r4);
 
 		if (r1->type != REDIS_REPLY_STRING)
 			problem("user \"%s\": balance key %s (expected %s)", q(u->uid, u->uid_len),
@@ -379,11 +419,11 @@ check_once(void)
 		for (size_t j = 0; j < r->element[1]->elements; j++)
 		{
 			redisReply *k = r->element[1]->element[j];
-			const char *names[2] = {"balance:", "txs:"};
+			const char *names[4] = {"balance:", "txs:", "available:", "held:"};
 
 			if ((size_t) k->len < prefix_len || memcmp(k->str, prefix, prefix_len) != 0)
 				continue;
-			for (int t = 0; t < 2; t++)
+			for (int t = 0; t < 4; t++)
 			{
 				size_t		nl = strlen(names[t]);
 				User		probe;
@@ -412,10 +452,14 @@ monitor(int argc, char **argv, int first, int duration)
 	int			nu = argc - first;
 	long long  *bal = calloc((size_t) nu, sizeof(long long));
 	long long  *ver = calloc((size_t) nu, sizeof(long long));
+	long long  *dver = calloc((size_t) nu, sizeof(long long));
+	long long  *dasof = calloc((size_t) nu, sizeof(long long));
 	bool	   *seen = calloc((size_t) nu, sizeof(bool));
 	int64_t		end = now_ms() + duration;
 	size_t		vl;
 	char	   *vk = key("sync:version", "", 0, &vl);
+	size_t		dl;
+	char	   *dk = key("sync:asof", "", 0, &dl);
 	long		polls = 0;
 	int			bad = 0;
 
@@ -428,16 +472,43 @@ monitor(int argc, char **argv, int first, int duration)
 
 			redisAppendCommand(rc, "GET %b", bk, bl);
 			redisAppendCommand(rc, "HGET %b %b", vk, vl, argv[first + i], strlen(argv[first + i]));
+			redisAppendCommand(rc, "HGET %b %b", dk, dl, argv[first + i], strlen(argv[first + i]));
 			free(bk);
 		}
 		for (int i = 0; i < nu; i++)
 		{
 			redisReply *b = NULL,
-					   *v = NULL;
+					   *v = NULL,
+					   *d = NULL;
 
 			if (redisGetReply(rc, (void **) &b) != REDIS_OK ||
-				redisGetReply(rc, (void **) &v) != REDIS_OK)
+				redisGetReply(rc, (void **) &v) != REDIS_OK ||
+				redisGetReply(rc, (void **) &d) != REDIS_OK)
 				die("Redis", rc->errstr);
+			if (d->type == REDIS_REPLY_STRING)
+			{
+				long long	dv = 0,
+							da = 0;
+
+				if (sscanf(d->str, "%lld %lld", &dv, &da) != 2)
+				{
+					if (bad++ < 10)
+						printf("user %s: malformed sync:asof entry \"%s\"\n",
+							   argv[first + i], d->str);
+				}
+				else if (dv < dver[i] || (dv == dver[i] && da < dasof[i]))
+				{
+					if (bad++ < 10)
+						printf("user %s went back: available/held (version, as_of) (%lld, %lld) -> (%lld, %lld)\n",
+							   argv[first + i], dver[i], dasof[i], dv, da);
+				}
+				else
+				{
+					dver[i] = dv;
+					dasof[i] = da;
+				}
+			}
+			freeReplyObject(d);
 			if (b->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING)
 			{
 				long long	bv = atoll(b->str),
@@ -461,8 +532,11 @@ monitor(int argc, char **argv, int first, int duration)
 	printf("monitor: %ld polls of %d users, %d regressions\n", polls, nu, bad);
 	free(bal);
 	free(ver);
+	free(dver);
+	free(dasof);
 	free(seen);
 	free(vk);
+	free(dk);
 	return bad ? 1 : 0;
 }
 

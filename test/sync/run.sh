@@ -396,7 +396,9 @@ test_flushall() {
 }
 
 # Two daemons at once, one repeatedly frozen in the middle of its work:
-# no balance ever goes up, no version ever goes down, and they converge.
+# no balance ever goes up, no version ever goes down, no (version, as_of)
+# of available:/held: goes down (short holds expire meanwhile), and they
+# converge.
 test_two_daemons() {
   users t- 10 1000000
   start_daemon a
@@ -408,6 +410,9 @@ test_two_daemons() {
   mon=$!
   for i in $(seq 1 20); do
     kill -STOP "${DPID[b]}"
+    # holds that expire within a second: available:/held: change with time
+    [ $((i % 5)) -eq 1 ] && sql -c "SELECT credits.credit_hold('t-' || u, 5, 'x', ttl => '0.7 seconds')
+      FROM generate_series(1, 10) u" >/dev/null
     sleep 0.1
     kill -CONT "${DPID[b]}"
     sleep 0.1
@@ -556,6 +561,111 @@ test_version_refusal() {
   [ -z "$(rcli --raw KEYS "${PREFIX}*")" ] || fail "the refusing daemon wrote to Redis"
 }
 
+# wait_value KEY EXPECTED MS: waits until GET <prefix>KEY = EXPECTED; fails
+# the test (naming the value seen) after MS ms.
+wait_value() {
+  local t0 v
+  t0=$(now_ms)
+  while :; do
+    v=$(rcli --raw GET "${PREFIX}$1")
+    [ "$v" = "$2" ] && return 0
+    if [ $(($(now_ms) - t0)) -ge "$3" ]; then
+      fail "$1 is '$v', not $2, after $3 ms"
+      return 1
+    fi
+    sleep 0.02
+  done
+}
+
+# available:/held: follow holds: create, capture (less, more), release;
+# the daemon runs as a login role that only has credits_reader.
+test_holds() {
+  users hold- 3 1000
+  sql -c "DO \$\$ BEGIN
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'sync_test_reader') THEN
+              CREATE ROLE sync_test_reader LOGIN IN ROLE credits_reader;
+            END IF; END \$\$" >/dev/null
+  start_daemon d --dbname "dbname=$PGDATABASE user=sync_test_reader"
+  converge || return
+  wait_value available:hold-1 1000 2000 && wait_value held:hold-1 0 2000 || return
+  local id id2
+  id=$(sql -c "SELECT hold_id FROM credits.credit_hold('hold-1', 300, 'video_generation')")
+  wait_value available:hold-1 700 2000 && wait_value held:hold-1 300 2000 || return
+  [ "$(rcli --raw GET "${PREFIX}balance:hold-1")" = 1000 ] || fail "a hold changed balance:hold-1"
+  sql -c "SELECT credits.credit_capture($id, 200)" >/dev/null
+  wait_value available:hold-1 800 2000 && wait_value held:hold-1 0 2000 || return
+  wait_value balance:hold-1 800 2000 || return
+  id=$(sql -c "SELECT hold_id FROM credits.credit_hold('hold-1', 100, 'x')")
+  id2=$(sql -c "SELECT hold_id FROM credits.credit_hold('hold-1', 50, 'x')")
+  wait_value available:hold-1 650 2000 && wait_value held:hold-1 150 2000 || return
+  sql -c "SELECT credits.credit_release($id)" >/dev/null
+  wait_value available:hold-1 750 2000 && wait_value held:hold-1 50 2000 || return
+  sql -c "SELECT credits.credit_capture($id2, 80)" >/dev/null
+  wait_value available:hold-1 720 2000 && wait_value held:hold-1 0 2000 || return
+  wait_value balance:hold-1 720 2000 || return
+  # holds of several users in one transaction
+  sql -c "SELECT credits.credit_hold('hold-' || i, 10 * i, 'x') FROM generate_series(2, 3) i" >/dev/null
+  converge || return
+  wait_value available:hold-3 970 0 && wait_value held:hold-3 30 0 || return
+  alive d || fail "daemon died"
+  stop_daemon d
+}
+
+# Time alone changes available:/held: (no write, no job): an expiring hold
+# and an expiring grant are followed within 2 s of their expiry; then a
+# FLUSHALL rebuild and a restart (replay from an old cursor) restore them.
+test_expiry() {
+  users exp- 3 1000
+  start_daemon d
+  converge || return
+  local id exp cur0 chk0
+  cur0=$(rcli --raw GET "${PREFIX}sync:cursor")
+  chk0=$(rcli --raw GET "${PREFIX}sync:checked")
+  [ -n "$chk0" ] || fail "no sync:checked after the rebuild"
+  id=$(sql -c "SELECT hold_id FROM credits.credit_hold('exp-1', 400, 'video_generation', ttl => '2 seconds')")
+  exp=$(sql -c "SELECT floor(extract(epoch FROM expires_at) * 1000)::int8 FROM credits.holds WHERE id = $id")
+  sql -c "SELECT credits.credit_grant('exp-2', 500, 'promo', now() + interval '2 seconds')" >/dev/null
+  wait_value available:exp-1 600 2000 && wait_value held:exp-1 400 2000 || return
+  wait_value available:exp-2 1500 2000 && wait_value balance:exp-2 1500 2000 || return
+  local left=$((exp - $(now_ms)))
+  [ "$left" -gt 300 ] || note "warning: only $left ms before the expiry when checked"
+  # still counting until the expiry, then back within 2 s of it
+  [ "$(rcli --raw GET "${PREFIX}available:exp-1")" = 600 ] || fail "available:exp-1 changed before the expiry"
+  while [ "$(now_ms)" -lt "$exp" ]; do sleep 0.02; done
+  wait_value available:exp-1 1000 2000 && wait_value held:exp-1 0 2000 || return
+  note "hold expiry reached Redis $(($(now_ms) - exp)) ms after expires_at"
+  wait_value available:exp-2 1000 2000 || return
+  [ "$(rcli --raw GET "${PREFIX}balance:exp-2")" = 1500 ] ||
+    fail "balance:exp-2 changed, but no expiry was posted"
+  [ "$(sql -c "SELECT status FROM credits.holds WHERE id = $id")" = open ] ||
+    fail "the hold was closed by something: the test would not show a time-only change"
+  [ "$(sql -c "SELECT count(*) FROM credits.ledger WHERE user_id = 'exp-2' AND action = 'expire'")" = 0 ] ||
+    fail "the grant's expiry was posted: the test would not show a time-only change"
+  converge || return
+  # a rebuild writes them too
+  rcli FLUSHALL >/dev/null
+  converge || return
+  wait_value available:exp-2 1000 0 || return
+  # posting the expiry is a write: balance follows, available stays
+  sql -c "SELECT credits.credit_expire_grants()" >/dev/null
+  wait_value balance:exp-2 1000 2000 && wait_value available:exp-2 1000 0 || return
+  stop_daemon d
+  # replay: an old cursor and an old sync:checked of this epoch replay
+  # every event and expiry; nothing goes back, everything converges
+  local ep
+  ep=$(rcli --raw GET "${PREFIX}sync:cursor" | cut -d' ' -f1)
+  [ -n "$cur0" ] && rcli SET "${PREFIX}sync:cursor" "$ep ${cur0#* }" >/dev/null
+  rcli SET "${PREFIX}sync:checked" "$chk0" >/dev/null
+  "$CHECK" --monitor --duration-ms 1500 --prefix "$PREFIX" exp-1 exp-2 exp-3 \
+    >"$T/$CURRENT.monitor" 2>&1 &
+  local mon=$!
+  sleep 0.2
+  start_daemon d
+  wait "$mon" || fail "a value went back on replay: $(head -n 3 "$T/$CURRENT.monitor")"
+  converge || return
+  stop_daemon d
+}
+
 # The checker and the monitor do fail on a wrong Redis (each check can fail).
 test_checks_can_fail() {
   users c- 3 1000
@@ -588,6 +698,18 @@ test_checks_can_fail() {
   rcli ZREM "${PREFIX}txs:c-3" "${m/,/, }" >/dev/null
   rcli ZADD "${PREFIX}txs:c-3" "$score" "$m" >/dev/null
   "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null || fail "checker fails a repaired Redis"
+  rcli SET "${PREFIX}available:c-1" 12345 >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null && fail "checker missed a wrong available"
+  rcli SET "${PREFIX}available:c-1" "$(sql -c "SELECT credits.credit_available('c-1')")" >/dev/null
+  rcli SET "${PREFIX}held:c-2" 1 >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null && fail "checker missed a wrong held"
+  rcli DEL "${PREFIX}held:c-2" >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null && fail "checker missed a missing held"
+  rcli SET "${PREFIX}held:c-2" 0 >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null || fail "checker fails a repaired Redis"
+  rcli SET "${PREFIX}held:nobody" 1 >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null && fail "checker missed a held key of no account"
+  rcli DEL "${PREFIX}held:nobody" >/dev/null
   rcli SET "${PREFIX}balance:nobody" 1 >/dev/null
   "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >"$T/$CURRENT.out" && fail "checker missed a key of no account"
   grep -q 'belongs to no account' "$T/$CURRENT.out" || fail "checker did not name the key of no account"
@@ -601,6 +723,13 @@ test_checks_can_fail() {
   sleep 0.5
   rcli SET "${PREFIX}balance:c-1" 11 >/dev/null
   wait $mon && fail "monitor missed a balance going up"
+  # ... and so is a (version, as_of) of available:/held: that goes down
+  rcli HSET "${PREFIX}sync:asof" c-1 "5 2000" >/dev/null
+  "$CHECK" --monitor --duration-ms 1500 --prefix "$PREFIX" c-1 >"$T/$CURRENT.mon" 2>&1 &
+  mon=$!
+  sleep 0.5
+  rcli HSET "${PREFIX}sync:asof" c-1 "5 1999" >/dev/null
+  wait $mon && fail "monitor missed an as_of going back"
 }
 
 # The daemon under valgrind: rebuild, batches, a flush, a wrong-type key,
@@ -618,6 +747,9 @@ test_valgrind() {
   converge 10000 || true
   rcli SET "${PREFIX}txs:g-1" oops >/dev/null
   sql -c "SELECT credits.credit_deduct('g-1', 1, 'vg')" >/dev/null
+  converge 10000 || true
+  sql -c "SELECT credits.credit_hold('g-2', 5, 'vg', ttl => '0.5 seconds')" >/dev/null
+  sleep 0.6
   converge 10000 || true
   kill -HUP "${DPID[d]}"
   rcli FLUSHALL >/dev/null
@@ -638,7 +770,7 @@ test_valgrind() {
 
 ALL_TESTS=(basic wakeup out_of_order kill9 lost_notifications pg_restart redis_restart
   flushall two_daemons aborted odd_ids wrong_type window signals version_refusal
-  checks_can_fail valgrind)
+  holds expiry checks_can_fail valgrind)
 
 run_test() {
   local name=$1 t0
