@@ -662,6 +662,7 @@ test_expiry() {
   sleep 0.2
   start_daemon d
   wait "$mon" || fail "a value went back on replay: $(head -n 3 "$T/$CURRENT.monitor")"
+  [ "$(log_count d 'rebuild done')" -eq 2 ] || fail "the restart rebuilt instead of replaying"
   converge || return
   stop_daemon d
 }
