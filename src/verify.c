@@ -110,12 +110,14 @@ credit_rebuild(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	int64		cached;
 	int64		calc;
+	int64		expiring;
 
 	values[0] = PointerGetDatum(user_id);
 
 	credits_connect();
 	if (credits_exec(CQ_LOCK_ACCOUNT, values, NULL, false, 0) == 0)
 		credits_unknown_account(user_id);
+	expiring = credits_get_int64(0, 3);
 	read_balances(user_id, false, &cached, &calc);
 	if (calc < 0)
 		ereport(ERROR,
@@ -123,6 +125,14 @@ credit_rebuild(PG_FUNCTION_ARGS)
 				errmsg("ledger sum for the account is negative"),
 				errdetail("The ledger rows of user_id \"%s\" sum to " INT64_FORMAT ".",
 						  text_to_cstring(user_id), calc));
+	if (calc < expiring)
+		ereport(ERROR,
+				errcode(ERRCODE_DATA_CORRUPTED),
+				errmsg("ledger sum for the account is below its unspent expiring grants"),
+				errdetail("The ledger rows of user_id \"%s\" sum to " INT64_FORMAT
+						  ", but its grants still hold " INT64_FORMAT " unspent credits.",
+						  text_to_cstring(user_id), calc, expiring),
+				errhint("Inspect credits.grants and credits.ledger for the user before rebuilding."));
 	if (calc != cached)
 	{
 		values[1] = Int64GetDatum(calc);

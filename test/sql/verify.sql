@@ -27,6 +27,14 @@ INSERT INTO credits.ledger (user_id, amount, balance_after, action) VALUES ('ver
 SELECT * FROM credits.credit_verify_all() WHERE user_id LIKE 'verify-%';
 ROLLBACK;
 
+-- a cache so wrong that the ledger sum is below the account's unspent
+-- expiring grants is refused, not half-repaired
+BEGIN;
+UPDATE credits.accounts SET balance = 1000, expiring = 500 WHERE user_id = 'verify-a';
+SELECT credits.credit_rebuild('verify-a');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+
 -- unknown account and bad input
 SELECT * FROM credits.credit_verify('verify-nobody');
 \echo :LAST_ERROR_SQLSTATE
