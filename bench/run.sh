@@ -15,8 +15,8 @@
 # stack configures them).  The median of the rounds is reported.
 #
 # When credits-sync runs, deduct is also measured with the daemon running
-# against the daemon stopped, alternating, and bench/sync_*.sh (lag and
-# catch-up) run after.
+# (caught up first) against the daemon stopped, alternating which goes
+# first, and bench/sync_*.sh (lag and catch-up) run after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -67,23 +67,53 @@ for round in $(seq 1 "$ROUNDS"); do
 	done
 done
 
-# With and without the daemon, alternating.
+# With and without the daemon, alternating which goes first.  Before each
+# run with the daemon, it is (re)started and allowed to catch up with what
+# was written while it was stopped, so that the run measures the steady
+# state and not a catch-up.
 SYNC_PIDFILE=$RUN_DIR/credits-sync.pid
-daemon_alive() { [ -f "$SYNC_PIDFILE" ] && kill -0 "$(cat "$SYNC_PIDFILE")" 2>/dev/null; }
-if daemon_alive; then
+daemon_alive() { [ -f "$SYNC_PIDFILE" ] && kill -0 "$(head -n1 "$SYNC_PIDFILE")" 2>/dev/null; }
+daemon_stop() {
+	local pid
+	daemon_alive || return 0
+	pid=$(head -n1 "$SYNC_PIDFILE")
+	kill -TERM "$pid"
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+}
+# daemon_caught_up: start the daemon if needed, commit a marker row, and
+# wait (up to 120 s) until Redis shows the marker's balance; rows are
+# applied in commit order, so everything before it is in Redis too.
+daemon_caught_up() {
+	local want have i
+	daemon_alive || .ci/stack.sh up >/dev/null
+	want=$(psql -X -Atc "SELECT balance FROM credits.credit_add('bench-sync-marker', 1, 'bench_marker')")
+	for i in $(seq 1 1200); do
+		have=$(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --raw GET "balance:bench-sync-marker" 2>/dev/null || true)
+		[ "$have" = "$want" ] && return 0
+		sleep 0.1
+	done
+	echo "credits-sync did not catch up within 120 s" >&2
+	exit 1
+}
+if daemon_alive && [ -n "${REDIS_PORT:-}" ]; then
 	for round in $(seq 1 "$ROUNDS"); do
 		echo "daemon round $round/$ROUNDS"
 		for workload in spread hot; do
 			users=$USERS; [ "$workload" = hot ] && users=1
-			daemon_alive || .ci/stack.sh up >/dev/null
-			run_one "$workload/deduct+sync" deduct "$users"
-			pid=$(cat "$SYNC_PIDFILE")
-			kill -TERM "$pid"
-			while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-			run_one "$workload/deduct-nosync" deduct "$users"
-			.ci/stack.sh up >/dev/null
+			if [ $((round % 2)) -eq 1 ]; then
+				daemon_caught_up
+				run_one "$workload/deduct+sync" deduct "$users"
+				daemon_stop
+				run_one "$workload/deduct-nosync" deduct "$users"
+			else
+				daemon_stop
+				run_one "$workload/deduct-nosync" deduct "$users"
+				daemon_caught_up
+				run_one "$workload/deduct+sync" deduct "$users"
+			fi
 		done
 	done
+	daemon_caught_up
 fi
 
 # Medians and ratios.
