@@ -42,6 +42,7 @@ extern void credits_lock_or_open(text *user_id, CreditsAccount *acct);
 extern int	credits_settle_holds(text *user_id, CreditsAccount *acct);
 extern int	credits_settle_grants(text *user_id, CreditsAccount *acct);
 extern void credits_settle(text *user_id, CreditsAccount *acct);
+extern int	credits_settle_due(CreditsQuery users_query, bool count_holds);
 extern void credits_hold_account(text *user_id, int64 held_delta,
 								 int64 expiring_delta, CreditsAccount *acct);
 extern void credits_hold_event(text *user_id, const char *event, int64 hold_id);

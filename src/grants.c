@@ -151,24 +151,10 @@ done:
 Datum
 credit_expire_grants(PG_FUNCTION_ARGS)
 {
-	SPITupleTable *tt;
-	uint64		n;
-	int			expired = 0;
+	int			expired;
 
 	credits_connect();
-	n = credits_exec(CQ_USERS_DUE_GRANTS, NULL, NULL, false, 0);
-	tt = SPI_tuptable;
-	for (uint64 i = 0; i < n; i++)
-	{
-		bool		isnull;
-		text	   *user_id = DatumGetTextPP(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
-		CreditsAccount acct;
-
-		if (!credits_lock_acct(user_id, &acct))
-			continue;
-		(void) credits_settle_holds(user_id, &acct);
-		expired += credits_settle_grants(user_id, &acct);
-	}
+	expired = credits_settle_due(CQ_USERS_DUE_GRANTS, false);
 	credits_finish();
 
 	PG_RETURN_INT32(expired);

@@ -397,24 +397,10 @@ credit_available(PG_FUNCTION_ARGS)
 Datum
 credit_expire_holds(PG_FUNCTION_ARGS)
 {
-	SPITupleTable *tt;
-	uint64		n;
-	int			closed = 0;
+	int			closed;
 
 	credits_connect();
-	n = credits_exec(CQ_USERS_DUE_HOLDS, NULL, NULL, false, 0);
-	tt = SPI_tuptable;
-	for (uint64 i = 0; i < n; i++)
-	{
-		bool		isnull;
-		text	   *user_id = DatumGetTextPP(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
-		CreditsAccount acct;
-
-		if (!credits_lock_acct(user_id, &acct))
-			continue;
-		closed += credits_settle_holds(user_id, &acct);
-		(void) credits_settle_grants(user_id, &acct);
-	}
+	closed = credits_settle_due(CQ_USERS_DUE_HOLDS, true);
 	credits_finish();
 
 	PG_RETURN_INT32(closed);

@@ -226,6 +226,39 @@ credits_settle(text *user_id, CreditsAccount *acct)
 }
 
 /*
+ * Settle every account that users_query lists (one user_id column, in
+ * user_id order), locking them one after another and keeping the locks
+ * until commit, so two runs, or a run and any single-account write, cannot
+ * deadlock.  Returns the number of holds closed if count_holds, else the
+ * number of grants whose expiry was posted.  Caller is connected.
+ */
+int
+credits_settle_due(CreditsQuery users_query, bool count_holds)
+{
+	SPITupleTable *tt;
+	uint64		n;
+	int			count = 0;
+
+	n = credits_exec(users_query, NULL, NULL, false, 0);
+	tt = SPI_tuptable;
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+		text	   *user_id = DatumGetTextPP(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
+		CreditsAccount acct;
+		int			holds;
+		int			grants;
+
+		if (!credits_lock_acct(user_id, &acct))
+			continue;
+		holds = credits_settle_holds(user_id, &acct);
+		grants = credits_settle_grants(user_id, &acct);
+		count += count_holds ? holds : grants;
+	}
+	return count;
+}
+
+/*
  * Expire what is left of grant_id now, whatever its expires_at (a plan's
  * renewal closing the previous period's allowance).  Returns the grant's
  * total expired credit.  Credit reserved by open holds is left alone.
