@@ -28,8 +28,6 @@ typedef struct CreditsAccount
 } CreditsAccount;
 
 /* billing_args.c */
-extern void credits_invalid_parameter(const char *name, const char *msg,
-									  const char *detail) pg_attribute_noreturn();
 extern int64 credits_arg_id(FunctionCallInfo fcinfo, int argno, const char *name);
 extern Interval *credits_arg_ttl(FunctionCallInfo fcinfo, int argno);
 extern Numeric credits_arg_quantity(FunctionCallInfo fcinfo, int argno);

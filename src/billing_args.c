@@ -19,29 +19,11 @@
 /* The longest ttl a hold may have */
 #define CREDITS_MAX_TTL "1000 years"
 
-/* Raise CR010 for parameter name. */
-void
-credits_invalid_parameter(const char *name, const char *msg, const char *detail)
-{
-	ereport(ERROR,
-			errcode(ERRCODE_CREDITS_INVALID_PARAMETER),
-			errmsg("invalid %s: %s", name, msg),
-			detail ? errdetail_internal("%s", detail) : 0);
-}
-
-/* A positive bigint id (hold_id). */
+/* A positive bigint id (hold_id): checked like an amount. */
 int64
 credits_arg_id(FunctionCallInfo fcinfo, int argno, const char *name)
 {
-	int64		id;
-
-	if (PG_ARGISNULL(argno))
-		credits_invalid_parameter(name, "must not be null", NULL);
-	id = PG_GETARG_INT64(argno);
-	if (id <= 0)
-		credits_invalid_parameter(name, "must be positive",
-								  psprintf("The %s given was " INT64_FORMAT ".", name, id));
-	return id;
+	return credits_arg_amount(fcinfo, argno, name);
 }
 
 /*

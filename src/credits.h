@@ -44,6 +44,8 @@
 extern int	credits_default_credits;
 
 /* validate.c */
+extern void credits_invalid_parameter(const char *name, const char *msg,
+									  const char *detail) pg_attribute_noreturn();
 extern text *credits_arg_user_id(FunctionCallInfo fcinfo, int argno);
 extern int64 credits_arg_amount(FunctionCallInfo fcinfo, int argno, const char *name);
 extern text *credits_arg_required_text(FunctionCallInfo fcinfo, int argno, const char *name);

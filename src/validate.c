@@ -14,9 +14,9 @@
 
 #include "utils/builtins.h"
 
-/* Raise CR010 for parameter "name". */
-static void
-invalid_parameter(const char *name, const char *msg, const char *detail)
+/* Raise CR010 for parameter "name"; detail may be NULL. */
+void
+credits_invalid_parameter(const char *name, const char *msg, const char *detail)
 {
 	ereport(ERROR,
 			errcode(ERRCODE_CREDITS_INVALID_PARAMETER),
@@ -32,13 +32,13 @@ key_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 	int			len;
 
 	if (PG_ARGISNULL(argno))
-		invalid_parameter(name, "must not be null", NULL);
+		credits_invalid_parameter(name, "must not be null", NULL);
 	t = PG_GETARG_TEXT_PP(argno);
 	len = VARSIZE_ANY_EXHDR(t);
 	if (len == 0)
-		invalid_parameter(name, "must not be empty", NULL);
+		credits_invalid_parameter(name, "must not be empty", NULL);
 	if (len > CREDITS_MAX_KEY_BYTES)
-		invalid_parameter(name, "too long",
+		credits_invalid_parameter(name, "too long",
 						  psprintf("The %s is %d bytes long; the limit is %d bytes.",
 								   name, len, CREDITS_MAX_KEY_BYTES));
 	return t;
@@ -67,10 +67,10 @@ credits_arg_amount(FunctionCallInfo fcinfo, int argno, const char *name)
 	int64		amount;
 
 	if (PG_ARGISNULL(argno))
-		invalid_parameter(name, "must not be null", NULL);
+		credits_invalid_parameter(name, "must not be null", NULL);
 	amount = PG_GETARG_INT64(argno);
 	if (amount <= 0)
-		invalid_parameter(name, "must be positive",
+		credits_invalid_parameter(name, "must be positive",
 						  psprintf("The %s given was " INT64_FORMAT ".", name, amount));
 	return amount;
 }
@@ -82,10 +82,10 @@ credits_arg_required_text(FunctionCallInfo fcinfo, int argno, const char *name)
 	text	   *t;
 
 	if (PG_ARGISNULL(argno))
-		invalid_parameter(name, "must not be null", NULL);
+		credits_invalid_parameter(name, "must not be null", NULL);
 	t = PG_GETARG_TEXT_PP(argno);
 	if (VARSIZE_ANY_EXHDR(t) == 0)
-		invalid_parameter(name, "must not be empty", NULL);
+		credits_invalid_parameter(name, "must not be empty", NULL);
 	return t;
 }
 
@@ -96,11 +96,11 @@ credits_arg_metadata(FunctionCallInfo fcinfo, int argno)
 	Jsonb	   *jb;
 
 	if (PG_ARGISNULL(argno))
-		invalid_parameter("metadata", "must be a JSON object",
+		credits_invalid_parameter("metadata", "must be a JSON object",
 						  "The metadata given was null; pass '{}' for none.");
 	jb = PG_GETARG_JSONB_P(argno);
 	if (!JB_ROOT_IS_OBJECT(jb))
-		invalid_parameter("metadata", "must be a JSON object",
+		credits_invalid_parameter("metadata", "must be a JSON object",
 						  psprintf("The metadata given was a JSON %s.",
 								   JB_ROOT_IS_SCALAR(jb) ? "scalar" : "array"));
 	return jb;
