@@ -20,13 +20,6 @@
 #include "utils/numeric.h"
 
 /* The locked values of one credits.accounts row. */
-typedef struct CreditsAccount
-{
-	int64		balance;
-	int64		held;			/* open holds, expired or not */
-	int64		expiring;		/* remaining + reserved of expiring grants */
-} CreditsAccount;
-
 /* billing_args.c */
 extern int64 credits_arg_id(FunctionCallInfo fcinfo, int argno, const char *name);
 extern Interval *credits_arg_ttl(FunctionCallInfo fcinfo, int argno);
@@ -35,8 +28,6 @@ extern bool credits_arg_future(FunctionCallInfo fcinfo, int argno, const char *n
 							   TimestampTz *result);
 
 /* settle.c */
-extern bool credits_lock_acct(text *user_id, CreditsAccount *acct);
-extern void credits_lock_or_open(text *user_id, CreditsAccount *acct);
 extern int	credits_settle_holds(text *user_id, CreditsAccount *acct);
 extern int	credits_settle_grants(text *user_id, CreditsAccount *acct);
 extern void credits_settle(text *user_id, CreditsAccount *acct);

@@ -120,6 +120,15 @@ extern Datum credits_get(int row, int col, bool *isnull);
 extern int64 credits_get_int64(int row, int col);
 
 /* ledger.c */
+
+/* An account row's values, as locked by credits_lock_account() */
+typedef struct CreditsAccount
+{
+	int64		balance;
+	int64		held;			/* open holds, expired or not */
+	int64		expiring;		/* remaining + reserved of expiring grants */
+} CreditsAccount;
+
 typedef struct CreditsTx
 {
 	int64		tx_id;
@@ -132,15 +141,15 @@ extern void credits_post(text *user_id, int64 amount, int64 balance_after,
 						 CreditsTx *tx);
 extern void credits_return_tx(FunctionCallInfo fcinfo, const CreditsTx *tx);
 extern int64 credits_active_held(text *user_id, int64 held);
-extern bool credits_lock_account(text *user_id, int64 *balance, int64 *held,
-								 int64 *expiring);
-extern int64 credits_deduct_locked(text *user_id, int64 amount, int64 balance,
-								   int64 held, int64 expiring);
+extern bool credits_lock_account(text *user_id, CreditsAccount *acct);
+extern void credits_lock_or_open(text *user_id, CreditsAccount *acct);
+extern int64 credits_deduct_locked(text *user_id, int64 amount,
+								   const CreditsAccount *acct);
 extern int64 credits_deduct_unkeyed(text *user_id, int64 amount);
 
 /* settle.c (billing): the locked deduction path of accounts with grants */
-extern int64 credits_spend_expiring(text *user_id, int64 amount, int64 balance,
-									int64 held, int64 expiring);
+extern int64 credits_spend_expiring(text *user_id, int64 amount,
+									const CreditsAccount *locked);
 
 /* wakeup.c */
 extern void credits_wakeup_init(void);

@@ -112,7 +112,7 @@ lock_hold(int64 hold_id, Jsonb *metadata, CreditsAccount *acct, HoldRow *h)
 	if (credits_exec(CQ_HOLD_USER, values, NULL, false, 0) != 1)
 		unknown_hold(hold_id);
 	h->user_id = DatumGetTextPP(credits_get(0, 1, &isnull));
-	if (!credits_lock_acct(h->user_id, acct))
+	if (!credits_lock_account(h->user_id, acct))
 		elog(ERROR, "credits: account of hold " INT64_FORMAT " not found", hold_id);
 
 	values[1] = JsonbPGetDatum(metadata);
@@ -214,7 +214,7 @@ credit_hold(PG_FUNCTION_ARGS)
 	bool		result_nulls[3] = {false, false, false};
 
 	credits_connect();
-	if (!credits_lock_acct(user_id, &acct))
+	if (!credits_lock_account(user_id, &acct))
 		credits_unknown_account(user_id);
 	if (key == NULL || !find_hold_key(user_id, key, amount, action,
 									  &hold_id, &available))

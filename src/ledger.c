@@ -137,40 +137,51 @@ find_key(text *user_id, text *key, int64 signed_amount, text *action,
 }
 
 /*
- * Lock the account row; returns false if there is none.  On success
- * *balance, *held and *expiring are the locked row's values.  Caller is
- * connected.
+ * Lock user_id's account row into *acct; returns false if there is none.
+ * Caller is connected.
  */
 bool
-credits_lock_account(text *user_id, int64 *balance, int64 *held, int64 *expiring)
+credits_lock_account(text *user_id, CreditsAccount *acct)
 {
 	Datum		values[1] = {PointerGetDatum(user_id)};
 
 	if (credits_exec(CQ_LOCK_ACCOUNT, values, NULL, false, 0) == 0)
 		return false;
-	*balance = credits_get_int64(0, 1);
-	*held = credits_get_int64(0, 2);
-	*expiring = credits_get_int64(0, 3);
+	acct->balance = credits_get_int64(0, 1);
+	acct->held = credits_get_int64(0, 2);
+	acct->expiring = credits_get_int64(0, 3);
 	return true;
 }
 
+/* Lock user_id's account row into *acct, opening the account if needed. */
+void
+credits_lock_or_open(text *user_id, CreditsAccount *acct)
+{
+	Datum		values[1] = {PointerGetDatum(user_id)};
+
+	if (credits_lock_account(user_id, acct))
+		return;
+	(void) credits_exec(CQ_OPEN_ACCOUNT, values, NULL, false, 0);
+	if (!credits_lock_account(user_id, acct))
+		elog(ERROR, "credits: account vanished after being opened");
+}
+
 /*
- * Deduct from a locked account whose row values are balance, held and
- * expiring; raises CR001 if the available credit does not cover amount.
- * Returns the new balance.  Caller must hold the account row lock.
+ * Deduct from the locked account *acct; raises CR001 if the available
+ * credit does not cover amount.  Returns the new balance.  Caller must hold
+ * the account row lock.
  */
 int64
-credits_deduct_locked(text *user_id, int64 amount, int64 balance, int64 held,
-					  int64 expiring)
+credits_deduct_locked(text *user_id, int64 amount, const CreditsAccount *acct)
 {
 	Datum		values[2] = {PointerGetDatum(user_id), Int64GetDatum(amount)};
 	int64		available;
 
 	/* Expiring grants: settle them and draw them down (settle.c). */
-	if (expiring > 0)
-		return credits_spend_expiring(user_id, amount, balance, held, expiring);
+	if (acct->expiring > 0)
+		return credits_spend_expiring(user_id, amount, acct);
 
-	available = balance - credits_active_held(user_id, held);
+	available = acct->balance - credits_active_held(user_id, acct->held);
 
 	if (amount > available)
 		credits_insufficient(amount, Max(available, 0));
@@ -184,15 +195,13 @@ int64
 credits_deduct_unkeyed(text *user_id, int64 amount)
 {
 	Datum		values[2] = {PointerGetDatum(user_id), Int64GetDatum(amount)};
-	int64		balance;
-	int64		held;
-	int64		expiring;
+	CreditsAccount acct;
 
 	if (credits_exec(CQ_DEDUCT_FAST, values, NULL, false, 0) == 1)
 		return credits_get_int64(0, 1);
-	if (!credits_lock_account(user_id, &balance, &held, &expiring))
+	if (!credits_lock_account(user_id, &acct))
 		credits_unknown_account(user_id);
-	return credits_deduct_locked(user_id, amount, balance, held, expiring);
+	return credits_deduct_locked(user_id, amount, &acct);
 }
 
 /* Raise CR011: adding amount to balance would overflow bigint. */
@@ -241,16 +250,13 @@ credit_deduct(PG_FUNCTION_ARGS)
 					 action, metadata, NULL, &tx);
 	else
 	{
-		int64		balance;
-		int64		held;
-		int64		expiring;
+		CreditsAccount acct;
 
-		if (!credits_lock_account(user_id, &balance, &held, &expiring))
+		if (!credits_lock_account(user_id, &acct))
 			credits_unknown_account(user_id);
 		if (!find_key(user_id, key, -amount, action, &tx))
 			credits_post(user_id, -amount,
-						 credits_deduct_locked(user_id, amount, balance, held,
-											   expiring),
+						 credits_deduct_locked(user_id, amount, &acct),
 						 action, metadata, key, &tx);
 	}
 	credits_finish();
@@ -275,17 +281,9 @@ credit_add(PG_FUNCTION_ARGS)
 	credits_connect();
 	if (key != NULL)
 	{
-		Datum		values[1] = {PointerGetDatum(user_id)};
-		int64		balance;
-		int64		held;
-		int64		expiring;
+		CreditsAccount acct;
 
-		if (!credits_lock_account(user_id, &balance, &held, &expiring))
-		{
-			(void) credits_exec(CQ_OPEN_ACCOUNT, values, NULL, false, 0);
-			if (!credits_lock_account(user_id, &balance, &held, &expiring))
-				elog(ERROR, "credits: account vanished after being opened");
-		}
+		credits_lock_or_open(user_id, &acct);
 		if (find_key(user_id, key, amount, action, &tx))
 			goto done;
 	}

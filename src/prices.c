@@ -125,7 +125,7 @@ credit_charge(PG_FUNCTION_ARGS)
 		Datum		values[4];
 		bool		isnull;
 
-		if (!credits_lock_acct(user_id, &acct))
+		if (!credits_lock_account(user_id, &acct))
 			credits_unknown_account(user_id);
 		values[0] = PointerGetDatum(user_id);
 		values[1] = PointerGetDatum(key);
@@ -147,8 +147,7 @@ credit_charge(PG_FUNCTION_ARGS)
 		}
 		cost = price(action, quantity, metadata, false, &meta);
 		check_cost(cost, quantity);
-		balance = credits_deduct_locked(user_id, cost, acct.balance, acct.held,
-										acct.expiring);
+		balance = credits_deduct_locked(user_id, cost, &acct);
 	}
 	credits_post(user_id, -cost, balance, action, meta, key, &tx);
 done:

@@ -43,27 +43,6 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 
-/* Lock user_id's account row into *acct; false if there is none. */
-bool
-credits_lock_acct(text *user_id, CreditsAccount *acct)
-{
-	return credits_lock_account(user_id, &acct->balance, &acct->held,
-								&acct->expiring);
-}
-
-/* Lock user_id's account row into *acct, opening the account if needed. */
-void
-credits_lock_or_open(text *user_id, CreditsAccount *acct)
-{
-	Datum		values[1] = {PointerGetDatum(user_id)};
-
-	if (credits_lock_acct(user_id, acct))
-		return;
-	(void) credits_exec(CQ_OPEN_ACCOUNT, values, NULL, false, 0);
-	if (!credits_lock_acct(user_id, acct))
-		elog(ERROR, "credits: account vanished after being opened");
-}
-
 /* Read balance, held, expiring from columns 1-3 of the last result's row 0. */
 static void
 account_from_result(CreditsAccount *acct)
@@ -249,7 +228,7 @@ credits_settle_due(CreditsQuery users_query, bool count_holds)
 		int			holds;
 		int			grants;
 
-		if (!credits_lock_acct(user_id, &acct))
+		if (!credits_lock_account(user_id, &acct))
 			continue;
 		holds = credits_settle_holds(user_id, &acct);
 		grants = credits_settle_grants(user_id, &acct);
@@ -305,18 +284,14 @@ credits_spend(text *user_id, int64 amount, int64 draw)
 /*
  * The deduction path of an account with expiring grants (called from
  * credits_deduct_locked): settle, check, spend.  Returns the new balance.
- * Caller holds the account row lock; balance, held, expiring are its values.
+ * Caller holds the lock of the account row whose values are *locked.
  */
 int64
-credits_spend_expiring(text *user_id, int64 amount, int64 balance, int64 held,
-					   int64 expiring)
+credits_spend_expiring(text *user_id, int64 amount, const CreditsAccount *locked)
 {
-	CreditsAccount acct;
+	CreditsAccount acct = *locked;
 	int64		available;
 
-	acct.balance = balance;
-	acct.held = held;
-	acct.expiring = expiring;
 	credits_settle(user_id, &acct);
 	available = acct.balance - acct.held;
 	if (amount > available)
