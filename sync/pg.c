@@ -513,11 +513,22 @@ batch_clear(SyncBatch *b)
 	memset(b, 0, sizeof(*b));
 }
 
-/* (t1, i1) > (t2, i2) */
-static bool
-pos_after(uint64_t t1, int64_t i1, uint64_t t2, int64_t i2)
+/*
+ * Count an outbox row of res (txid in COL_A, id in COL_B) and move the
+ * page's last position (*txid, *id) up to it.
+ */
+static void
+note_position(PGresult *res, int r, int *rows, uint64_t *txid, int64_t *id)
 {
-	return t1 > t2 || (t1 == t2 && i1 > i2);
+	uint64_t	t = strtoull(PQgetvalue(res, r, COL_A), NULL, 10);
+	int64_t		i = strtoll(PQgetvalue(res, r, COL_B), NULL, 10);
+
+	(*rows)++;
+	if (t > *txid || (t == *txid && i > *id))
+	{
+		*txid = t;
+		*id = i;
+	}
 }
 
 /*
@@ -599,18 +610,8 @@ batch_fill(SyncBatch *b, PGresult *res)
 				u->as_of = PQgetvalue(res, r, COL_O);
 				break;
 			case 'e':
-				{
-					uint64_t	t = strtoull(PQgetvalue(res, r, COL_A), NULL, 10);
-					int64_t		i = strtoll(PQgetvalue(res, r, COL_B), NULL, 10);
-
-					b->event_rows++;
-					if (pos_after(t, i, b->event_txid, b->event_id))
-					{
-						b->event_txid = t;
-						b->event_id = i;
-					}
-					break;
-				}
+				note_position(res, r, &b->event_rows, &b->event_txid, &b->event_id);
+				break;
 			case 'l':
 				{
 					SyncTx	   *tx = &b->txs[b->ntxs++];
@@ -628,17 +629,8 @@ batch_fill(SyncBatch *b, PGresult *res)
 					if (score > b->newest_ms)
 						b->newest_ms = score;
 					if (!PQgetisnull(res, r, COL_A))
-					{
-						uint64_t	t = strtoull(PQgetvalue(res, r, COL_A), NULL, 10);
-						int64_t		i = strtoll(PQgetvalue(res, r, COL_B), NULL, 10);
-
-						b->ledger_rows++;
-						if (pos_after(t, i, b->ledger_txid, b->ledger_id))
-						{
-							b->ledger_txid = t;
-							b->ledger_id = i;
-						}
-					}
+						note_position(res, r, &b->ledger_rows, &b->ledger_txid,
+									  &b->ledger_id);
 					break;
 				}
 			default:
