@@ -26,7 +26,8 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers 
 
 # Debian's postgresql-common puts a pg_config for the client libraries on
 # PATH; the server's is the one that knows where extensions go.
-PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
+CREDITS_PGBIN ?= /usr/lib/postgresql/15/bin
+PG_CONFIG ?= $(firstword $(wildcard $(CREDITS_PGBIN)/pg_config) pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)
 include $(PGXS)

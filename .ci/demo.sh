@@ -14,7 +14,7 @@ set -a
 # shellcheck disable=SC1091
 . "$RUN_DIR/env"
 set +a
-PSQL=/usr/lib/postgresql/15/bin/psql
+PSQL=${CREDITS_PGBIN:-/usr/lib/postgresql/15/bin}/psql
 
 # A new user each run (signup is idempotent, so a fixed id would only show
 # the first run's grant).  The id has a quote, a space and unicode: ids are

@@ -23,7 +23,7 @@ RUN_DIR=${CREDITS_RUN_DIR:-$REPO/.run}
 mkdir -p "$RUN_DIR"
 RUN_DIR=$(cd "$RUN_DIR" && pwd)
 
-PGBIN=/usr/lib/postgresql/15/bin
+PGBIN=${CREDITS_PGBIN:-/usr/lib/postgresql/15/bin}
 PG_CONFIG=$PGBIN/pg_config
 PGUSER_OS=postgres
 DBNAME=credits

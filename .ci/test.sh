@@ -22,7 +22,7 @@ set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 RUN_DIR=${CREDITS_RUN_DIR:-$REPO/.run}
-PGBIN=/usr/lib/postgresql/15/bin
+PGBIN=${CREDITS_PGBIN:-/usr/lib/postgresql/15/bin}
 PARTS=${CREDITS_TEST_ONLY:-regress isolation pgtap stress integration sync node}
 PART_TIMEOUT=${CREDITS_TEST_TIMEOUT:-1200}
 LOG_DIR=$RUN_DIR/test-logs

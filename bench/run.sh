@@ -29,7 +29,7 @@ CLIENTS=${BENCH_CLIENTS:-16}
 SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 ROUNDS=${BENCH_ROUNDS:-3}
 USERS=${BENCH_USERS:-100000}
-PGBENCH=/usr/lib/postgresql/15/bin/pgbench
+PGBENCH=${CREDITS_PGBIN:-/usr/lib/postgresql/15/bin}/pgbench
 OUT=$ROOT/bench/results
 mkdir -p "$OUT"
 RAW=$OUT/raw.tsv

@@ -7,7 +7,7 @@
 # Needs PGHOST/PGPORT/PGUSER of a superuser on a server with the extension
 # installed (the stack's env).
 set -euo pipefail
-BIN=/usr/lib/postgresql/15/bin
+BIN=${CREDITS_PGBIN:-/usr/lib/postgresql/15/bin}
 SRC=credits_dump_src
 DST=credits_dump_dst
 TMP=$(mktemp -d)

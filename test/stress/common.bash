@@ -9,7 +9,7 @@ RUN_DIR=${CREDITS_RUN_DIR:-$REPO/.run}
 # shellcheck disable=SC1091
 . "$RUN_DIR/env"
 export PGHOST PGPORT PGUSER
-PSQL=/usr/lib/postgresql/15/bin/psql
+PSQL=${CREDITS_PGBIN:-/usr/lib/postgresql/15/bin}/psql
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 

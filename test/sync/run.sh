@@ -17,7 +17,7 @@ set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN=$REPO/sync/credits-sync
-PGBIN=/usr/lib/postgresql/15/bin
+PGBIN=${CREDITS_PGBIN:-/usr/lib/postgresql/15/bin}
 T=$(mktemp -d /tmp/credits-sync-test.XXXXXX)
 chmod 755 "$T"
 export CREDITS_RUN_DIR=$T/run

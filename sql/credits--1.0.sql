@@ -1,0 +1,574 @@
+-- credits: an atomic, idempotent, audited credit ledger.
+--
+-- This is the only hand-edited install script.  The Makefile copies it to
+-- credits--<default_version>.sql; released versions are kept beside it,
+-- together with every credits--A--B.sql upgrade script.
+--
+-- Invariants (checked by credit_verify_all() and the tests):
+--   * credits.ledger is append-only: UPDATE, DELETE and TRUNCATE are refused
+--     for every role by ENABLE ALWAYS triggers.
+--   * accounts.balance = sum(ledger.amount) for the user, at every commit.
+--   * Every write goes through the C functions below, which lock the
+--     account row first, so one user's ledger ids grow in commit order.
+--   * ledger.txid and account_events.txid hold the writing transaction's
+--     id; credits-sync reads both tables with pgq's snapshot technique.
+
+\echo Use "CREATE EXTENSION credits" to load this file. \quit
+
+-- ---------------------------------------------------------------------
+-- Section: roles
+-- ---------------------------------------------------------------------
+
+-- Roles are cluster-wide and outlive the extension; create them only if a
+-- previous CREATE EXTENSION (in any database) has not.  Grant them to login
+-- roles: credits_app to applications, credits_reader to analysts and to
+-- credits-sync.
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'credits_app') THEN
+		CREATE ROLE credits_app NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'credits_reader') THEN
+		CREATE ROLE credits_reader NOLOGIN;
+	END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------
+-- Section: core tables
+-- ---------------------------------------------------------------------
+
+CREATE TABLE credits.accounts (
+	user_id		text PRIMARY KEY,
+	balance		bigint NOT NULL DEFAULT 0,
+	held		bigint NOT NULL DEFAULT 0,
+	expiring	bigint NOT NULL DEFAULT 0,
+	version		bigint NOT NULL DEFAULT 1,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	updated_at	timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT accounts_balance_nonnegative CHECK (balance >= 0),
+	CONSTRAINT accounts_held_nonnegative CHECK (held >= 0),
+	CONSTRAINT accounts_expiring_range CHECK (expiring >= 0 AND expiring <= balance),
+	CONSTRAINT accounts_user_id_length CHECK (octet_length(user_id) BETWEEN 1 AND 256)
+) WITH (fillfactor = 80);
+
+COMMENT ON TABLE credits.accounts IS
+	'One row per user; balance caches sum(credits.ledger.amount) for the user';
+COMMENT ON COLUMN credits.accounts.held IS
+	'Sum of the amounts of open holds, expired or not; the functions subtract only unexpired ones';
+COMMENT ON COLUMN credits.accounts.expiring IS
+	'Credit in grants that expire and whose expiry is not yet posted (sum of credits.grants remaining + reserved); 0 lets credit_deduct skip grant bookkeeping';
+COMMENT ON COLUMN credits.accounts.version IS
+	'Incremented by every change to the row; credits-sync uses it to refuse stale writes';
+
+CREATE SEQUENCE credits.ledger_id_seq AS bigint;
+
+CREATE TABLE credits.ledger (
+	id				bigint NOT NULL DEFAULT nextval('credits.ledger_id_seq') PRIMARY KEY,
+	user_id			text NOT NULL,
+	amount			bigint NOT NULL,
+	balance_after	bigint NOT NULL,
+	action			text NOT NULL,
+	metadata		jsonb NOT NULL DEFAULT '{}',
+	idempotency_key text,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	txid			xid8 NOT NULL DEFAULT pg_current_xact_id(),
+	CONSTRAINT ledger_amount_nonzero CHECK (amount <> 0 OR action = 'init'),
+	CONSTRAINT ledger_balance_after_nonnegative CHECK (balance_after >= 0),
+	CONSTRAINT ledger_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
+);
+
+ALTER SEQUENCE credits.ledger_id_seq OWNED BY credits.ledger.id;
+
+COMMENT ON TABLE credits.ledger IS
+	'Append-only record of every balance change; the source of truth';
+COMMENT ON COLUMN credits.ledger.txid IS
+	'Writing transaction; credits-sync advances past it only once it is no longer in progress';
+
+CREATE INDEX ledger_user_time_idx ON credits.ledger (user_id, created_at DESC, id DESC);
+CREATE UNIQUE INDEX ledger_user_idempotency_key_idx ON credits.ledger (user_id, idempotency_key)
+	WHERE idempotency_key IS NOT NULL;
+CREATE INDEX ledger_txid_idx ON credits.ledger (txid, id);
+
+-- Changes to an account that post no ledger row (rebuilds, hold state
+-- changes).  An audit trail, and the second outbox credits-sync reads.
+CREATE TABLE credits.account_events (
+	id			bigserial PRIMARY KEY,
+	user_id		text NOT NULL,
+	event		text NOT NULL,
+	detail		jsonb NOT NULL DEFAULT '{}',
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	txid		xid8 NOT NULL DEFAULT pg_current_xact_id()
+);
+
+CREATE INDEX account_events_user_idx ON credits.account_events (user_id, id);
+CREATE INDEX account_events_txid_idx ON credits.account_events (txid, id);
+
+SELECT pg_catalog.pg_extension_config_dump('credits.accounts', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.ledger', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.ledger_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.account_events', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.account_events_id_seq', '');
+
+-- ---------------------------------------------------------------------
+-- Section: append-only ledger
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION credits.ledger_refuse_change() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'credits_ledger_refuse_change'
+	LANGUAGE C;
+
+CREATE TRIGGER ledger_refuse_update_delete
+	BEFORE UPDATE OR DELETE ON credits.ledger
+	FOR EACH ROW EXECUTE FUNCTION credits.ledger_refuse_change();
+CREATE TRIGGER ledger_refuse_truncate
+	BEFORE TRUNCATE ON credits.ledger
+	FOR EACH STATEMENT EXECUTE FUNCTION credits.ledger_refuse_change();
+ALTER TABLE credits.ledger ENABLE ALWAYS TRIGGER ledger_refuse_update_delete;
+ALTER TABLE credits.ledger ENABLE ALWAYS TRIGGER ledger_refuse_truncate;
+
+-- ---------------------------------------------------------------------
+-- Section: core functions (C; see src/)
+-- ---------------------------------------------------------------------
+
+CREATE FUNCTION credits.credit_init(user_id text, amount bigint DEFAULT NULL,
+									metadata jsonb DEFAULT '{}')
+	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
+	AS 'MODULE_PATHNAME', 'credit_init'
+	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
+
+CREATE FUNCTION credits.credit_deduct(user_id text, amount bigint, action text,
+									  metadata jsonb DEFAULT '{}',
+									  idempotency_key text DEFAULT NULL)
+	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
+	AS 'MODULE_PATHNAME', 'credit_deduct'
+	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
+
+CREATE FUNCTION credits.credit_add(user_id text, amount bigint, action text,
+								   metadata jsonb DEFAULT '{}',
+								   idempotency_key text DEFAULT NULL)
+	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
+	AS 'MODULE_PATHNAME', 'credit_add'
+	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
+
+CREATE FUNCTION credits.credit_balance(user_id text)
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'credit_balance'
+	LANGUAGE C STABLE SECURITY DEFINER;
+
+CREATE FUNCTION credits.credit_history(user_id text, lim int DEFAULT 50,
+									   start_time timestamptz DEFAULT NULL,
+									   end_time timestamptz DEFAULT NULL)
+	RETURNS SETOF credits.ledger
+	AS 'MODULE_PATHNAME', 'credit_history'
+	LANGUAGE C STABLE SECURITY DEFINER ROWS 50;
+
+CREATE FUNCTION credits.credit_verify(user_id text)
+	RETURNS TABLE(valid boolean, cached bigint, calculated bigint, difference bigint)
+	AS 'MODULE_PATHNAME', 'credit_verify'
+	LANGUAGE C STABLE SECURITY DEFINER ROWS 1;
+
+CREATE FUNCTION credits.credit_verify_all()
+	RETURNS TABLE(user_id text, cached bigint, calculated bigint, difference bigint)
+	AS 'MODULE_PATHNAME', 'credit_verify_all'
+	LANGUAGE C STABLE SECURITY DEFINER;
+
+CREATE FUNCTION credits.credit_rebuild(user_id text)
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'credit_rebuild'
+	LANGUAGE C VOLATILE SECURITY DEFINER;
+
+-- The version the loaded shared library was built as (compare with
+-- pg_extension.extversion after an upgrade).
+CREATE FUNCTION credits.library_version()
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'credits_library_version'
+	LANGUAGE C IMMUTABLE;
+
+-- ---------------------------------------------------------------------
+-- Section: sync support (credits-sync; see sync/)
+-- ---------------------------------------------------------------------
+
+-- Called by credits-sync when it has caught up and is about to wait for a
+-- notification: the next transaction that writes to the ledger sends one
+-- NOTIFY credits_sync at commit, and clears the flag.
+CREATE FUNCTION credits.sync_sleep()
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'credits_sync_sleep'
+	LANGUAGE C VOLATILE;
+
+-- ---------------------------------------------------------------------
+-- Section: billing (holds, prices, grants, plans)
+-- ---------------------------------------------------------------------
+--
+-- Invariants, on top of the core's (checked by test/sql/billing_*.sql):
+--   * accounts.held = sum(holds.amount) of the user's open holds, expired
+--     or not; a hold stops counting at expires_at (every reader compares
+--     with now()), and credit_expire_holds() or the next write to the
+--     account closes it.
+--   * accounts.expiring = sum(remaining + reserved) of the user's grants
+--     that expire; 0 means the account has no grant bookkeeping, which is
+--     what keeps the unkeyed credit_deduct at one UPDATE + one INSERT.
+--   * available = balance - unexpired open holds - unspent credit of
+--     grants past their expiry whose expiry is not yet posted.
+--   * Every change to held writes an account_events row (hold.create,
+--     hold.capture, hold.release, hold.expire) and bumps accounts.version
+--     in the same transaction; every change to balance writes a ledger row.
+--   * Every write locks the account row first (holds, grants, captures,
+--     expiry jobs, renewals), so the C functions see a stable account.
+
+-- Holds: credit reserved for metered work, captured or released later.
+CREATE TABLE credits.holds (
+	id				bigserial PRIMARY KEY,
+	user_id			text NOT NULL,
+	amount			bigint NOT NULL,
+	action			text NOT NULL,
+	metadata		jsonb NOT NULL DEFAULT '{}',
+	idempotency_key text,
+	status			text NOT NULL DEFAULT 'open',
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	expires_at		timestamptz NOT NULL,
+	available_after bigint NOT NULL,
+	grant_ids		bigint[] NOT NULL DEFAULT '{}',
+	grant_amounts	bigint[] NOT NULL DEFAULT '{}',
+	closed_at		timestamptz,
+	captured		bigint,
+	capture_tx_id	bigint,
+	capture_key		text,
+	CONSTRAINT holds_amount_positive CHECK (amount > 0),
+	CONSTRAINT holds_status_known CHECK (status IN ('open', 'captured', 'released', 'expired')),
+	CONSTRAINT holds_closed_at CHECK ((status = 'open') = (closed_at IS NULL)),
+	CONSTRAINT holds_capture CHECK ((status = 'captured') = (captured IS NOT NULL AND capture_tx_id IS NOT NULL)),
+	CONSTRAINT holds_reservation CHECK (cardinality(grant_ids) = cardinality(grant_amounts))
+);
+
+COMMENT ON TABLE credits.holds IS
+	'Credit reserved by credit_hold(); open until captured, released or expired (the audit trail of every hold)';
+COMMENT ON COLUMN credits.holds.grant_ids IS
+	'Expiring grants the hold reserved credit from, soonest-expiring first (grant_amounts: how much from each)';
+COMMENT ON COLUMN credits.holds.available_after IS
+	'Available balance right after the hold was placed (returned again to a retried credit_hold)';
+
+CREATE INDEX holds_user_open_idx ON credits.holds (user_id, expires_at) WHERE status = 'open';
+CREATE INDEX holds_open_expiry_idx ON credits.holds (expires_at) WHERE status = 'open';
+CREATE UNIQUE INDEX holds_user_idempotency_key_idx ON credits.holds (user_id, idempotency_key)
+	WHERE idempotency_key IS NOT NULL;
+
+-- Grants: credit with a source, and for expiring grants the unspent rest.
+-- Non-expiring grants are pooled with the account's other non-expiring
+-- credit (remaining, reserved and expired are NULL).
+CREATE TABLE credits.grants (
+	id				bigserial PRIMARY KEY,
+	user_id			text NOT NULL,
+	source			text NOT NULL,
+	amount			bigint NOT NULL,
+	expires_at		timestamptz,
+	remaining		bigint,
+	reserved		bigint,
+	expired			bigint,
+	metadata		jsonb NOT NULL DEFAULT '{}',
+	idempotency_key text,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT grants_amount_positive CHECK (amount > 0),
+	CONSTRAINT grants_tracking CHECK (
+		CASE WHEN expires_at IS NULL
+			THEN remaining IS NULL AND reserved IS NULL AND expired IS NULL
+			ELSE remaining >= 0 AND reserved >= 0 AND expired >= 0
+				AND remaining + reserved + expired <= amount
+		END)
+);
+
+COMMENT ON TABLE credits.grants IS
+	'Credit granted by credit_grant() or a plan allowance; spending draws from the soonest-expiring grant first';
+COMMENT ON COLUMN credits.grants.remaining IS
+	'Unspent credit not reserved by a hold (expiring grants only)';
+COMMENT ON COLUMN credits.grants.reserved IS
+	'Credit reserved by open holds; it is protected from expiry until the hold closes';
+COMMENT ON COLUMN credits.grants.expired IS
+	'Credit posted to the ledger as expired (action expire)';
+
+CREATE INDEX grants_user_expiry_idx ON credits.grants (user_id, expires_at, id)
+	WHERE expires_at IS NOT NULL;
+CREATE INDEX grants_due_idx ON credits.grants (expires_at)
+	WHERE remaining > 0 OR reserved > 0;
+CREATE UNIQUE INDEX grants_user_idempotency_key_idx ON credits.grants (user_id, idempotency_key)
+	WHERE idempotency_key IS NOT NULL;
+
+-- Prices and plans are append-only histories: to change one, insert a row
+-- with a later valid_from.  The row in force at time t is the one with the
+-- greatest valid_from <= t.  The seeded rows are valid from -infinity and
+-- are recreated by CREATE EXTENSION; pg_dump keeps the rows you add.
+CREATE TABLE credits.prices (
+	action			text NOT NULL,
+	unit			text NOT NULL,
+	rate			numeric NOT NULL,
+	rounding		text NOT NULL DEFAULT 'up',
+	valid_from		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (action, valid_from),
+	CONSTRAINT prices_action_nonempty CHECK (action <> ''),
+	CONSTRAINT prices_rate_positive CHECK (rate > 0 AND rate < 'Infinity'),
+	CONSTRAINT prices_rounding_known CHECK (rounding IN ('up', 'down', 'nearest'))
+);
+
+COMMENT ON TABLE credits.prices IS
+	'Credits per unit of each action: cost = round(quantity * rate) to a whole credit, as rounding says';
+
+INSERT INTO credits.prices (action, unit, rate, rounding, valid_from) VALUES
+	('chat_message', 'message', 10, 'up', '-infinity'),
+	('canvas_generation_simple', 'generation', 50, 'up', '-infinity'),
+	('canvas_generation_complex', 'generation', 75, 'up', '-infinity'),
+	('video_generation', 'second', 10, 'up', '-infinity'),
+	('training_job', 'gpu_hour', 1000, 'up', '-infinity'),
+	('llm_tokens', 'token', 0.0005, 'up', '-infinity');
+
+CREATE VIEW credits.current_prices AS
+	SELECT DISTINCT ON (action) action, unit, rate, rounding, valid_from
+	  FROM credits.prices
+	 WHERE valid_from <= pg_catalog.now()
+	 ORDER BY action, valid_from DESC;
+
+CREATE TABLE credits.plans (
+	plan			text NOT NULL,
+	allowance		bigint NOT NULL,
+	period			interval NOT NULL DEFAULT '1 month',
+	policy			text NOT NULL DEFAULT 'reset',
+	rollover_cap	bigint,
+	valid_from		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (plan, valid_from),
+	CONSTRAINT plans_plan_nonempty CHECK (plan <> ''),
+	CONSTRAINT plans_allowance_nonnegative CHECK (allowance >= 0),
+	CONSTRAINT plans_period_positive CHECK (period > interval '0'),
+	CONSTRAINT plans_policy_known CHECK (policy IN ('reset', 'rollover')),
+	CONSTRAINT plans_rollover_cap CHECK (rollover_cap >= 0)
+);
+
+COMMENT ON TABLE credits.plans IS
+	'Allowance granted each period; reset: the unspent allowance expires at the period end; rollover: up to rollover_cap of it (NULL: all) is granted again with the next allowance';
+
+INSERT INTO credits.plans (plan, allowance, period, policy, rollover_cap, valid_from) VALUES
+	('free', 5, '1 month', 'reset', NULL, '-infinity'),
+	('pro', 100, '1 month', 'reset', NULL, '-infinity'),
+	('enterprise', 1000, '1 month', 'rollover', 1000, '-infinity');
+
+CREATE VIEW credits.current_plans AS
+	SELECT DISTINCT ON (plan) plan, allowance, period, policy, rollover_cap, valid_from
+	  FROM credits.plans
+	 WHERE valid_from <= pg_catalog.now()
+	 ORDER BY plan, valid_from DESC;
+
+-- One row per subscribed user.  Periods are anchor + k * period; cycle is
+-- the k of the last period whose allowance was granted (-1: none yet).
+CREATE TABLE credits.subscriptions (
+	user_id			text PRIMARY KEY,
+	plan			text NOT NULL,
+	ends_at			timestamptz,
+	anchor			timestamptz NOT NULL DEFAULT now(),
+	cycle			bigint NOT NULL DEFAULT -1,
+	period_start	timestamptz,
+	period_end		timestamptz,
+	grant_id		bigint,
+	renews_at		timestamptz NOT NULL DEFAULT now(),
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	updated_at		timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON COLUMN credits.subscriptions.renews_at IS
+	'When credit_renew() next has work for this row: the end of the current period, or ends_at if sooner';
+COMMENT ON COLUMN credits.subscriptions.grant_id IS
+	'The allowance grant of the current period (closed by the next renewal)';
+
+CREATE INDEX subscriptions_renews_at_idx ON credits.subscriptions (renews_at);
+
+-- One row per user, plan and period whose allowance was granted: the
+-- primary key is what makes credit_renew() grant each one exactly once.
+CREATE TABLE credits.allowances (
+	user_id			text NOT NULL,
+	plan			text NOT NULL,
+	period_start	timestamptz NOT NULL,
+	period_end		timestamptz NOT NULL,
+	allowance		bigint NOT NULL,
+	carried			bigint NOT NULL DEFAULT 0,
+	grant_id		bigint,
+	tx_id			bigint,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (user_id, plan, period_start)
+);
+
+SELECT pg_catalog.pg_extension_config_dump('credits.holds', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.holds_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.grants', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.grants_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.prices', $$WHERE valid_from <> '-infinity'$$);
+SELECT pg_catalog.pg_extension_config_dump('credits.plans', $$WHERE valid_from <> '-infinity'$$);
+SELECT pg_catalog.pg_extension_config_dump('credits.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.allowances', '');
+
+-- Each user's remaining credit per grant: one row per unexpired grant with
+-- credit left, and one pooled row (grant_id NULL) for non-expiring credit.
+-- reserved is what open, unexpired holds have reserved of it.
+CREATE VIEW credits.grant_balances AS
+	SELECT g.user_id, g.id AS grant_id, g.source, g.expires_at,
+		   g.remaining, g.reserved
+	  FROM credits.grants g
+	 WHERE g.expires_at > pg_catalog.now() AND g.remaining + g.reserved > 0
+	UNION ALL
+	SELECT a.user_id, NULL, 'non-expiring', NULL,
+		   a.balance - a.expiring - coalesce(h.reserved, 0), coalesce(h.reserved, 0)
+	  FROM credits.accounts a
+	  LEFT JOIN LATERAL (
+		SELECT pg_catalog.sum(x.amount - (SELECT coalesce(pg_catalog.sum(r), 0)
+											FROM pg_catalog.unnest(x.grant_amounts) r))::bigint
+			   AS reserved
+		  FROM credits.holds x
+		 WHERE x.user_id = a.user_id AND x.status = 'open'
+		   AND x.expires_at > pg_catalog.now()) h ON a.held > 0
+	 WHERE a.balance > a.expiring;
+
+-- Spending per UTC day, user and action (captures count under the hold's
+-- action; expiries are not spending).  tokens come from metadata.tokens, or
+-- for llm_tokens charges from the priced quantity.
+CREATE VIEW credits.daily_usage AS
+	SELECT (l.created_at AT TIME ZONE 'UTC')::date AS day, l.user_id, l.action,
+		   pg_catalog.sum(-l.amount)::bigint AS credits,
+		   pg_catalog.sum(
+			   CASE WHEN pg_catalog.jsonb_typeof(l.metadata -> 'tokens') = 'number'
+					THEN (l.metadata ->> 'tokens')::numeric
+					WHEN l.action = 'llm_tokens'
+					 AND pg_catalog.jsonb_typeof(l.metadata #> '{price,quantity}') = 'number'
+					THEN (l.metadata #>> '{price,quantity}')::numeric
+					ELSE 0 END)::bigint AS tokens
+	  FROM credits.ledger l
+	 WHERE l.amount < 0 AND l.action <> 'expire'
+	 GROUP BY 1, 2, 3;
+
+-- Billing functions (C; see src/holds.c, prices.c, grants.c, settle.c,
+-- plans.c, usage.c)
+
+CREATE FUNCTION credits.credit_hold(user_id text, amount bigint, action text,
+									metadata jsonb DEFAULT '{}',
+									ttl interval DEFAULT '1 hour',
+									idempotency_key text DEFAULT NULL)
+	RETURNS TABLE(hold_id bigint, held bigint, available bigint)
+	AS 'MODULE_PATHNAME', 'credit_hold'
+	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
+
+CREATE FUNCTION credits.credit_capture(hold_id bigint, amount bigint DEFAULT NULL,
+									   metadata jsonb DEFAULT '{}',
+									   idempotency_key text DEFAULT NULL)
+	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
+	AS 'MODULE_PATHNAME', 'credit_capture'
+	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
+
+CREATE FUNCTION credits.credit_release(hold_id bigint)
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'credit_release'
+	LANGUAGE C VOLATILE SECURITY DEFINER;
+
+CREATE FUNCTION credits.credit_available(user_id text)
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'credit_available'
+	LANGUAGE C STABLE SECURITY DEFINER;
+
+CREATE FUNCTION credits.credit_expire_holds()
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'credit_expire_holds'
+	LANGUAGE C VOLATILE SECURITY DEFINER;
+
+CREATE FUNCTION credits.credit_cost(action text, quantity numeric)
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'credit_cost'
+	LANGUAGE C STABLE SECURITY DEFINER;
+
+CREATE FUNCTION credits.credit_charge(user_id text, action text, quantity numeric,
+									  metadata jsonb DEFAULT '{}',
+									  idempotency_key text DEFAULT NULL)
+	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
+	AS 'MODULE_PATHNAME', 'credit_charge'
+	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
+
+CREATE FUNCTION credits.credit_grant(user_id text, amount bigint, source text,
+									 expires_at timestamptz DEFAULT NULL,
+									 metadata jsonb DEFAULT '{}',
+									 idempotency_key text DEFAULT NULL)
+	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
+	AS 'MODULE_PATHNAME', 'credit_grant'
+	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
+
+CREATE FUNCTION credits.credit_expire_grants()
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'credit_expire_grants'
+	LANGUAGE C VOLATILE SECURITY DEFINER;
+
+CREATE FUNCTION credits.credit_subscribe(user_id text, plan text,
+										 ends_at timestamptz DEFAULT NULL)
+	RETURNS TABLE(period_start timestamptz, period_end timestamptz,
+				  granted bigint, balance bigint)
+	AS 'MODULE_PATHNAME', 'credit_subscribe'
+	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
+
+CREATE FUNCTION credits.credit_renew(now timestamptz DEFAULT now())
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'credit_renew'
+	LANGUAGE C VOLATILE SECURITY DEFINER;
+
+CREATE FUNCTION credits.credit_usage(user_id text)
+	RETURNS TABLE(balance bigint, available bigint, held bigint, plan text,
+				  plan_ends_at timestamptz, period_start timestamptz,
+				  spent_period bigint, spent_lifetime bigint,
+				  tokens_period bigint, tokens_lifetime bigint)
+	AS 'MODULE_PATHNAME', 'credit_usage'
+	LANGUAGE C STABLE SECURITY DEFINER ROWS 1;
+
+-- Privileges of the billing objects.  The privileges section below also
+-- grants credits_app EXECUTE on every function and credits_reader SELECT on
+-- every table and view created before it.
+GRANT EXECUTE ON FUNCTION
+	credits.credit_hold(text, bigint, text, jsonb, interval, text),
+	credits.credit_capture(bigint, bigint, jsonb, text),
+	credits.credit_release(bigint),
+	credits.credit_available(text),
+	credits.credit_expire_holds(),
+	credits.credit_cost(text, numeric),
+	credits.credit_charge(text, text, numeric, jsonb, text),
+	credits.credit_grant(text, bigint, text, timestamptz, jsonb, text),
+	credits.credit_expire_grants(),
+	credits.credit_subscribe(text, text, timestamptz),
+	credits.credit_renew(timestamptz),
+	credits.credit_usage(text)
+	TO credits_app;
+
+-- credits_reader: the billing tables and views, and the functions that
+-- only read.
+GRANT SELECT ON credits.holds, credits.grants, credits.prices, credits.current_prices,
+	credits.plans, credits.current_plans, credits.subscriptions, credits.allowances,
+	credits.grant_balances, credits.daily_usage
+	TO credits_reader;
+GRANT EXECUTE ON FUNCTION
+	credits.credit_available(text),
+	credits.credit_cost(text, numeric),
+	credits.credit_usage(text)
+	TO credits_reader;
+
+-- ---------------------------------------------------------------------
+-- Section: privileges
+-- ---------------------------------------------------------------------
+
+REVOKE ALL ON ALL TABLES IN SCHEMA credits FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA credits FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA credits FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA credits TO credits_app, credits_reader;
+
+-- credits_app: every function, no direct access to the tables.
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA credits TO credits_app;
+REVOKE EXECUTE ON FUNCTION credits.ledger_refuse_change() FROM credits_app;
+
+-- credits_reader: read the tables and call the functions that only read.
+GRANT SELECT ON ALL TABLES IN SCHEMA credits TO credits_reader;
+GRANT EXECUTE ON FUNCTION
+	credits.credit_balance(text),
+	credits.credit_history(text, int, timestamptz, timestamptz),
+	credits.credit_verify(text),
+	credits.credit_verify_all(),
+	credits.sync_sleep()
+	TO credits_reader;
