@@ -21,6 +21,7 @@
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 
 #ifndef CREDITS_VERSION
 #error "CREDITS_VERSION must be defined by the Makefile (from credits.control)"
@@ -68,6 +69,7 @@ typedef enum CreditsQuery
 	CQ_DEDUCT_LOCKED,
 	CQ_ADD_UPSERT,
 	CQ_LOCK_ACCOUNT,
+	CQ_LOCK_ACCOUNT_SKIP,
 	CQ_OPEN_ACCOUNT,
 	CQ_INIT_ACCOUNT,
 	CQ_INIT_EXISTING,
@@ -88,7 +90,7 @@ typedef enum CreditsQuery
 	CQ_HOLD_EVENT,
 	CQ_DUE_GRANTS,
 	CQ_EXPIRE_GRANT,
-	CQ_GRANT_GET,
+	CQ_GRANT_CLOSE,
 	CQ_SPEND,
 	CQ_RESERVE,
 	CQ_HOLD_FIND_KEY,
@@ -110,7 +112,11 @@ typedef enum CreditsQuery
 	CQ_SUB_SET_PLAN,
 	CQ_SUB_SET_END,
 	CQ_SUBS_DUE,
-	CQ_PERIOD,
+	CQ_SUB_KEY_FIND,
+	CQ_KEY_ELSEWHERE,
+	CQ_SUB_KEY_INSERT,
+	CQ_JOB_STEP,
+	CQ_JOB_FAILURE,
 	CQ_ALLOWANCE_INSERT,
 	CQ_ALLOWANCE_SET,
 	CQ_ALLOWANCE_GRANT,

@@ -39,8 +39,9 @@ SELECT is_definer('credits', 'credit_deduct', ARRAY['text', 'bigint', 'text', 'j
 SELECT is_empty(
 	$$SELECT oid::regprocedure::text FROM pg_proc
 	   WHERE pronamespace = 'credits'::regnamespace AND proname LIKE 'credit\_%'
+		 AND proname NOT IN ('credit_expire_holds', 'credit_expire_grants', 'credit_renew')
 		 AND NOT has_function_privilege('credits_app', oid, 'EXECUTE')$$,
-	'credits_app can EXECUTE every credit_* function');
+	'credits_app can EXECUTE every credit_* function but the jobs (credits_ops'')');
 SELECT is_empty(
 	$$SELECT c.oid::regclass::text || ' ' || p.priv FROM pg_class c,
 			 unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) AS p(priv)
