@@ -34,14 +34,18 @@ PG_FUNCTION_INFO_V1(credits_library_version);
 void
 _PG_init(void)
 {
+	/*
+	 * It decides an amount, so only a superuser may change it: PGC_SUSET
+	 * refuses SET, set_config() and ALTER ROLE ... SET by anyone else.
+	 */
 	DefineCustomIntVariable("credits.default_credits",
 							"Credits granted by credit_init() when no amount is given.",
-							NULL,
+							"Superuser only: it decides an amount of credit.",
 							&credits_default_credits,
 							100,
 							0,
 							INT_MAX,
-							PGC_USERSET,
+							PGC_SUSET,
 							0,
 							NULL,
 							NULL,

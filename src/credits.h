@@ -54,6 +54,11 @@ extern text *credits_arg_idempotency_key(FunctionCallInfo fcinfo, int argno);
 extern void credits_insufficient(int64 required, int64 available) pg_attribute_noreturn();
 extern void credits_unknown_account(text *user_id) pg_attribute_noreturn();
 
+/* search_path.c: every statement runs under this search_path */
+#define CREDITS_SEARCH_PATH "pg_catalog, pg_temp"
+extern int	credits_pin_search_path(void);
+extern void credits_unpin_search_path(int nest);
+
 /* spi.c */
 typedef enum CreditsQuery
 {
