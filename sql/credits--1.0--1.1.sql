@@ -55,6 +55,29 @@ DECLARE
 	ext oid := (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'credits');
 	r record;
 BEGIN
+	-- C symbols: an entry point that 1.0 also had is compiled as <name>_1_1
+	-- for 1.1 (the plain name runs the frozen 1.0 code; src/credits.c), so
+	-- a definition still bound to the plain name (an upgraded 1.0 function)
+	-- is redefined in place: same oid, owner, grants and comment.
+	FOR r IN
+		SELECT p.oid, p.prosrc
+		  FROM pg_catalog.pg_proc p
+		  JOIN pg_catalog.pg_depend d
+			ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid
+		 WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+		   AND d.refobjid = ext AND d.deptype = 'e'
+		   AND p.prolang = (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'c')
+		   AND p.prosrc IN ('credit_init', 'credit_deduct', 'credit_add', 'credit_balance',
+							'credit_history', 'credit_verify', 'credit_verify_all', 'credit_rebuild',
+							'credit_hold', 'credit_capture', 'credit_release', 'credit_available',
+							'credit_expire_holds', 'credit_cost', 'credit_charge', 'credit_grant',
+							'credit_expire_grants', 'credit_subscribe', 'credit_renew', 'credit_usage')
+	LOOP
+		EXECUTE pg_catalog.replace(pg_catalog.pg_get_functiondef(r.oid),
+								   pg_catalog.format('$function$%s$function$', r.prosrc),
+								   pg_catalog.format('$function$%s_1_1$function$', r.prosrc));
+	END LOOP;
+
 	-- function name -> the roles that may EXECUTE it (every overload)
 	FOR r IN
 		SELECT p.oid::pg_catalog.regprocedure AS fn, t.roles

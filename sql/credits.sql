@@ -140,48 +140,48 @@ ALTER TABLE credits.ledger ENABLE ALWAYS TRIGGER ledger_refuse_truncate;
 CREATE FUNCTION credits.credit_init(user_id text, amount bigint DEFAULT NULL,
 									metadata jsonb DEFAULT '{}')
 	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
-	AS 'MODULE_PATHNAME', 'credit_init'
+	AS 'MODULE_PATHNAME', 'credit_init_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_deduct(user_id text, amount bigint, action text,
 									  metadata jsonb DEFAULT '{}',
 									  idempotency_key text DEFAULT NULL)
 	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
-	AS 'MODULE_PATHNAME', 'credit_deduct'
+	AS 'MODULE_PATHNAME', 'credit_deduct_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_add(user_id text, amount bigint, action text,
 								   metadata jsonb DEFAULT '{}',
 								   idempotency_key text DEFAULT NULL)
 	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
-	AS 'MODULE_PATHNAME', 'credit_add'
+	AS 'MODULE_PATHNAME', 'credit_add_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_balance(user_id text)
 	RETURNS bigint
-	AS 'MODULE_PATHNAME', 'credit_balance'
+	AS 'MODULE_PATHNAME', 'credit_balance_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_history(user_id text, lim int DEFAULT 50,
 									   start_time timestamptz DEFAULT NULL,
 									   end_time timestamptz DEFAULT NULL)
 	RETURNS SETOF credits.ledger
-	AS 'MODULE_PATHNAME', 'credit_history'
+	AS 'MODULE_PATHNAME', 'credit_history_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER ROWS 50;
 
 CREATE FUNCTION credits.credit_verify(user_id text)
 	RETURNS TABLE(valid boolean, cached bigint, calculated bigint, difference bigint)
-	AS 'MODULE_PATHNAME', 'credit_verify'
+	AS 'MODULE_PATHNAME', 'credit_verify_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_verify_all()
 	RETURNS TABLE(user_id text, cached bigint, calculated bigint, difference bigint)
-	AS 'MODULE_PATHNAME', 'credit_verify_all'
+	AS 'MODULE_PATHNAME', 'credit_verify_all_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_rebuild(user_id text)
 	RETURNS bigint
-	AS 'MODULE_PATHNAME', 'credit_rebuild'
+	AS 'MODULE_PATHNAME', 'credit_rebuild_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER;
 
 -- The version the loaded shared library was built as (compare with
@@ -455,41 +455,41 @@ CREATE FUNCTION credits.credit_hold(user_id text, amount bigint, action text,
 									ttl interval DEFAULT '1 hour',
 									idempotency_key text DEFAULT NULL)
 	RETURNS TABLE(hold_id bigint, held bigint, available bigint)
-	AS 'MODULE_PATHNAME', 'credit_hold'
+	AS 'MODULE_PATHNAME', 'credit_hold_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_capture(hold_id bigint, amount bigint DEFAULT NULL,
 									   metadata jsonb DEFAULT '{}',
 									   idempotency_key text DEFAULT NULL)
 	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
-	AS 'MODULE_PATHNAME', 'credit_capture'
+	AS 'MODULE_PATHNAME', 'credit_capture_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_release(hold_id bigint)
 	RETURNS bigint
-	AS 'MODULE_PATHNAME', 'credit_release'
+	AS 'MODULE_PATHNAME', 'credit_release_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_available(user_id text)
 	RETURNS bigint
-	AS 'MODULE_PATHNAME', 'credit_available'
+	AS 'MODULE_PATHNAME', 'credit_available_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_expire_holds()
 	RETURNS integer
-	AS 'MODULE_PATHNAME', 'credit_expire_holds'
+	AS 'MODULE_PATHNAME', 'credit_expire_holds_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_cost(action text, quantity numeric)
 	RETURNS bigint
-	AS 'MODULE_PATHNAME', 'credit_cost'
+	AS 'MODULE_PATHNAME', 'credit_cost_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_charge(user_id text, action text, quantity numeric,
 									  metadata jsonb DEFAULT '{}',
 									  idempotency_key text DEFAULT NULL)
 	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
-	AS 'MODULE_PATHNAME', 'credit_charge'
+	AS 'MODULE_PATHNAME', 'credit_charge_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_grant(user_id text, amount bigint, source text,
@@ -497,24 +497,24 @@ CREATE FUNCTION credits.credit_grant(user_id text, amount bigint, source text,
 									 metadata jsonb DEFAULT '{}',
 									 idempotency_key text DEFAULT NULL)
 	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
-	AS 'MODULE_PATHNAME', 'credit_grant'
+	AS 'MODULE_PATHNAME', 'credit_grant_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_expire_grants()
 	RETURNS integer
-	AS 'MODULE_PATHNAME', 'credit_expire_grants'
+	AS 'MODULE_PATHNAME', 'credit_expire_grants_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_subscribe(user_id text, plan text,
 										 ends_at timestamptz DEFAULT NULL)
 	RETURNS TABLE(period_start timestamptz, period_end timestamptz,
 				  granted bigint, balance bigint)
-	AS 'MODULE_PATHNAME', 'credit_subscribe'
+	AS 'MODULE_PATHNAME', 'credit_subscribe_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_renew(now timestamptz DEFAULT now())
 	RETURNS integer
-	AS 'MODULE_PATHNAME', 'credit_renew'
+	AS 'MODULE_PATHNAME', 'credit_renew_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_usage(user_id text)
@@ -522,7 +522,7 @@ CREATE FUNCTION credits.credit_usage(user_id text)
 				  plan_ends_at timestamptz, period_start timestamptz,
 				  spent_period bigint, spent_lifetime bigint,
 				  tokens_period bigint, tokens_lifetime bigint)
-	AS 'MODULE_PATHNAME', 'credit_usage'
+	AS 'MODULE_PATHNAME', 'credit_usage_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER ROWS 1;
 
 -- Privileges of the billing objects.  The privileges section below also
@@ -589,6 +589,29 @@ DECLARE
 	ext oid := (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'credits');
 	r record;
 BEGIN
+	-- C symbols: an entry point that 1.0 also had is compiled as <name>_1_1
+	-- for 1.1 (the plain name runs the frozen 1.0 code; src/credits.c), so
+	-- a definition still bound to the plain name (an upgraded 1.0 function)
+	-- is redefined in place: same oid, owner, grants and comment.
+	FOR r IN
+		SELECT p.oid, p.prosrc
+		  FROM pg_catalog.pg_proc p
+		  JOIN pg_catalog.pg_depend d
+			ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid
+		 WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+		   AND d.refobjid = ext AND d.deptype = 'e'
+		   AND p.prolang = (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'c')
+		   AND p.prosrc IN ('credit_init', 'credit_deduct', 'credit_add', 'credit_balance',
+							'credit_history', 'credit_verify', 'credit_verify_all', 'credit_rebuild',
+							'credit_hold', 'credit_capture', 'credit_release', 'credit_available',
+							'credit_expire_holds', 'credit_cost', 'credit_charge', 'credit_grant',
+							'credit_expire_grants', 'credit_subscribe', 'credit_renew', 'credit_usage')
+	LOOP
+		EXECUTE pg_catalog.replace(pg_catalog.pg_get_functiondef(r.oid),
+								   pg_catalog.format('$function$%s$function$', r.prosrc),
+								   pg_catalog.format('$function$%s_1_1$function$', r.prosrc));
+	END LOOP;
+
 	-- function name -> the roles that may EXECUTE it (every overload)
 	FOR r IN
 		SELECT p.oid::pg_catalog.regprocedure AS fn, t.roles
