@@ -112,28 +112,28 @@ static bool warned_not_preloaded = false;
  */
 #define SQL_PAGE \
 	"WITH s AS MATERIALIZED (" \
-	"  SELECT $1::pg_snapshot AS prev," \
-	"         coalesce($2::pg_snapshot, pg_current_snapshot()) AS cur)," \
+	"  SELECT $1::txid_snapshot AS prev," \
+	"         coalesce($2::txid_snapshot, txid_current_snapshot()) AS cur)," \
 	" pl_all AS MATERIALIZED (" \
 	"  SELECT q.* FROM s CROSS JOIN LATERAL (" \
 	"   SELECT l.id, l.txid, l.user_id, l.amount, l.balance_after, l.action," \
 	"          l.metadata, l.created_at, pg_column_size(l.metadata) AS size," \
 	"          sum(pg_column_size(l.metadata)) OVER (ORDER BY l.txid, l.id) AS run" \
 	"     FROM credits.ledger l" \
-	"    WHERE (l.txid, l.id) > ($3::xid8, $4::int8)" \
-	"      AND l.txid < pg_snapshot_xmax(s.cur)" \
-	"      AND NOT pg_visible_in_snapshot(l.txid, s.prev)" \
-	"      AND pg_visible_in_snapshot(l.txid, s.cur)" \
+	"    WHERE (l.txid, l.id) > ($3::int8, $4::int8)" \
+	"      AND l.txid < txid_snapshot_xmax(s.cur)" \
+	"      AND NOT txid_visible_in_snapshot(l.txid, s.prev)" \
+	"      AND txid_visible_in_snapshot(l.txid, s.cur)" \
 	"    ORDER BY l.txid, l.id LIMIT $7::int8) q)," \
 	" pl AS MATERIALIZED (" \
 	"  SELECT * FROM pl_all WHERE run - size < " PAGE_BYTE_BUDGET ")," \
 	" pe AS MATERIALIZED (" \
 	"  SELECT q.* FROM s CROSS JOIN LATERAL (" \
 	"   SELECT e.id, e.txid, e.user_id FROM credits.account_events e" \
-	"    WHERE (e.txid, e.id) > ($5::xid8, $6::int8)" \
-	"      AND e.txid < pg_snapshot_xmax(s.cur)" \
-	"      AND NOT pg_visible_in_snapshot(e.txid, s.prev)" \
-	"      AND pg_visible_in_snapshot(e.txid, s.cur)" \
+	"    WHERE (e.txid, e.id) > ($5::int8, $6::int8)" \
+	"      AND e.txid < txid_snapshot_xmax(s.cur)" \
+	"      AND NOT txid_visible_in_snapshot(e.txid, s.prev)" \
+	"      AND txid_visible_in_snapshot(e.txid, s.cur)" \
 	"    ORDER BY e.txid, e.id LIMIT $7::int8) q)," \
 	" u AS (SELECT user_id FROM pl UNION SELECT user_id FROM pe)" \
 	"SELECT * FROM (" \
