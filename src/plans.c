@@ -67,7 +67,6 @@
 
 PG_FUNCTION_INFO_V1(credit_subscribe);
 PG_FUNCTION_INFO_V1(credit_renew);
-PG_FUNCTION_INFO_V1(credit_renew_1_1);
 
 /* Average length of a month, for the first estimate of k only */
 #define CREDITS_AVG_MONTH_USECS	((double) 30.436875 * USECS_PER_DAY)
@@ -493,16 +492,6 @@ done:
 }
 
 /*
- * credits.credit_renew(now) of 1.0: the caller's time is ignored (it let a
- * caller choose the time, issue 8); renews as of credits_now() like 1.1.
- */
-Datum
-credit_renew(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_INT32((int32) credits_job_all(CREDITS_JOB_RENEW));
-}
-
-/*
  * credits.credit_renew(): renew every subscription due by credits_now(),
  * in the caller's transaction (jobs.c: accounts locked by others are
  * skipped, one account's failure is reported and skipped).  Returns the
@@ -510,7 +499,7 @@ credit_renew(PG_FUNCTION_ARGS)
  * chunks that commit separately.
  */
 Datum
-credit_renew_1_1(PG_FUNCTION_ARGS)
+credit_renew(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT32((int32) credits_job_all(CREDITS_JOB_RENEW));
 }
