@@ -11,7 +11,8 @@
 --   * Every write goes through the C functions below, which lock the
 --     account row first, so one user's ledger ids grow in commit order.
 --   * ledger.txid and account_events.txid hold the writing transaction's
---     id; credits-sync reads both tables with pgq's snapshot technique.
+--     id (bigint, the 64-bit value of xid8, so every client can read it);
+--     credits-sync reads both tables with pgq's snapshot technique.
 
 \echo Use "CREATE EXTENSION credits" to load this file. \quit
 
@@ -78,7 +79,7 @@ CREATE TABLE credits.ledger (
 	metadata		jsonb NOT NULL DEFAULT '{}',
 	idempotency_key text,
 	created_at		timestamptz NOT NULL DEFAULT now(),
-	txid			xid8 NOT NULL DEFAULT pg_current_xact_id(),
+	txid			bigint NOT NULL DEFAULT pg_catalog.txid_current(),
 	CONSTRAINT ledger_amount_nonzero CHECK (amount <> 0 OR action = 'init'),
 	CONSTRAINT ledger_balance_after_nonnegative CHECK (balance_after >= 0),
 	CONSTRAINT ledger_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
@@ -89,7 +90,7 @@ ALTER SEQUENCE credits.ledger_id_seq OWNED BY credits.ledger.id;
 COMMENT ON TABLE credits.ledger IS
 	'Append-only record of every balance change; the source of truth';
 COMMENT ON COLUMN credits.ledger.txid IS
-	'Writing transaction; credits-sync advances past it only once it is no longer in progress';
+	'Writing transaction (the 64-bit xid8 value as bigint); credits-sync advances past it only once it is no longer in progress';
 
 CREATE INDEX ledger_user_time_idx ON credits.ledger (user_id, created_at DESC, id DESC);
 CREATE UNIQUE INDEX ledger_user_idempotency_key_idx ON credits.ledger (user_id, idempotency_key)
@@ -104,11 +105,14 @@ CREATE TABLE credits.account_events (
 	event		text NOT NULL,
 	detail		jsonb NOT NULL DEFAULT '{}',
 	created_at	timestamptz NOT NULL DEFAULT now(),
-	txid		xid8 NOT NULL DEFAULT pg_current_xact_id()
+	txid		bigint NOT NULL DEFAULT pg_catalog.txid_current()
 );
 
 CREATE INDEX account_events_user_idx ON credits.account_events (user_id, id);
 CREATE INDEX account_events_txid_idx ON credits.account_events (txid, id);
+
+COMMENT ON COLUMN credits.account_events.txid IS
+	'Writing transaction (the 64-bit xid8 value as bigint), like credits.ledger.txid';
 
 SELECT pg_catalog.pg_extension_config_dump('credits.accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.ledger', '');

@@ -3,7 +3,9 @@
  * credits.c
  *		Module initialisation: the magic block, GUCs and the wake-up hooks.
  *
- * Nothing here touches tables.  _PG_init runs once per backend that loads
+ * Nothing here touches tables.  credits_now() is the extension's clock
+ * (shared semantics S1): every decision about time uses it, never a time
+ * supplied by the caller.  _PG_init runs once per backend that loads
  * the library; when the library is in shared_preload_libraries it also
  * reserves the small shared-memory block used to coalesce wake-ups of
  * credits-sync (see wakeup.c).
@@ -35,12 +37,15 @@
  */
 #include "credits.h"
 
+#include "access/xact.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 
 PG_MODULE_MAGIC;
 
 int			credits_default_credits = 100;
+int			credits_clock_offset = 0;
 
 void		_PG_init(void);
 
@@ -67,9 +72,39 @@ _PG_init(void)
 							NULL,
 							NULL);
 
+	/*
+	 * For tests only: shifts credits' clock.  PGC_SUSET, so an application
+	 * role can neither set it nor choose the time any other way.
+	 */
+	DefineCustomIntVariable("credits.clock_offset",
+							"Seconds added to credits' clock (for tests only).",
+							"Every decision credits makes about time (hold and grant "
+							"expiry, plan periods, renewals) uses the transaction "
+							"timestamp plus this offset.  Superuser only.",
+							&credits_clock_offset,
+							0,
+							INT_MIN,
+							INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL,
+							NULL,
+							NULL);
+
 	MarkGUCPrefixReserved("credits");
 
 	credits_wakeup_init();
+}
+
+/*
+ * credits' clock: the transaction timestamp plus credits.clock_offset
+ * seconds.  Constant within a transaction (like now()) for a fixed offset.
+ */
+TimestampTz
+credits_now(void)
+{
+	return GetCurrentTransactionStartTimestamp() +
+		(TimestampTz) credits_clock_offset * USECS_PER_SEC;
 }
 
 /* credits.library_version(): the version the loaded library was built as. */

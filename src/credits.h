@@ -18,6 +18,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "utils/jsonb.h"
 
@@ -70,6 +71,12 @@
 
 /* GUC: credits granted by credit_init() without an amount */
 extern int	credits_default_credits;
+
+/* GUC (superuser, tests only): seconds added to credits' clock */
+extern int	credits_clock_offset;
+
+/* credits.c: the clock of every time decision (transaction start + offset) */
+extern TimestampTz credits_now(void);
 
 /* validate.c */
 extern void credits_invalid_parameter(const char *name, const char *msg,
