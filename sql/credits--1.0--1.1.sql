@@ -77,6 +77,33 @@ DECLARE
 	ext oid := (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'credits');
 	r record;
 BEGIN
+	-- The roles are cluster-wide and may predate this database (README,
+	-- Roles): refuse existing ones that would give more than the grants
+	-- below, rather than adopt them silently.
+	FOR r IN
+		SELECT x.rolname FROM pg_catalog.pg_roles x
+		 WHERE x.rolname IN ('credits_app', 'credits_ops', 'credits_reader', 'credits_owner')
+		   AND (x.rolsuper OR x.rolbypassrls OR x.rolcreaterole OR x.rolcreatedb OR x.rolreplication
+				OR (x.rolname = 'credits_owner' AND x.rolcanlogin))
+	LOOP
+		RAISE EXCEPTION 'role % has attributes the credits extension does not allow', r.rolname
+			USING ERRCODE = 'invalid_role_specification',
+				  DETAIL = 'credits_owner must be NOLOGIN; none of credits_app, credits_ops, credits_reader and credits_owner may be SUPERUSER, BYPASSRLS, CREATEROLE, CREATEDB or REPLICATION.',
+				  HINT = 'The roles are shared by every database of the cluster: fix or rename the existing role, then retry.';
+	END LOOP;
+	FOR r IN
+		SELECT a.rolname AS member, b.rolname AS of
+		  FROM pg_catalog.pg_roles a, pg_catalog.pg_roles b
+		 WHERE a.rolname IN ('credits_app', 'credits_ops', 'credits_reader', 'credits_owner')
+		   AND b.rolname IN ('credits_app', 'credits_ops', 'credits_reader', 'credits_owner')
+		   AND a.oid <> b.oid AND pg_catalog.pg_has_role(a.oid, b.oid, 'MEMBER')
+	LOOP
+		RAISE EXCEPTION 'role % is a member of role %', r.member, r.of
+			USING ERRCODE = 'invalid_role_specification',
+				  DETAIL = 'Each of credits_app, credits_ops, credits_reader and credits_owner must have only its own privileges.',
+				  HINT = 'REVOKE the membership, then retry.';
+	END LOOP;
+
 	-- C symbols: an entry point that 1.0 also had is compiled as <name>_1_1
 	-- for 1.1 (the plain name runs the frozen 1.0 code; src/credits.c), so
 	-- a definition still bound to the plain name (an upgraded 1.0 function)

@@ -17,6 +17,15 @@
 
 #include "postgres.h"
 
+/*
+ * Built and tested on PostgreSQL 15.  Nothing here uses an API removed in
+ * 16 or 17; where 17 has a better one, search_path.c uses it behind a
+ * PG_VERSION_NUM guard.
+ */
+#if PG_VERSION_NUM < 150000
+#error "credits needs PostgreSQL 15 or later"
+#endif
+
 #include "executor/spi.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
