@@ -36,6 +36,10 @@ all:
 	@echo "pg_config not found: run 'make deps' (or 'make test', which does it)" >&2; exit 1
 endif
 
+# PGXS tracks no header dependencies: rebuild every object when a header
+# changes (a stale enum value in src/credits.h runs the wrong statement).
+$(OBJS): $(HEADERS)
+
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql credits.control
 	cp $< $@
 

@@ -9,7 +9,11 @@
 --     for every role by ENABLE ALWAYS triggers.
 --   * accounts.balance = sum(ledger.amount) for the user, at every commit.
 --   * Every write goes through the C functions below, which lock the
---     account row first, so one user's ledger ids grow in commit order.
+--     account row first and assign the ledger row's id and created_at
+--     under that lock, so one user's ledger ids follow the order in which
+--     the balance changed, and created_at never goes backwards along them.
+--   * Each ledger row's hash chains it to the user's previous row
+--     (credits.ledger_row_hash); accounts.last_* record the newest row.
 --   * ledger.txid and account_events.txid hold the writing transaction's
 --     id; credits-sync reads both tables with pgq's snapshot technique.
 
@@ -52,6 +56,9 @@ CREATE TABLE credits.accounts (
 	version		bigint NOT NULL DEFAULT 1,
 	created_at	timestamptz NOT NULL DEFAULT now(),
 	updated_at	timestamptz NOT NULL DEFAULT now(),
+	last_tx_id	bigint,
+	last_tx_at	timestamptz,
+	last_hash	bytea,
 	CONSTRAINT accounts_balance_nonnegative CHECK (balance >= 0),
 	CONSTRAINT accounts_held_nonnegative CHECK (held >= 0),
 	CONSTRAINT accounts_expiring_range CHECK (expiring >= 0 AND expiring <= balance),
@@ -66,6 +73,12 @@ COMMENT ON COLUMN credits.accounts.expiring IS
 	'Credit in grants that expire and whose expiry is not yet posted (sum of credits.grants remaining + reserved); 0 lets credit_deduct skip grant bookkeeping';
 COMMENT ON COLUMN credits.accounts.version IS
 	'Incremented by every change to the row; credits-sync uses it to refuse stale writes';
+COMMENT ON COLUMN credits.accounts.last_tx_id IS
+	'Id of the user''s newest ledger row (the head of its hash chain)';
+COMMENT ON COLUMN credits.accounts.last_tx_at IS
+	'Latest created_at of the user''s ledger rows; the next row''s is never earlier';
+COMMENT ON COLUMN credits.accounts.last_hash IS
+	'hash of the user''s newest ledger row; the next row''s hash chains from it';
 
 CREATE SEQUENCE credits.ledger_id_seq AS bigint;
 
@@ -79,6 +92,7 @@ CREATE TABLE credits.ledger (
 	idempotency_key text,
 	created_at		timestamptz NOT NULL DEFAULT now(),
 	txid			xid8 NOT NULL DEFAULT pg_current_xact_id(),
+	hash			bytea,
 	CONSTRAINT ledger_amount_nonzero CHECK (amount <> 0 OR action = 'init'),
 	CONSTRAINT ledger_balance_after_nonnegative CHECK (balance_after >= 0),
 	CONSTRAINT ledger_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
@@ -90,8 +104,10 @@ COMMENT ON TABLE credits.ledger IS
 	'Append-only record of every balance change; the source of truth';
 COMMENT ON COLUMN credits.ledger.txid IS
 	'Writing transaction; credits-sync advances past it only once it is no longer in progress';
+COMMENT ON COLUMN credits.ledger.hash IS
+	'sha256 over the user''s previous row''s hash and this row''s fields (credits.ledger_row_hash)';
 
-CREATE INDEX ledger_user_time_idx ON credits.ledger (user_id, created_at DESC, id DESC);
+CREATE INDEX ledger_user_id_idx ON credits.ledger (user_id, id);
 CREATE UNIQUE INDEX ledger_user_idempotency_key_idx ON credits.ledger (user_id, idempotency_key)
 	WHERE idempotency_key IS NOT NULL;
 CREATE INDEX ledger_txid_idx ON credits.ledger (txid, id);
@@ -137,6 +153,20 @@ ALTER TABLE credits.ledger ENABLE ALWAYS TRIGGER ledger_refuse_truncate;
 -- Section: core functions (C; see src/)
 -- ---------------------------------------------------------------------
 
+-- The ledger's hash chain (src/chain.c): hash of a row from the previous
+-- row's hash (NULL for a user's first row) and the row's fields.  Used by
+-- the functions only; README.md shows the same computation in plain SQL.
+CREATE FUNCTION credits.ledger_row_hash(prev bytea, id bigint, user_id text,
+										amount bigint, balance_after bigint,
+										action text, metadata jsonb,
+										idempotency_key text,
+										created_at timestamptz,
+										quantity numeric, rate numeric,
+										carry numeric)
+	RETURNS bytea
+	AS 'MODULE_PATHNAME', 'credits_ledger_row_hash'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
 CREATE FUNCTION credits.credit_init(user_id text, amount bigint DEFAULT NULL,
 									metadata jsonb DEFAULT '{}')
 	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
@@ -162,21 +192,31 @@ CREATE FUNCTION credits.credit_balance(user_id text)
 	AS 'MODULE_PATHNAME', 'credit_balance'
 	LANGUAGE C STABLE SECURITY DEFINER;
 
+CREATE FUNCTION credits.credit_balance_at(user_id text, at timestamptz)
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'credit_balance_at'
+	LANGUAGE C STABLE SECURITY DEFINER;
+
 CREATE FUNCTION credits.credit_history(user_id text, lim int DEFAULT 50,
 									   start_time timestamptz DEFAULT NULL,
-									   end_time timestamptz DEFAULT NULL)
-	RETURNS SETOF credits.ledger
-	AS 'MODULE_PATHNAME', 'credit_history'
+									   end_time timestamptz DEFAULT NULL,
+									   before_tx_id bigint DEFAULT NULL)
+	RETURNS TABLE(id bigint, user_id text, amount bigint, balance_after bigint,
+				  action text, metadata jsonb, idempotency_key text,
+				  created_at timestamptz)
+	AS 'MODULE_PATHNAME', 'credit_history_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER ROWS 50;
 
 CREATE FUNCTION credits.credit_verify(user_id text)
-	RETURNS TABLE(valid boolean, cached bigint, calculated bigint, difference bigint)
-	AS 'MODULE_PATHNAME', 'credit_verify'
+	RETURNS TABLE(valid boolean, cached bigint, calculated bigint, difference bigint,
+				  broken_tx_id bigint, problem text)
+	AS 'MODULE_PATHNAME', 'credit_verify_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_verify_all()
-	RETURNS TABLE(user_id text, cached bigint, calculated bigint, difference bigint)
-	AS 'MODULE_PATHNAME', 'credit_verify_all'
+	RETURNS TABLE(user_id text, cached bigint, calculated bigint, difference bigint,
+				  broken_tx_id bigint, problem text)
+	AS 'MODULE_PATHNAME', 'credit_verify_all_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_rebuild(user_id text)
@@ -568,12 +608,15 @@ GRANT USAGE ON SCHEMA credits TO credits_app, credits_reader;
 -- credits_app: every function, no direct access to the tables.
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA credits TO credits_app;
 REVOKE EXECUTE ON FUNCTION credits.ledger_refuse_change() FROM credits_app;
+REVOKE EXECUTE ON FUNCTION credits.ledger_row_hash(bytea, bigint, text, bigint, bigint, text,
+	jsonb, text, timestamptz, numeric, numeric, numeric) FROM credits_app;
 
 -- credits_reader: read the tables and call the functions that only read.
 GRANT SELECT ON ALL TABLES IN SCHEMA credits TO credits_reader;
 GRANT EXECUTE ON FUNCTION
 	credits.credit_balance(text),
-	credits.credit_history(text, int, timestamptz, timestamptz),
+	credits.credit_balance_at(text, timestamptz),
+	credits.credit_history(text, int, timestamptz, timestamptz, bigint),
 	credits.credit_verify(text),
 	credits.credit_verify_all(),
 	credits.sync_sleep()
