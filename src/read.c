@@ -27,7 +27,6 @@
 
 PG_FUNCTION_INFO_V1(credit_balance);
 PG_FUNCTION_INFO_V1(credit_history);
-PG_FUNCTION_INFO_V1(credit_history_1_1);
 PG_FUNCTION_INFO_V1(credit_balance_at);
 
 /* credits.credit_balance(user_id): the balance, NULL if no account. */
@@ -111,39 +110,13 @@ history_args(FunctionCallInfo fcinfo, Datum *values)
 }
 
 /*
- * credits.credit_history(user_id, lim, start_time, end_time), 1.0: ledger
- * rows with start_time <= created_at < end_time, by created_at, newest
- * first, as SETOF credits.ledger.
- */
-Datum
-credit_history(PG_FUNCTION_ARGS)
-{
-	text	   *user_id = credits_arg_user_id(fcinfo, 0);
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Datum		values[4];
-	uint64		n;
-
-	history_args(fcinfo, values);
-	InitMaterializedSRF(fcinfo, 0);
-	values[0] = PointerGetDatum(user_id);
-
-	credits_connect();
-	n = credits_exec(CQ_HISTORY, values, NULL, true, 0);
-	for (uint64 i = 0; i < n; i++)
-		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
-	credits_finish();
-
-	return (Datum) 0;
-}
-
-/*
- * credits.credit_history(user_id, lim, start_time, end_time, before_tx_id),
- * 1.1: the user's ledger rows with start_time <= created_at < end_time and
+ * credits.credit_history(user_id, lim, start_time, end_time, before_tx_id):
+ * the user's ledger rows with start_time <= created_at < end_time and
  * id < before_tx_id, newest (highest id) first.  Pass the last id of a page
  * as before_tx_id to get the next one.
  */
 Datum
-credit_history_1_1(PG_FUNCTION_ARGS)
+credit_history(PG_FUNCTION_ARGS)
 {
 	text	   *user_id = credits_arg_user_id(fcinfo, 0);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;

@@ -24,8 +24,6 @@
 
 PG_FUNCTION_INFO_V1(credit_verify);
 PG_FUNCTION_INFO_V1(credit_verify_all);
-PG_FUNCTION_INFO_V1(credit_verify_1_1);
-PG_FUNCTION_INFO_V1(credit_verify_all_1_1);
 PG_FUNCTION_INFO_V1(credit_rebuild);
 
 /*
@@ -46,72 +44,13 @@ read_balances(text *user_id, bool read_only, int64 *cached, int64 *calc)
 	*calc = isnull ? 0 : DatumGetInt64(d);
 }
 
-/* credits.credit_verify(user_id): does the cache match the ledger? */
-Datum
-credit_verify(PG_FUNCTION_ARGS)
-{
-	text	   *user_id = credits_arg_user_id(fcinfo, 0);
-	ReturnSetInfo *rsinfo;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-	int64		cached;
-	int64		calc;
-
-	credits_connect();
-	read_balances(user_id, true, &cached, &calc);
-	credits_finish();
-
-	InitMaterializedSRF(fcinfo, 0);
-	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	values[0] = BoolGetDatum(cached == calc);
-	values[1] = Int64GetDatum(cached);
-	values[2] = Int64GetDatum(calc);
-	values[3] = Int64GetDatum(cached - calc);
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	return (Datum) 0;
-}
-
 /*
- * credits.credit_verify_all(): every account whose cache differs from its
- * ledger, and every ledger user without an account (cached is then NULL).
- */
-Datum
-credit_verify_all(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo;
-	uint64		n;
-
-	InitMaterializedSRF(fcinfo, 0);
-	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-
-	credits_connect();
-	n = credits_exec(CQ_VERIFY_ALL, NULL, NULL, true, 0);
-	for (uint64 i = 0; i < n; i++)
-	{
-		Datum		values[4];
-		bool		nulls[4] = {false, false, false, false};
-
-		values[0] = credits_get(i, 1, &nulls[0]);
-		values[1] = credits_get(i, 2, &nulls[1]);
-		values[2] = credits_get(i, 3, &nulls[2]);
-		nulls[3] = nulls[1] || nulls[2];
-		if (!nulls[3])
-			values[3] = Int64GetDatum(DatumGetInt64(values[1]) -
-									  DatumGetInt64(values[2]));
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	credits_finish();
-
-	return (Datum) 0;
-}
-
-/*
- * credits.credit_verify(user_id), 1.1: valid (the cache matches the ledger
+ * credits.credit_verify(user_id): valid (the cache matches the ledger
  * and the chain is intact), cached, calculated, difference, and the first
  * break in the chain: broken_tx_id and problem (NULL when intact).
  */
 Datum
-credit_verify_1_1(PG_FUNCTION_ARGS)
+credit_verify(PG_FUNCTION_ARGS)
 {
 	text	   *user_id = credits_arg_user_id(fcinfo, 0);
 	Datum		values[1] = {PointerGetDatum(user_id)};
@@ -143,13 +82,13 @@ credit_verify_1_1(PG_FUNCTION_ARGS)
 }
 
 /*
- * credits.credit_verify_all(), 1.1: every account whose cache differs from
+ * credits.credit_verify_all(): every account whose cache differs from
  * its ledger or whose chain is broken, and every ledger user without an
  * account (cached is then NULL): user_id, cached, calculated, difference,
  * broken_tx_id, problem.
  */
 Datum
-credit_verify_all_1_1(PG_FUNCTION_ARGS)
+credit_verify_all(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo;
 	uint64		n;
