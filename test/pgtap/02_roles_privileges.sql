@@ -13,7 +13,7 @@
 SET client_min_messages = warning;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(78);
+SELECT plan(79);
 
 -- the extension's member functions and relations
 CREATE TEMP TABLE ext_member AS
@@ -93,9 +93,14 @@ SELECT is_empty(
 		 AND proconfig IS DISTINCT FROM ARRAY['search_path=pg_catalog, pg_temp']$$,
 	'every SECURITY DEFINER function has exactly SET search_path = pg_catalog, pg_temp');
 SELECT is_empty(
-	$$SELECT sig FROM ext_fn WHERE prokind <> 'p'
+	$$SELECT sig FROM ext_fn WHERE prokind <> 'p' AND proname <> 'ledger_row_hash'
 		 AND proconfig IS DISTINCT FROM ARRAY['search_path=pg_catalog, pg_temp']$$,
-	'every function (procedures aside) has exactly SET search_path = pg_catalog, pg_temp');
+	'every function (procedures and ledger_row_hash aside) has exactly SET search_path = pg_catalog, pg_temp');
+SELECT is_empty(
+	$$SELECT sig FROM ext_fn f JOIN pg_proc p ON p.oid = f.oid
+	   WHERE f.proname = 'ledger_row_hash'
+		 AND (p.prosecdef OR p.provolatile <> 'i' OR p.proconfig IS NOT NULL)$$,
+	'ledger_row_hash, without the clause, is IMMUTABLE and not SECURITY DEFINER');
 SELECT is_empty(
 	$$SELECT sig FROM ext_fn f JOIN pg_proc p ON p.oid = f.oid JOIN pg_language l ON l.oid = p.prolang
 	   WHERE p.proname LIKE 'credit\_%' AND NOT (f.prosecdef AND l.lanname = 'c')$$,
