@@ -107,6 +107,7 @@ extern void credits_unpin_search_path(int nest);
 typedef enum CreditsQuery
 {
 	CQ_DEDUCT_FAST,
+	CQ_DEDUCT_CHAINED,
 	CQ_DEDUCT_LOCKED,
 	CQ_ADD_UPSERT,
 	CQ_LOCK_ACCOUNT,
@@ -115,10 +116,13 @@ typedef enum CreditsQuery
 	CQ_INIT_EXISTING,
 	CQ_FIND_KEY,
 	CQ_INSERT_LEDGER,
+	CQ_POST,
 	CQ_BALANCE,
-	CQ_HISTORY,
+	CQ_BALANCE_AT,
+	CQ_HISTORY_PAGE,
 	CQ_VERIFY,
-	CQ_VERIFY_ALL,
+	CQ_VERIFY_CHAIN,
+	CQ_VERIFY_ALL_CHAIN,
 	CQ_REBUILD,
 	CQ_INSERT_EVENT,
 	/* billing (holds, grants, prices, plans, usage) */
