@@ -149,6 +149,76 @@ REVOKE ALL ON FUNCTION credits.credit_verify_all() FROM PUBLIC;
 -- (privileges of these functions: the last section)
 
 -- ---------------------------------------------------------------------
+-- Section: plans and jobs (the clock, plan changes, idempotent subscribe,
+-- jobs in chunks; owner: plans)
+-- ---------------------------------------------------------------------
+
+-- credit_renew no longer takes "now" from its caller (issue 8, defect 2).
+DROP FUNCTION credits.credit_renew(timestamptz);
+CREATE FUNCTION credits.credit_renew()
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'credit_renew_1_1'
+	LANGUAGE C VOLATILE SECURITY DEFINER;
+
+-- credit_subscribe takes an idempotency key.
+DROP FUNCTION credits.credit_subscribe(text, text, timestamptz);
+CREATE FUNCTION credits.credit_subscribe(user_id text, plan text,
+										 ends_at timestamptz DEFAULT NULL,
+										 idempotency_key text DEFAULT NULL)
+	RETURNS TABLE(period_start timestamptz, period_end timestamptz,
+				  granted bigint, balance bigint)
+	AS 'MODULE_PATHNAME', 'credit_subscribe_1_1'
+	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
+
+CREATE TABLE credits.subscription_keys (
+	user_id			text NOT NULL,
+	idempotency_key text NOT NULL,
+	plan			text NOT NULL,
+	ends_at			timestamptz,
+	period_start	timestamptz,
+	period_end		timestamptz,
+	granted			bigint NOT NULL,
+	balance			bigint,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (user_id, idempotency_key)
+);
+
+COMMENT ON TABLE credits.subscription_keys IS
+	'Idempotency keys of credit_subscribe: the plan and ends_at the key is bound to, and the result returned to retries';
+
+CREATE TABLE credits.job_failures (
+	id				bigserial PRIMARY KEY,
+	job				text NOT NULL,
+	user_id			text NOT NULL,
+	sqlstate		text NOT NULL,
+	message			text NOT NULL,
+	detail			text,
+	failed_at		timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE credits.job_failures IS
+	'Accounts a job (credits.run_jobs, credit_expire_holds, credit_expire_grants, credit_renew) skipped because their work failed; retried by the next run';
+
+CREATE INDEX job_failures_failed_at_idx ON credits.job_failures (failed_at);
+
+SELECT pg_catalog.pg_extension_config_dump('credits.subscription_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.job_failures', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.job_failures_id_seq', '');
+
+CREATE FUNCTION credits.run_job_step(job text, after text, batch_size integer)
+	RETURNS TABLE(last_user_id text, accounts bigint, items bigint,
+				  skipped bigint, failed bigint)
+	AS 'MODULE_PATHNAME', 'credits_run_job_step'
+	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
+
+CREATE PROCEDURE credits.run_jobs(batch_size integer DEFAULT 50,
+								  jobs text[] DEFAULT '{expire_holds,expire_grants,renew}')
+	AS 'MODULE_PATHNAME', 'credits_run_jobs'
+	LANGUAGE C;
+
+-- Privileges: the last section (the jobs are credits_ops' only).
+
+-- ---------------------------------------------------------------------
 -- Section: privileges, ownership and search_path (keep this section LAST,
 -- identical in sql/credits.sql and in every upgrade script)
 -- ---------------------------------------------------------------------
@@ -260,6 +330,8 @@ BEGIN
 			('credit_renew', 'credits_ops'),
 			('credit_expire_holds', 'credits_ops'),
 			('credit_expire_grants', 'credits_ops'),
+			('run_job_step', 'credits_ops'),
+			('run_jobs', 'credits_ops'),
 			('sync_sleep', 'credits_reader'),
 			('ledger_refuse_change', NULL)
 		  ) AS t(name, roles) ON t.name = p.proname

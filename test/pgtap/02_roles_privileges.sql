@@ -50,6 +50,8 @@ INSERT INTO role_table VALUES
 	('credit_renew', false, true, false),
 	('credit_expire_holds', false, true, false),
 	('credit_expire_grants', false, true, false),
+	('run_job_step', false, true, false),
+	('run_jobs', false, true, false),
 	('sync_sleep', false, false, true),
 	('ledger_refuse_change', false, false, false),
 	('ledger_row_hash', false, false, false);
