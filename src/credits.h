@@ -17,6 +17,15 @@
 
 #include "postgres.h"
 
+/*
+ * Built and tested on PostgreSQL 15.  Nothing here uses an API removed in
+ * 16 or 17; where 17 has a better one, search_path.c uses it behind a
+ * PG_VERSION_NUM guard.
+ */
+#if PG_VERSION_NUM < 150000
+#error "credits needs PostgreSQL 15 or later"
+#endif
+
 #include "executor/spi.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
@@ -99,6 +108,7 @@ extern void credits_unpin_search_path(int nest);
 typedef enum CreditsQuery
 {
 	CQ_DEDUCT_FAST,
+	CQ_DEDUCT_CHAINED,
 	CQ_DEDUCT_LOCKED,
 	CQ_ADD_UPSERT,
 	CQ_LOCK_ACCOUNT,
@@ -108,10 +118,13 @@ typedef enum CreditsQuery
 	CQ_INIT_EXISTING,
 	CQ_FIND_KEY,
 	CQ_INSERT_LEDGER,
+	CQ_POST,
 	CQ_BALANCE,
-	CQ_HISTORY,
+	CQ_BALANCE_AT,
+	CQ_HISTORY_PAGE,
 	CQ_VERIFY,
-	CQ_VERIFY_ALL,
+	CQ_VERIFY_CHAIN,
+	CQ_VERIFY_ALL_CHAIN,
 	CQ_REBUILD,
 	CQ_INSERT_EVENT,
 	/* billing (holds, grants, prices, plans, usage) */

@@ -35,6 +35,28 @@ typedef struct CreditsStatement
 } CreditsStatement;
 
 /*
+ * The hash chain (src/chain.c).  CHAIN_SET is the SET clause, in an UPDATE
+ * of accounts row a, that assigns the user's next ledger row its id (the
+ * ledger's sequence), its created_at (the clock, but never before the
+ * user's previous row: last_tx_at) and its hash (from last_hash and the
+ * row's fields), and records them as the account's last_*.  The UPDATE
+ * holds the account row lock; if another transaction changed the row
+ * before the lock was taken, the executor evaluates the SET clause again
+ * on the newest row version (EvalPlanQual), with a new id, so ids, and
+ * created_at, follow the row-lock order (test/specs/history_order.spec).
+ * ROW_HASH recomputes the hash of ledger row l from prev.
+ */
+#define CHAIN_SET(amount, balance_after, action, metadata, key) \
+	"(last_tx_id, last_tx_at, last_hash) = (SELECT v.id, v.at," \
+	" credits.ledger_row_hash(a.last_hash, v.id, a.user_id, " amount ", " balance_after "," \
+	" " action ", " metadata ", " key ", v.at, NULL, NULL, NULL)" \
+	" FROM (SELECT pg_catalog.nextval('credits.ledger_id_seq'::pg_catalog.regclass) AS id," \
+	" GREATEST(pg_catalog.clock_timestamp(), a.last_tx_at) AS at) v)"
+#define ROW_HASH(prev) \
+	"credits.ledger_row_hash(" prev ", l.id, l.user_id, l.amount, l.balance_after," \
+	" l.action, l.metadata, l.idempotency_key, l.created_at, NULL, NULL, NULL)"
+
+/*
  * The unkeyed deduction: one UPDATE that locks, checks and changes the row.
  * The check subtracts every open hold (expired ones too), which is never
  * more permissive than the exact rule; when it fails, the caller re-checks
@@ -48,6 +70,14 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" updated_at = pg_catalog.now()"
 		" WHERE user_id = $1 AND balance - held >= $2 AND expiring = 0 RETURNING balance",
 		2, {TEXTOID, INT8OID}, SPI_OK_UPDATE_RETURNING
+	},
+	/* the same, advancing the hash chain: credit_deduct's one-UPDATE path */
+	[CQ_DEDUCT_CHAINED] = {
+		"UPDATE credits.accounts a SET balance = a.balance - $2, version = a.version + 1,"
+		" updated_at = pg_catalog.now(), " CHAIN_SET("-$2", "a.balance - $2", "$3", "$4", "NULL")
+		" WHERE a.user_id = $1 AND a.balance - a.held >= $2 AND a.expiring = 0"
+		" RETURNING a.balance, a.last_tx_id, a.last_tx_at, a.last_hash",
+		4, {TEXTOID, INT8OID, TEXTOID, JSONBOID}, SPI_OK_UPDATE_RETURNING
 	},
 	[CQ_DEDUCT_LOCKED] = {
 		"UPDATE credits.accounts SET balance = balance - $2, version = version + 1,"
@@ -86,7 +116,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 	[CQ_INIT_EXISTING] = {
 		"SELECT l.id, a.balance, l.created_at FROM credits.accounts a"
 		" LEFT JOIN LATERAL (SELECT id, created_at FROM credits.ledger"
-		"  WHERE user_id = a.user_id ORDER BY created_at, id LIMIT 1) l ON true"
+		"  WHERE user_id = a.user_id ORDER BY id LIMIT 1) l ON true"
 		" WHERE a.user_id = $1",
 		1, {TEXTOID}, SPI_OK_SELECT
 	},
@@ -95,10 +125,23 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" WHERE user_id = $1 AND idempotency_key = $2",
 		2, {TEXTOID, TEXTOID}, SPI_OK_SELECT
 	},
+	/* a ledger row whose id, created_at and hash CQ_DEDUCT_CHAINED assigned */
 	[CQ_INSERT_LEDGER] = {
-		"INSERT INTO credits.ledger"
-		" (user_id, amount, balance_after, action, metadata, idempotency_key)"
-		" VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at",
+		"INSERT INTO credits.ledger (id, user_id, amount, balance_after, action,"
+		" metadata, idempotency_key, created_at, hash)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+		9, {INT8OID, TEXTOID, INT8OID, INT8OID, TEXTOID, JSONBOID, TEXTOID,
+		TIMESTAMPTZOID, BYTEAOID}, SPI_OK_INSERT
+	},
+	/* advance the locked account's chain and insert the ledger row */
+	[CQ_POST] = {
+		"WITH a AS (UPDATE credits.accounts a SET "
+		CHAIN_SET("$2", "$3", "$4", "$5", "$6")
+		"  WHERE a.user_id = $1 RETURNING a.last_tx_id, a.last_tx_at, a.last_hash)"
+		" INSERT INTO credits.ledger (id, user_id, amount, balance_after, action,"
+		" metadata, idempotency_key, created_at, hash)"
+		" SELECT a.last_tx_id, $1, $2, $3, $4, $5, $6, a.last_tx_at, a.last_hash FROM a"
+		" RETURNING id, created_at",
 		6, {TEXTOID, INT8OID, INT8OID, TEXTOID, JSONBOID, TEXTOID},
 		SPI_OK_INSERT_RETURNING
 	},
@@ -106,12 +149,21 @@ static CreditsStatement statements[CQ__COUNT] = {
 		"SELECT balance FROM credits.accounts WHERE user_id = $1",
 		1, {TEXTOID}, SPI_OK_SELECT
 	},
-	[CQ_HISTORY] = {
+	/* the balance after the user's last row with created_at <= $2 */
+	[CQ_BALANCE_AT] = {
+		"SELECT coalesce((SELECT l.balance_after FROM credits.ledger l"
+		"  WHERE l.user_id = a.user_id AND l.created_at <= $2"
+		"  ORDER BY l.id DESC LIMIT 1), 0)"
+		" FROM credits.accounts a WHERE a.user_id = $1",
+		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
+	},
+	/* credit_history: newest first by id, rows with id < $5 */
+	[CQ_HISTORY_PAGE] = {
 		"SELECT id, user_id, amount, balance_after, action, metadata,"
-		" idempotency_key, created_at, txid FROM credits.ledger"
-		" WHERE user_id = $1 AND created_at >= $3 AND created_at < $4"
-		" ORDER BY created_at DESC, id DESC LIMIT $2",
-		4, {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_SELECT
+		" idempotency_key, created_at FROM credits.ledger"
+		" WHERE user_id = $1 AND created_at >= $3 AND created_at < $4 AND id < $5"
+		" ORDER BY id DESC LIMIT $2",
+		5, {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}, SPI_OK_SELECT
 	},
 	[CQ_VERIFY] = {
 		"SELECT a.balance, (SELECT pg_catalog.sum(amount) FROM credits.ledger"
@@ -119,12 +171,56 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" FROM credits.accounts a WHERE a.user_id = $1",
 		1, {TEXTOID}, SPI_OK_SELECT
 	},
-	[CQ_VERIFY_ALL] = {
-		"SELECT coalesce(a.user_id, l.user_id), a.balance, coalesce(l.total, 0)"
-		" FROM credits.accounts a FULL JOIN"
-		" (SELECT user_id, pg_catalog.sum(amount)::pg_catalog.int8 AS total FROM credits.ledger"
-		"  GROUP BY user_id) l ON l.user_id = a.user_id"
-		" WHERE a.balance IS DISTINCT FROM coalesce(l.total, 0)"
+	/*
+	 * The first break in user $1's hash chain (id, problem), if any: a row
+	 * whose hash does not match its fields and the previous row's hash, a
+	 * row after the account's last_tx_id, the row last_tx_id missing, or
+	 * its hash differing from last_hash.
+	 */
+	[CQ_VERIFY_CHAIN] = {
+		"WITH r AS (SELECT l.id, l.hash, l.hash IS NOT DISTINCT FROM "
+		ROW_HASH("pg_catalog.lag(l.hash) OVER w") " AS ok"
+		"  FROM credits.ledger l WHERE l.user_id = $1 WINDOW w AS (ORDER BY l.id)),"
+		" a AS (SELECT last_tx_id, last_hash FROM credits.accounts WHERE user_id = $1)"
+		" SELECT id, problem FROM ("
+		"  SELECT r.id, 1 AS prio, 'hash mismatch' AS problem FROM r WHERE NOT r.ok"
+		"  UNION ALL SELECT r.id, 2, 'row not in chain' FROM r, a"
+		"   WHERE r.id > coalesce(a.last_tx_id, 0)"
+		"  UNION ALL SELECT a.last_tx_id, 3, 'newest row missing' FROM a"
+		"   WHERE a.last_tx_id IS NOT NULL AND NOT EXISTS (SELECT FROM r WHERE r.id = a.last_tx_id)"
+		"  UNION ALL SELECT r.id, 4, 'chain head mismatch' FROM r, a"
+		"   WHERE r.id = a.last_tx_id AND r.hash IS DISTINCT FROM a.last_hash"
+		" ) x ORDER BY id, prio LIMIT 1",
+		1, {TEXTOID}, SPI_OK_SELECT
+	},
+	/*
+	 * Every account whose cache differs from its ledger or whose chain is
+	 * broken (the first break, as in CQ_VERIFY_CHAIN), and every ledger
+	 * user without an account.
+	 */
+	[CQ_VERIFY_ALL_CHAIN] = {
+		"WITH r AS (SELECT l.user_id, l.id, l.hash IS NOT DISTINCT FROM "
+		ROW_HASH("pg_catalog.lag(l.hash) OVER w") " AS ok"
+		"  FROM credits.ledger l WINDOW w AS (PARTITION BY l.user_id ORDER BY l.id)),"
+		" bad AS ("
+		"  SELECT r.user_id, r.id, 1 AS prio, 'hash mismatch' AS problem FROM r WHERE NOT r.ok"
+		"  UNION ALL SELECT r.user_id, r.id, 2, 'row not in chain' FROM r"
+		"   LEFT JOIN credits.accounts a ON a.user_id = r.user_id"
+		"   WHERE r.id > coalesce(a.last_tx_id, 0)"
+		"  UNION ALL SELECT a.user_id, a.last_tx_id, 3, 'newest row missing' FROM credits.accounts a"
+		"   WHERE a.last_tx_id IS NOT NULL AND NOT EXISTS (SELECT FROM credits.ledger l"
+		"    WHERE l.id = a.last_tx_id AND l.user_id = a.user_id)"
+		"  UNION ALL SELECT a.user_id, a.last_tx_id, 4, 'chain head mismatch' FROM credits.accounts a"
+		"   JOIN credits.ledger l ON l.id = a.last_tx_id AND l.user_id = a.user_id"
+		"   WHERE l.hash IS DISTINCT FROM a.last_hash),"
+		" f AS (SELECT DISTINCT ON (user_id) user_id, id, problem FROM bad"
+		"  ORDER BY user_id, id, prio),"
+		" s AS (SELECT user_id, pg_catalog.sum(amount)::pg_catalog.int8 AS total"
+		"  FROM credits.ledger GROUP BY user_id)"
+		" SELECT coalesce(a.user_id, s.user_id), a.balance, coalesce(s.total, 0), f.id, f.problem"
+		" FROM credits.accounts a FULL JOIN s ON s.user_id = a.user_id"
+		" LEFT JOIN f ON f.user_id = coalesce(a.user_id, s.user_id)"
+		" WHERE a.balance IS DISTINCT FROM coalesce(s.total, 0) OR f.user_id IS NOT NULL"
 		" ORDER BY 1",
 		0, {InvalidOid}, SPI_OK_SELECT
 	},
