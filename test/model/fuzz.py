@@ -54,6 +54,8 @@ import model as M  # noqa: E402
 Q = 3600  # the clock's quantum, seconds
 TOL = 1800  # how far a returned timestamp may lag the model's (real time)
 CHECK_EVERY = 250
+MAX_JUMPED = 20 * 365 * 86400  # credits.clock_offset is an int4 of seconds
+SEED_SECONDS = TOL - 300  # a seed stops generating after this long (see Time)
 UNKNOWN_HOLD = 900000000000  # hold ids from here on are nobody's
 
 # Known-open divergences of issue 8, by defect: what the generator leaves
@@ -160,6 +162,10 @@ class Renderer:
             return "SELECT credits.credit_balance(%s)" % lit(a[0])
         if fn == "available":
             return "SELECT credits.credit_available(%s)" % lit(a[0])
+        if fn == "verify":
+            return "SELECT valid, cached, calculated, difference FROM credits.credit_verify(%s)" % lit(a[0])
+        if fn == "rebuild":
+            return "SELECT credits.credit_rebuild(%s)" % lit(a[0])
         if fn == "verify_all":
             return "SELECT count(*) FROM credits.credit_verify_all()"
         if fn == "hold":
@@ -463,14 +469,15 @@ class Gen:
             if r < 0.91:
                 return self.op("usage", self.user())
             if r < 0.97:
-                if self.feat.get("clock"):
+                if self.feat.get("clock") and model.now[0] < MAX_JUMPED:
                     return self.op("clock", rng.choice([1, 1, 2, 3, 6, 24, 24 * 3, 24 * 31]) * Q)
                 continue
             if r < 0.98:
                 if self.feat.get("tz"):
                     return self.op("timezone", rng.choice(ZONES))
                 continue
-            return self.op("verify_all")
+            fn = rng.choice(["verify_all", "verify", "rebuild"])
+            return self.op(fn) if fn == "verify_all" else self.op(fn, self.user())
 
 
 # ---------------------------------------------------------------------------
@@ -486,10 +493,27 @@ def connect(dbname):
     return conn
 
 
+def clock_probe(cur):
+    """S1 in force: holds and grants expire by credits' clock (rolled back)."""
+    cur.execute("BEGIN")
+    try:
+        cur.execute("SET LOCAL credits.clock_offset = 0")
+        cur.execute("SELECT credits.credit_add('probe', 10, 'probe')")
+        cur.execute("SELECT credits.credit_hold('probe', 4, 'probe', '{}', '1 hour')")
+        cur.execute("SELECT credits.credit_grant('probe', 3, 'probe', now() + interval '1 hour')")
+        cur.execute("SET LOCAL credits.clock_offset = 7200")
+        cur.execute("SELECT credits.credit_available('probe')")
+        return cur.fetchone()[0] == 10
+    except psycopg2.Error:
+        return False
+    finally:
+        cur.execute("ROLLBACK")
+
+
 def detect_features(cur):
     f = {}
     cur.execute("SELECT current_setting('credits.clock_offset', true) IS NOT NULL")
-    f["clock"] = cur.fetchone()[0]
+    f["clock"] = cur.fetchone()[0] and clock_probe(cur)
 
     def nargs(fn):
         cur.execute("SELECT max(pronargs) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
@@ -513,6 +537,7 @@ def detect_features(cur):
             f["shared_keys"] = e.pgcode == "CR003"
     finally:
         cur.execute("ROLLBACK")
+    f["clock"] = f["clock"] and f["renew_noarg"]
     f["tz"] = f["renew_noarg"]
     return f
 
@@ -582,6 +607,7 @@ class Runner:
             apply_mutation(model, self.mutate)
         rend = Renderer(self.epoch, self.feat)
         st = State()
+        started = time.time()
         if gen is not None:
             gen.prices = {p.action: p for p in prices}
             gen.plans = {p.name: p for p in plans}
@@ -590,6 +616,9 @@ class Runner:
         while True:
             if gen is not None:
                 if i >= nops:
+                    break
+                if time.time() - started > SEED_SECONDS:
+                    print("fuzz: the seed ran %d s: stopped after %d operations" % (SEED_SECONDS, i))
                     break
                 op = gen.next(model)
                 ops.append(op)
@@ -733,6 +762,9 @@ class Runner:
                     d = (g - (model.epoch + datetime.timedelta(seconds=w[0]))).total_seconds()
                     if not 0 <= d < TOL:
                         fail("period differs by %.0f s" % d)
+        elif kind == "verify":
+            if len(got) != 1 or tuple(got[0]) != tuple(want[1:]):
+                fail("verify differs")
         elif kind == "usage":
             if tuple(got[0]) != tuple(want[1:]):
                 fail("usage differs")
