@@ -789,6 +789,32 @@ class Runner:
         rows = {}
         for u, i, amt, ba, act, key, ca in cur.fetchall():
             rows.setdefault(u, []).append((i, amt, ba, act, key, ca))
+        # grants (remaining, reserved, expired: the draw-down) and holds
+        # (status, captured), per account in creation order
+        cur.execute("SELECT user_id, amount, source, expires_at IS NOT NULL, remaining, reserved, expired"
+                    " FROM credits.grants ORDER BY user_id, id")
+        db_grants = {}
+        for u, *g in cur.fetchall():
+            db_grants.setdefault(u, []).append(tuple(g))
+        mine = {}
+        for g in sorted(model.grants.values(), key=lambda g: g.id):
+            mine.setdefault(g.user, []).append((g.amount, g.source, g.expires is not None,
+                                                g.remaining, g.reserved, g.expired))
+        if mine != db_grants:
+            u = next(u for u in set(mine) | set(db_grants) if mine.get(u) != db_grants.get(u))
+            raise Mismatch("grants of %r (amount, source, expires, remaining, reserved, expired):"
+                           "\n    model:     %r\n    extension: %r" % (u, mine.get(u), db_grants.get(u)))
+        cur.execute("SELECT user_id, amount, status, captured FROM credits.holds ORDER BY user_id, id")
+        db_holds = {}
+        for u, *h in cur.fetchall():
+            db_holds.setdefault(u, []).append(tuple(h))
+        mine = {}
+        for h in sorted(model.holds.values(), key=lambda h: h.id):
+            mine.setdefault(h.user, []).append((h.amount, h.status, h.captured))
+        if mine != db_holds:
+            u = next(u for u in set(mine) | set(db_holds) if mine.get(u) != db_holds.get(u))
+            raise Mismatch("holds of %r (amount, status, captured):\n    model:     %r\n    extension: %r" % (
+                u, mine.get(u), db_holds.get(u)))
         for u, a in model.accounts.items():
             if db_accounts[u] != (a.balance, model.available(u)):
                 raise Mismatch("account %r: model balance/available %r, extension %r" % (

@@ -122,6 +122,7 @@ class Hold:
         self.expires = expires
         self.reservation = reservation  # [(grant_id, amount)], soonest first
         self.status = "open"
+        self.captured = None
         self.available_after = available_after
 
 
@@ -567,6 +568,7 @@ class Model:
             insufficient(amount - h.amount, free)
         spent = self.unreserve(h, amount)
         h.status = "captured"
+        h.captured = amount
         self.settle_grants(user)
         self.draw(user, amount - spent)
         row = self.post(user, -amount, h.action, key)
