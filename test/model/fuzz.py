@@ -784,11 +784,12 @@ class Runner:
         if set(db_accounts) != set(model.accounts):
             raise Mismatch("accounts differ: model %r, extension %r" % (
                 sorted(model.accounts), sorted(db_accounts)))
+        priced = "quantity, rate, carry" if self.feat.get("carry") else "NULL, NULL, NULL"
         cur.execute("SELECT user_id, id, amount, balance_after, action, idempotency_key,"
-                    " created_at FROM credits.ledger ORDER BY user_id, id")
+                    " created_at, " + priced + " FROM credits.ledger ORDER BY user_id, id")
         rows = {}
-        for u, i, amt, ba, act, key, ca in cur.fetchall():
-            rows.setdefault(u, []).append((i, amt, ba, act, key, ca))
+        for u, i, amt, ba, act, key, ca, qty, rate, carry in cur.fetchall():
+            rows.setdefault(u, []).append((i, amt, ba, act, key, ca, (qty, rate, carry)))
         # grants (remaining, reserved, expired: the draw-down) and holds
         # (status, captured), per account in creation order
         cur.execute("SELECT user_id, amount, source, expires_at IS NOT NULL, remaining, reserved, expired"
@@ -826,10 +827,13 @@ class Runner:
                     raise Mismatch("ledger of %r: model has %d rows, extension %d; first extra: %r" % (
                         u, len(mine), len(theirs),
                         (mine[k].__dict__ if k < len(mine) else theirs[k])))
-                r, (i, amt, ba, act, key, ca) = mine[k], theirs[k]
+                r, (i, amt, ba, act, key, ca, priced) = mine[k], theirs[k]
                 if (r.amount, r.balance_after, r.action, r.key) != (amt, ba, act, key):
                     raise Mismatch("ledger of %r, row %d: model %r, extension %r" % (
                         u, k + 1, (r.amount, r.balance_after, r.action, r.key), (amt, ba, act, key)))
+                if self.feat.get("carry") and (r.quantity, r.rate, r.carry) != priced:
+                    raise Mismatch("ledger of %r, row %d (%s): model quantity/rate/carry %r, extension %r" % (
+                        u, k + 1, r.action, (r.quantity, r.rate, r.carry), priced))
                 st.match_row(r.id, i, ca, lambda m: (_ for _ in ()).throw(Mismatch("ledger of %r: %s" % (u, m))))
 
 

@@ -99,6 +99,10 @@ class Row:
         self.balance_after = balance_after
         self.action = action
         self.key = key
+        # charges (S3): the priced quantity, the rate, the carry after the row
+        self.quantity = None
+        self.rate = None
+        self.carry = None
 
 
 class Grant:
@@ -664,6 +668,7 @@ class Model:
         else:
             row = self.spend(user, cost, action, key)
         self.carry[(user, action)] = new_carry
+        row.quantity, row.rate, row.carry = quantity, p.rate, new_carry
         return self.bind(user, key, "charge", (quantity, action), self.tx(row))
 
     # -- grants --
