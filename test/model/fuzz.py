@@ -63,7 +63,8 @@ UNKNOWN_HOLD = 900000000000  # hold ids from here on are nobody's
 FEATURES = {
     "clock": "S1/defect 2: credits.clock_offset exists -> clock jumps (holds, grants and plans expire)",
     "renew_noarg": "S1/defect 2: credit_renew() takes no argument",
-    "switch": "S2/defect 1: credit_subscribe has an idempotency_key -> plan switches and keyed subscribes",
+    "switch": "S2/defect 1: credit_subscribe has an idempotency_key -> plan switches",
+    "subscribe_key": "S2: credit_subscribe has an idempotency_key -> keyed subscribes",
     "carry": "S3/defect 3: prices.per_call exists -> fractional costs, zero-cost charges",
     "shared_keys": "S4/defects 4, 5: one key namespace per user -> keys reused across functions, retries after expiry",
     "release_key": "S5/defect 6: credit_release has an idempotency_key",
@@ -195,7 +196,7 @@ class Renderer:
             return "SELECT tx_id, balance, created_at FROM credits.credit_grant(%s, %s::bigint, %s, %s, %s, %s)" % (
                 lit(a[0]), lit(a[1]), lit(a[2]), self.ts(a[3], repro), self.md(a[4]), lit(a[5]))
         if fn == "subscribe":
-            if self.feat.get("switch"):
+            if len(a) == 4 and a[3] is not None:
                 return "SELECT period_start, period_end, granted, balance FROM credits.credit_subscribe(%s, %s, %s, %s)" % (
                     lit(a[0]), lit(a[1]), self.ts(a[2], repro), lit(a[3]))
             return "SELECT period_start, period_end, granted, balance FROM credits.credit_subscribe(%s, %s, %s)" % (
@@ -232,6 +233,9 @@ class Gen:
         self.prices = prices
         self.plans = plans
         self.keyed = []  # executed keyed operations (for retries)
+        self.allow_bad = False
+        self.hold_uids = []
+        self.ok_holds = []
         self.uid = 0
         self.keyno = 0
         self.ghost = 0
@@ -240,47 +244,49 @@ class Gen:
         self.uid += 1
         return self.uid
 
+    def bad(self, p):
+        """Whether this argument gets a bad value (only in an operation
+        chosen to carry bad input)."""
+        return self.allow_bad and self.rng.random() < p
+
     def user(self):
         r = self.rng.random()
-        if r < 0.9:
-            return self.rng.choice(self.users)
+        if self.bad(0.3):
+            return self.rng.choice([None, "", "y" * 257])
         if r < 0.95:
-            self.ghost += 1
-            return "ghost-%d" % self.ghost
-        return self.rng.choice([None, "", "y" * 257])
+            return self.rng.choice(self.users)
+        self.ghost += 1
+        return "ghost-%d" % self.ghost
 
     def amount(self):
         r = self.rng.random()
+        if self.bad(0.4):
+            return self.rng.choice([0, -1, -50, None])
         if r < 0.6:
             return self.rng.randint(1, 30)
-        if r < 0.8:
+        if r < 0.85:
             return self.rng.randint(31, 400)
-        if r < 0.86:
-            return self.rng.choice([0, -1, -50, None])
         if r < 0.9:
             return self.rng.choice([2**62, M.INT64_MAX, 2**40])
         return self.rng.randint(1, 5)
 
     def action(self):
-        r = self.rng.random()
-        if r < 0.9:
-            return self.rng.choice(["chat_message", "video_generation", "act", "job"])
-        return self.rng.choice([None, ""])
+        if self.bad(0.3):
+            return self.rng.choice([None, ""])
+        return self.rng.choice(["chat_message", "video_generation", "act", "job"])
 
     def metadata(self):
-        r = self.rng.random()
-        if r < 0.85:
+        if self.bad(0.3):
+            return self.rng.choice([None, "[]", '"x"', "3"])
+        if self.rng.random() < 0.85:
             return "{}"
-        if r < 0.95:
-            return self.rng.choice(['{"n": 1}', '{"price": {"quantity": 5}}', '{"tokens": 12}'])
-        return self.rng.choice([None, "[]", '"x"', "3"])
+        return self.rng.choice(['{"n": 1}', '{"price": {"quantity": 5}}', '{"tokens": 12}'])
 
     def new_key(self):
-        r = self.rng.random()
-        if r < 0.97:
-            self.keyno += 1
-            return "k%d" % self.keyno
-        return self.rng.choice(["", "z" * 257])
+        if self.bad(0.2):
+            return self.rng.choice(["", "z" * 257])
+        self.keyno += 1
+        return "k%d" % self.keyno
 
     def key(self):
         r = self.rng.random()
@@ -289,26 +295,24 @@ class Gen:
         return self.new_key()
 
     def ttl(self):
-        r = self.rng.random()
-        if r < 0.9:
-            return self.rng.choice([Q, 2 * Q, 5 * Q, 24 * Q, 3 * 24 * Q])
-        return self.rng.choice([0, -Q, None, M.MAX_TTL, M.MAX_TTL + 1])
+        if self.bad(0.3):
+            return self.rng.choice([0, -Q, None, M.MAX_TTL + 1])
+        return self.rng.choice([Q, 2 * Q, 5 * Q, 24 * Q, 3 * 24 * Q, M.MAX_TTL])
 
     def future(self, model, optional=True):
-        r = self.rng.random()
-        if optional and r < 0.4:
+        if self.bad(0.3):
+            return self.rng.choice([("rel", 0), ("rel", -Q), "infinity"])
+        if optional and self.rng.random() < 0.4:
             return None
-        if r < 0.9 or not optional:
-            return ("rel", self.rng.choice([1, 2, 3, 5, 24, 48, 24 * 10, 24 * 40]) * Q)
-        return self.rng.choice([("rel", 0), ("rel", -Q), "infinity"])
+        return ("rel", self.rng.choice([1, 2, 3, 5, 24, 48, 24 * 10, 24 * 40]) * Q)
 
     def quantity(self, action):
         p = self.prices.get(action)
         carry = self.feat.get("carry")
         r = self.rng.random()
-        if r < 0.06:
+        if self.bad(0.4):
             return self.rng.choice([None, Decimal(0), Decimal(-3), Decimal("NaN"), Decimal("Infinity")])
-        if r < 0.08:
+        if r < 0.03:
             return Decimal(10) ** self.rng.choice([17, 30])
         if p is None or carry:
             if self.rng.random() < 0.5:
@@ -331,11 +335,18 @@ class Gen:
 
     def hold_ref(self, model):
         r = self.rng.random()
-        if r < 0.85 and self.hold_uids:
-            return ("ref", self.rng.choice(self.hold_uids[-8:] if self.rng.random() < 0.7 else self.hold_uids))
-        if r < 0.93:
-            return ("id", UNKNOWN_HOLD + self.rng.randint(0, 9))
-        return ("id", self.rng.choice([None, 0, -1]))
+        if self.bad(0.3):
+            return ("id", self.rng.choice([None, 0, -1]))
+        live = [u for u in self.ok_holds[-40:]
+                if model.holds[self.st.hold_of_uid[u]].status == "open"
+                and not model.expired(model.holds[self.st.hold_of_uid[u]].expires)]
+        if r < 0.6 and live:
+            return ("ref", self.rng.choice(live))
+        if r < 0.75 and self.ok_holds:
+            return ("ref", self.rng.choice(self.ok_holds[-6:] if self.rng.random() < 0.8 else self.ok_holds))
+        if r < 0.92 and self.hold_uids:
+            return ("ref", self.rng.choice(self.hold_uids))
+        return ("id", UNKNOWN_HOLD + self.rng.randint(0, 9))
 
     def op(self, fn, *args, key_index=None):
         return {"fn": fn, "args": list(args), "uid": self.new_uid(), "key_index": key_index}
@@ -353,11 +364,11 @@ class Gen:
         fn, a, ki = orig["fn"], list(orig["resolved"]), orig["key_index"]
         key = a[ki]
         r = self.rng.random()
+        if fn == "grant" and not self.feat.get("shared_keys"):
+            # defect 5: a retry after its expires_at passed is refused
+            if isinstance(a[3], tuple) and a[3] <= (model.now[0], 10**9):
+                return None
         if r < 0.6:
-            if fn in ("grant",) and not self.feat.get("shared_keys"):
-                # defect 5: a retry after its expires_at passed is refused
-                if a[3] is not None and a[3] <= (model.now[0], 10**9):
-                    return None
             if fn in ("deduct", "add", "hold", "capture", "charge") and self.rng.random() < 0.3:
                 mi = {"deduct": 3, "add": 3, "hold": 3, "capture": 2, "charge": 3}[fn]
                 a[mi] = '{"retry": true}'
@@ -399,12 +410,13 @@ class Gen:
             return self.op("charge", user, "chat_message", Decimal(1), "{}", key, key_index=4)
         if other == "grant":
             return self.op("grant", user, 3, "promo", None, "{}", key, key_index=5)
-        if other == "subscribe" and self.feat.get("switch"):
+        if other == "subscribe" and self.feat.get("subscribe_key"):
             return self.op("subscribe", user, "free", None, key, key_index=3)
         return None
 
     def next(self, model):
         rng = self.rng
+        self.allow_bad = rng.random() < 0.25
         while True:
             if self.keyed and rng.random() < 0.08:
                 o = self.retry(model)
@@ -429,7 +441,7 @@ class Gen:
                 self.hold_uids.append(o["uid"])
                 return o
             if r < 0.50:
-                amt = rng.choice([None, None, "less", "same", "more", "bad"])
+                amt = rng.choice([None, None, "less", "same", "more"] + (["bad"] if self.allow_bad else []))
                 return self.op("capture", self.hold_ref(model), amt, self.metadata(), self.key(),
                                key_index=3)
             if r < 0.55:
@@ -457,8 +469,10 @@ class Gen:
                     if s is not None and plan in self.plans and plan != s.plan:
                         plan = s.plan  # defect 1: no plan switches before S2
                 ends = self.future(model)
-                if self.feat.get("switch"):
+                if self.feat.get("subscribe_key"):
                     return self.op("subscribe", user, plan, ends, self.key(), key_index=3)
+                if self.feat.get("switch"):
+                    return self.op("subscribe", user, plan, ends, None)
                 return self.op("subscribe", user, plan, ends)
             if r < 0.83:
                 return self.op("renew")
@@ -468,11 +482,11 @@ class Gen:
                 return self.op("expire_grants")
             if r < 0.91:
                 return self.op("usage", self.user())
-            if r < 0.97:
+            if r < 0.955:
                 if self.feat.get("clock") and model.now[0] < MAX_JUMPED:
-                    return self.op("clock", rng.choice([1, 1, 2, 3, 6, 24, 24 * 3, 24 * 31]) * Q)
+                    return self.op("clock", rng.choice([1, 1, 1, 2, 3, 6, 24, 24 * 3, 24 * 31]) * Q)
                 continue
-            if r < 0.98:
+            if r < 0.975:
                 if self.feat.get("tz"):
                     return self.op("timezone", rng.choice(ZONES))
                 continue
@@ -520,7 +534,7 @@ def detect_features(cur):
                     " WHERE n.nspname = 'credits' AND p.proname = %s", (fn,))
         return cur.fetchone()[0]
     f["renew_noarg"] = nargs("credit_renew") == 0
-    f["switch"] = nargs("credit_subscribe") == 4
+    f["switch"] = f["subscribe_key"] = nargs("credit_subscribe") == 4
     f["release_key"] = nargs("credit_release") == 2
     cur.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'credits.prices'::regclass"
                 " AND attname = 'per_call' AND NOT attisdropped")
@@ -612,6 +626,8 @@ class Runner:
             gen.prices = {p.action: p for p in prices}
             gen.plans = {p.name: p for p in plans}
             gen.hold_uids = []
+            gen.ok_holds = []
+            gen.st = st
         i = 0
         while True:
             if gen is not None:
@@ -637,6 +653,8 @@ class Runner:
                         if isinstance(user, str):
                             op["user"] = user
                             gen.keyed.append(op)
+                if gen is not None and op["fn"] == "hold" and op["uid"] in st.hold_of_uid:
+                    gen.ok_holds.append(op["uid"])
                 if (i + 1) % CHECK_EVERY == 0:
                     self.checkpoint(model, st)
             except Mismatch as e:
@@ -1016,6 +1034,8 @@ def main():
     ap.add_argument("--keep-db", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--stats", action="store_true", help="print outcomes per function")
+    ap.add_argument("--off", action="append", default=[],
+                    help="treat a detected feature as absent (triage), e.g. --off subscribe_key")
     args = ap.parse_args()
 
     dbname = "credits_model_%d" % os.getpid()
@@ -1032,6 +1052,10 @@ def main():
         runner.cur.execute("SET client_min_messages = warning")
         runner.cur.execute("CREATE EXTENSION IF NOT EXISTS credits")
         feat = detect_features(runner.cur)
+        for name in args.off:
+            if name not in feat:
+                die("unknown feature %r (%s)" % (name, ", ".join(feat)))
+            feat[name] = False
         runner.feat = feat
         print("fuzz: features: " + ", ".join("%s=%s" % (k, "on" if v else "OFF") for k, v in feat.items()))
         off = [k for k, v in feat.items() if not v]

@@ -716,10 +716,13 @@ class Model:
         return k
 
     def close_grant(self, user, grant_id):
-        """Expire what is left of grant_id now; returns its total expired."""
+        """Close grant_id now: it expires now (if not before), its unspent,
+        unreserved rest is posted as expired (reserved credit expires when
+        its hold gives it back).  Returns the grant's total expired credit."""
         g = self.grants.get(grant_id)
         if g is None or g.expires is None:
             return 0
+        g.expires = min(g.expires, self.now)
         if g.remaining > 0:
             amt = g.remaining
             g.remaining = 0
@@ -750,14 +753,16 @@ class Model:
         renewed = (user, plan_name, start) not in self.allowances
         granted = 0
         grant_id = None
+        self.open(user)
+        carried = 0
+        if s.grant_id is not None:
+            # the previous period's allowance ends (also when this period's
+            # was granted before: nothing new then)
+            expired = self.close_grant(user, s.grant_id)
+            if renewed and not lapsed and plan.policy == "rollover":
+                carried = expired if plan.cap is None else min(expired, plan.cap)
         if renewed:
             self.allowances.add((user, plan_name, start))
-            self.open(user)
-            carried = 0
-            if s.grant_id is not None:
-                expired = self.close_grant(user, s.grant_id)
-                if not lapsed and plan.policy == "rollover":
-                    carried = expired if plan.cap is None else min(expired, plan.cap)
             amount = plan.allowance + carried
             if amount > INT64_MAX:
                 raise Err("CR011")
@@ -785,6 +790,7 @@ class Model:
         self.future_arg(ends_at)
         if plan not in self.plans:
             raise Err("CR006")
+        self.open(user)
         s = self.subs.get(user)
         if s is None:
             self.subs[user] = Sub(plan, ends_at, self.now)
@@ -802,18 +808,12 @@ class Model:
 
     def switch_plan(self, user, s, plan, ends_at):
         """S2: close the previous plan's current allowance (its unspent,
-        unreserved rest expires now), then the new plan starts."""
+        unreserved rest expires now), then the new plan starts; its periods
+        keep the subscription's anchor."""
         if s.grant_id is not None:
-            self.open(user)
-            g = self.grants[s.grant_id]
-            if g.remaining > 0:
-                amt = g.remaining
-                g.remaining = 0
-                g.expired += amt
-                self.post(user, -amt, "expire")
+            self.close_grant(user, s.grant_id)
         s.plan = plan
         s.ends_at = ends_at
-        s.anchor = self.now if self.feat.get("switch_anchor_now", True) else s.anchor
         s.cycle = -1
         s.period = None
         s.grant_id = None
