@@ -65,6 +65,8 @@ FEATURES = {
     "renew_noarg": "S1/defect 2: credit_renew() takes no argument",
     "switch": "S2/defect 1: credit_subscribe has an idempotency_key -> plan switches",
     "subscribe_key": "S2: credit_subscribe has an idempotency_key -> keyed subscribes",
+    "subscribe_key_no_end": "found by this fuzzer (defect A): a keyed credit_subscribe with ends_at NULL"
+                            " fails with 23502 -> keyed subscribes have an ends_at",
     "carry": "S3/defect 3: prices.per_call exists -> fractional costs, zero-cost charges",
     "shared_keys": "S4/defects 4, 5: one key namespace per user -> keys reused across functions, retries after expiry",
     "release_key": "S5/defect 6: credit_release has an idempotency_key",
@@ -411,7 +413,7 @@ class Gen:
         if other == "grant":
             return self.op("grant", user, 3, "promo", None, "{}", key, key_index=5)
         if other == "subscribe" and self.feat.get("subscribe_key"):
-            return self.op("subscribe", user, "free", None, key, key_index=3)
+            return self.op("subscribe", user, "free", ("rel", 24 * 400 * Q), key, key_index=3)
         return None
 
     def next(self, model):
@@ -470,7 +472,10 @@ class Gen:
                         plan = s.plan  # defect 1: no plan switches before S2
                 ends = self.future(model)
                 if self.feat.get("subscribe_key"):
-                    return self.op("subscribe", user, plan, ends, self.key(), key_index=3)
+                    key = self.key()
+                    if ends is None and key is not None and not self.feat.get("subscribe_key_no_end"):
+                        ends = ("rel", 24 * 400 * Q)
+                    return self.op("subscribe", user, plan, ends, key, key_index=3)
                 if self.feat.get("switch"):
                     return self.op("subscribe", user, plan, ends, None)
                 return self.op("subscribe", user, plan, ends)
@@ -551,6 +556,16 @@ def detect_features(cur):
             f["shared_keys"] = e.pgcode == "CR003"
     finally:
         cur.execute("ROLLBACK")
+    f["subscribe_key_no_end"] = False
+    if f["subscribe_key"]:
+        cur.execute("BEGIN")
+        try:
+            cur.execute("SELECT credits.credit_subscribe('probe', 'free', NULL, 'probe-key')")
+            f["subscribe_key_no_end"] = True
+        except psycopg2.Error:
+            pass
+        finally:
+            cur.execute("ROLLBACK")
     f["clock"] = f["clock"] and f["renew_noarg"]
     f["tz"] = f["renew_noarg"]
     return f
