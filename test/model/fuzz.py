@@ -70,6 +70,7 @@ FEATURES = {
     "carry": "S3/defect 3: prices.per_call exists -> fractional costs, zero-cost charges",
     "shared_keys": "S4/defects 4, 5: one key namespace per user -> keys reused across functions, retries after expiry",
     "release_key": "S5/defect 6: credit_release has an idempotency_key",
+    "run_jobs": "S7/defect 8: the procedure credits.run_jobs",
     "tz": "defect 9: periods independent of TimeZone -> random session TimeZone (with renew_noarg)",
 }
 
@@ -205,6 +206,8 @@ class Renderer:
                 lit(a[0]), lit(a[1]), self.ts(a[2], repro))
         if fn == "renew":
             return "SELECT credits.credit_renew()"
+        if fn == "run_jobs":
+            return "CALL credits.run_jobs(%s)" % lit(a[0])
         if fn == "usage":
             return ("SELECT balance, available, held, plan, spent_lifetime"
                     " FROM credits.credit_usage(%s)" % lit(a[0]))
@@ -480,6 +483,8 @@ class Gen:
                     return self.op("subscribe", user, plan, ends, None)
                 return self.op("subscribe", user, plan, ends)
             if r < 0.83:
+                if self.feat.get("run_jobs") and rng.random() < 0.3:
+                    return self.op("run_jobs", rng.choice([1, 2, 50]))
                 return self.op("renew")
             if r < 0.86:
                 return self.op("expire_holds")
@@ -566,6 +571,9 @@ def detect_features(cur):
             pass
         finally:
             cur.execute("ROLLBACK")
+    cur.execute("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+                " WHERE n.nspname = 'credits' AND p.proname = 'run_jobs'")
+    f["run_jobs"] = cur.fetchone()[0] == 1
     f["clock"] = f["clock"] and f["renew_noarg"]
     f["tz"] = f["renew_noarg"]
     return f
@@ -739,7 +747,7 @@ class Runner:
         sql = rend.sql({"fn": fn, "args": args, "uid": op["uid"]}, hold_id=hold_id)
         try:
             self.cur.execute(sql)
-            got = self.cur.fetchall()
+            got = self.cur.fetchall() if self.cur.description else []
         except psycopg2.Error as e:
             got = e
         if self.verbose:
@@ -784,6 +792,8 @@ class Runner:
         elif kind == "int":
             if got[0][0] != want[1]:
                 fail("value differs")
+        elif kind == "void":
+            pass
         elif kind == "rows":
             if got[0][0] != 0:
                 fail("credit_verify_all() is not empty")

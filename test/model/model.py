@@ -597,13 +597,36 @@ class Model:
         return self.bind(user, key, "release", params,
                          ("int", a.balance - self.held(user)))
 
-    def settle_due(self, users, count_holds):
+    def each_account(self, users, work):
+        """A job (S7): work(user) for each account in user_id order; an
+        account whose work fails is rolled back and skipped (the job goes
+        on).  Returns the sum of what work returned."""
         total = 0
         for user in sorted(users, key=lambda u: u.encode()):
+            saved = self.snapshot()
+            try:
+                total += work(user)
+            except Err:
+                self.__dict__.clear()
+                self.__dict__.update(saved)
+        return total
+
+    def settle_due(self, users, count_holds):
+        def work(user):
             nh = self.settle_holds(user)
             ng = self.settle_grants(user)
-            total += nh if count_holds else ng
-        return total
+            return nh if count_holds else ng
+        return self.each_account(users, work)
+
+    def f_run_jobs(self, batch_size):
+        """credits.run_jobs(batch_size): the three jobs, each over every
+        account, committed in chunks (the same effect in one session)."""
+        if batch_size is None or batch_size <= 0:
+            raise Err("CR010")
+        self.f_expire_holds()
+        self.f_expire_grants()
+        self.f_renew()
+        return ("void",)
 
     def f_expire_holds(self):
         users = {h.user for h in self.holds.values()
@@ -820,12 +843,8 @@ class Model:
         s.renews_at = self.now
 
     def f_renew(self):
-        n = 0
-        for user in sorted(self.subs, key=lambda u: u.encode()):
-            if self.subs[user].renews_at <= self.now:
-                renewed, _, _ = self.renew_one(user)
-                n += renewed
-        return ("int", n)
+        due = [u for u in self.subs if self.subs[u].renews_at <= self.now]
+        return ("int", self.each_account(due, lambda u: int(self.renew_one(u)[0])))
 
     # -- usage --
 
