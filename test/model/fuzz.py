@@ -821,6 +821,10 @@ class Runner:
     # -- whole-state comparison --
 
     def checkpoint(self, model, st):
+        try:
+            model.check_invariants()
+        except AssertionError as e:
+            raise Mismatch("the model breaks its own invariant: %r" % (e.args,))
         cur = self.cur
         cur.execute("SELECT user_id, cached, calculated FROM credits.credit_verify_all()")
         bad = cur.fetchall()

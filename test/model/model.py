@@ -876,3 +876,11 @@ class Model:
             for g in self.user_grants(user):
                 assert g.remaining >= 0 and g.reserved >= 0
                 assert g.remaining + g.reserved + g.expired <= g.amount
+        # S2: live plan-allowance credit <= the plan's allowance + rollover cap
+        for user, s in self.subs.items():
+            plan = self.plans.get(s.plan)
+            live = sum(g.remaining + g.reserved for g in self.user_grants(user)
+                       if g.source == "plan" and not self.expired(g.expires))
+            if plan is not None and live > 0:
+                cap = 0 if plan.policy != "rollover" else (live if plan.cap is None else plan.cap)
+                assert live <= plan.allowance + cap, (user, s.plan, live)
