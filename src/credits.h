@@ -17,9 +17,48 @@
 
 #include "postgres.h"
 
+/*
+ * Built and tested on PostgreSQL 15.  Nothing here uses an API removed in
+ * 16 or 17; where 17 has a better one, search_path.c uses it behind a
+ * PG_VERSION_NUM guard.
+ */
+#if PG_VERSION_NUM < 150000
+#error "credits needs PostgreSQL 15 or later"
+#endif
+
 #include "executor/spi.h"
+#include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+/*
+ * 1.1 entry points that 1.0 also had are compiled under versioned names
+ * (credit_deduct is defined as credit_deduct_1_1, and so on): the plain
+ * names belong to the frozen 1.0 implementation in src/v1_0/, which
+ * sql/credits--1.0.sql binds, and sql/credits.sql binds these.  See the
+ * header of credits.c.  An entry point new in 1.1 needs no line here.
+ */
+#define credit_init credit_init_1_1
+#define credit_deduct credit_deduct_1_1
+#define credit_add credit_add_1_1
+#define credit_balance credit_balance_1_1
+#define credit_history credit_history_1_1
+#define credit_verify credit_verify_1_1
+#define credit_verify_all credit_verify_all_1_1
+#define credit_rebuild credit_rebuild_1_1
+#define credit_hold credit_hold_1_1
+#define credit_capture credit_capture_1_1
+#define credit_release credit_release_1_1
+#define credit_available credit_available_1_1
+#define credit_expire_holds credit_expire_holds_1_1
+#define credit_cost credit_cost_1_1
+#define credit_charge credit_charge_1_1
+#define credit_grant credit_grant_1_1
+#define credit_expire_grants credit_expire_grants_1_1
+#define credit_subscribe credit_subscribe_1_1
+#define credit_renew credit_renew_1_1
+#define credit_usage credit_usage_1_1
 
 #ifndef CREDITS_VERSION
 #error "CREDITS_VERSION must be defined by the Makefile (from credits.control)"
@@ -43,6 +82,12 @@
 /* GUC: credits granted by credit_init() without an amount */
 extern int	credits_default_credits;
 
+/* GUC (superuser, tests only): seconds added to credits' clock */
+extern int	credits_clock_offset;
+
+/* credits.c: the clock of every time decision (transaction start + offset) */
+extern TimestampTz credits_now(void);
+
 /* validate.c */
 extern void credits_invalid_parameter(const char *name, const char *msg,
 									  const char *detail) pg_attribute_noreturn();
@@ -54,22 +99,32 @@ extern text *credits_arg_idempotency_key(FunctionCallInfo fcinfo, int argno);
 extern void credits_insufficient(int64 required, int64 available) pg_attribute_noreturn();
 extern void credits_unknown_account(text *user_id) pg_attribute_noreturn();
 
+/* search_path.c: every statement runs under this search_path */
+#define CREDITS_SEARCH_PATH "pg_catalog, pg_temp"
+extern int	credits_pin_search_path(void);
+extern void credits_unpin_search_path(int nest);
+
 /* spi.c */
 typedef enum CreditsQuery
 {
 	CQ_DEDUCT_FAST,
+	CQ_DEDUCT_CHAINED,
 	CQ_DEDUCT_LOCKED,
 	CQ_ADD_UPSERT,
 	CQ_LOCK_ACCOUNT,
+	CQ_LOCK_ACCOUNT_SKIP,
 	CQ_OPEN_ACCOUNT,
 	CQ_INIT_ACCOUNT,
 	CQ_INIT_EXISTING,
 	CQ_FIND_KEY,
 	CQ_INSERT_LEDGER,
+	CQ_POST,
 	CQ_BALANCE,
-	CQ_HISTORY,
+	CQ_BALANCE_AT,
+	CQ_HISTORY_PAGE,
 	CQ_VERIFY,
-	CQ_VERIFY_ALL,
+	CQ_VERIFY_CHAIN,
+	CQ_VERIFY_ALL_CHAIN,
 	CQ_REBUILD,
 	CQ_INSERT_EVENT,
 	/* billing (holds, grants, prices, plans, usage) */
@@ -81,7 +136,7 @@ typedef enum CreditsQuery
 	CQ_HOLD_EVENT,
 	CQ_DUE_GRANTS,
 	CQ_EXPIRE_GRANT,
-	CQ_GRANT_GET,
+	CQ_GRANT_CLOSE,
 	CQ_SPEND,
 	CQ_RESERVE,
 	CQ_HOLD_FIND_KEY,
@@ -103,7 +158,11 @@ typedef enum CreditsQuery
 	CQ_SUB_SET_PLAN,
 	CQ_SUB_SET_END,
 	CQ_SUBS_DUE,
-	CQ_PERIOD,
+	CQ_SUB_KEY_FIND,
+	CQ_KEY_ELSEWHERE,
+	CQ_SUB_KEY_INSERT,
+	CQ_JOB_STEP,
+	CQ_JOB_FAILURE,
 	CQ_ALLOWANCE_INSERT,
 	CQ_ALLOWANCE_SET,
 	CQ_ALLOWANCE_GRANT,
