@@ -39,3 +39,21 @@ SELECT last_user_id, accounts FROM credits.run_job_step('renew', 'atk-free-en', 
 SELECT renews_at > now() + interval '7200 seconds' AS not_due_again
   FROM credits.subscriptions WHERE user_id = 'atk-free-end';
 RESET credits.clock_offset;
+
+-- 5. An operator lengthening a plan's period (1 month -> 1 year, a new
+-- plans row) must not leave its subscribers without an allowance, nor due
+-- at every run of the renew job.  Today k (periods since the anchor, under
+-- the new period) is 0 <= cycle 1, so renew_one returns before advancing:
+-- no allowance until the second year, and the row is processed every run.
+INSERT INTO credits.plans (plan, allowance, period, valid_from) VALUES ('atk-monthly', 100, '1 month', '-infinity');
+SELECT granted FROM credits.credit_subscribe('atk-period', 'atk-monthly');
+SET credits.clock_offset = 3024000;
+SELECT accounts, items FROM credits.run_job_step('renew', 'atk-perioc', 1);
+RESET credits.clock_offset;
+INSERT INTO credits.plans (plan, allowance, period, valid_from) VALUES ('atk-monthly', 100, '1 year', now());
+SET credits.clock_offset = 6048000;
+SELECT accounts, items FROM credits.run_job_step('renew', 'atk-perioc', 1);
+SELECT renews_at > now() + interval '6048000 seconds' AS not_due_again
+  FROM credits.subscriptions WHERE user_id = 'atk-period';
+SELECT credits.credit_available('atk-period') AS available;
+RESET credits.clock_offset;
