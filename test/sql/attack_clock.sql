@@ -25,3 +25,6 @@ SELECT hold_id AS atk_tzh FROM credits.credit_hold('atk-tz', 1, 'chat_message', 
 SELECT extract(epoch FROM expires_at - (now() + make_interval(secs => :atk_off))) / 3600 AS ttl_hours
   FROM credits.holds WHERE id = :atk_tzh;
 COMMIT;
+
+-- clean up what other tests list
+DELETE FROM credits.prices WHERE action = 'atk_action';

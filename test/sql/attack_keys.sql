@@ -60,3 +60,7 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 SELECT credits.credit_balance('atk-meter') AS balance;
+
+-- clean up what other tests list
+DELETE FROM credits.subscriptions WHERE user_id LIKE 'atk-%';
+DELETE FROM credits.subscription_keys WHERE user_id LIKE 'atk-%';

@@ -57,3 +57,8 @@ SELECT renews_at > now() + interval '6048000 seconds' AS not_due_again
   FROM credits.subscriptions WHERE user_id = 'atk-period';
 SELECT credits.credit_available('atk-period') AS available;
 RESET credits.clock_offset;
+
+-- clean up what other tests list
+DELETE FROM credits.subscriptions WHERE user_id LIKE 'atk-%';
+DELETE FROM credits.plans WHERE plan = 'atk-monthly';
+DELETE FROM credits.subscription_keys WHERE user_id LIKE 'atk-%';
