@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# TO FIX (integrator's note): owner = the sec helper (release/packaging): pg_dump must keep every price/plan row an operator adds, including valid_from '-infinity' ones (e.g. mark seeded rows with a column instead of filtering on -infinity). Fix the SQL, not this test.
 # Attack finding (helper `attack`): README says "pg_dump keeps every row you
 # add" to credits.prices and credits.plans, but the extension marks them for
 # dumping WHERE valid_from <> '-infinity', so a price or plan an operator

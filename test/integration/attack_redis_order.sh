@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# TO FIX (integrator's note): owner = the sync helper: txs:<user> must list rows in ledger (id) order. Fix the daemon, not this test.
 # Attack finding (helper `attack`): the Redis mirror's txs:<user> shows a
 # user's rows out of ledger order when rows written in the same millisecond
 # cross a power of ten in their ids.  The score is created_at in epoch ms
