@@ -159,6 +159,8 @@ call credit_expire_holds "SELECT credits.credit_expire_holds() >= 0" t
 call credit_expire_grants "SELECT credits.credit_expire_grants() >= 0" t
 call credit_subscribe "SELECT count(*) FROM credits.credit_subscribe('up-s', 'enterprise')" 1
 call credit_renew "SELECT credits.credit_renew() >= 0" t
+call run_job_step "SELECT count(*) FROM credits.run_job_step('renew', NULL, 10)" 1
+call run_jobs "CALL credits.run_jobs(10)"
 call credit_usage "SELECT plan FROM credits.credit_usage('up-s')" enterprise
 call sync_sleep "SELECT credits.sync_sleep() IS NOT NULL" t
 echo ledger_refuse_change >> "$called"
