@@ -83,6 +83,13 @@ EPOCHS = [
 
 ZONES = ["UTC", "America/Los_Angeles", "Asia/Kolkata", "Pacific/Chatham", "Europe/Berlin"]
 
+# Per-call prices (S3), one per rounding.
+EXTRA_PRICES = [
+    ("per_request", Decimal("0.3"), "up"),
+    ("per_round", Decimal("2.5"), "nearest"),
+    ("per_floor", Decimal("0.7"), "down"),
+]
+
 # Extra plans, so that renewals happen within a run's clock jumps.
 EXTRA_PLANS = [
     ("hourly", 7, "3 hours", "rollover", 4),
@@ -204,6 +211,12 @@ class Renderer:
                     lit(a[0]), lit(a[1]), self.ts(a[2], repro), lit(a[3]))
             return "SELECT period_start, period_end, granted, balance FROM credits.credit_subscribe(%s, %s, %s)" % (
                 lit(a[0]), lit(a[1]), self.ts(a[2], repro))
+        if fn == "set_price":
+            return ("INSERT INTO credits.prices (action, unit, rate, rounding, valid_from%s)"
+                    " SELECT action, unit, %s, rounding, %s%s FROM credits.prices WHERE action = %s"
+                    " ORDER BY valid_from LIMIT 1" % (
+                        ", per_call" if self.feat.get("carry") else "", lit(a[1]), self.ts(a[2], repro),
+                        ", per_call" if self.feat.get("carry") else "", lit(a[0])))
         if fn == "renew":
             return "SELECT credits.credit_renew()"
         if fn == "run_jobs":
@@ -239,6 +252,7 @@ class Gen:
         self.plans = plans
         self.keyed = []  # executed keyed operations (for retries)
         self.allow_bad = False
+        self.model = None
         self.hold_uids = []
         self.ok_holds = []
         self.uid = 0
@@ -313,6 +327,8 @@ class Gen:
 
     def quantity(self, action):
         p = self.prices.get(action)
+        if p is not None and self.model is not None:
+            p = self.model.price(action) if action in self.model.prices else p
         carry = self.feat.get("carry")
         r = self.rng.random()
         if self.bad(0.4):
@@ -453,6 +469,19 @@ class Gen:
                 key = self.key() if self.feat.get("release_key") else None
                 return self.op("release", self.hold_ref(model), key, key_index=1)
             if r < 0.57:
+                if rng.random() < 0.2 and self.feat.get("clock"):
+                    # a new price in the history, in force now or after a clock jump
+                    a = rng.choice(list(self.prices))
+                    when = (model.now[0] + rng.choice([0, Q, 24 * Q]), 0)
+                    if when in self.price_times.setdefault(a, set()):
+                        continue
+                    self.price_times[a].add(when)
+                    p = self.prices[a]
+                    if self.feat.get("carry"):
+                        rate = rng.choice([Decimal("0.0007"), Decimal("12"), Decimal("0.35"), Decimal("3")])
+                    else:
+                        rate = p.rate * rng.choice([1, 2, 3])  # keeps whole costs whole (defect 3)
+                    return self.op("set_price", a, rate, when)
                 a = rng.choice(list(self.prices) + ["no_such_action", None, ""])
                 return self.op("cost", a, self.quantity(a))
             if r < 0.67:
@@ -622,6 +651,10 @@ class Runner:
         for name, allowance, period, policy, cap in EXTRA_PLANS:
             cur.execute("INSERT INTO credits.plans (plan, allowance, period, policy, rollover_cap, valid_from)"
                         " VALUES (%s, %s, %s, %s, %s, '-infinity')", (name, allowance, period, policy, cap))
+        if self.feat.get("carry"):
+            for action, rate, rounding in EXTRA_PRICES:
+                cur.execute("INSERT INTO credits.prices (action, unit, rate, rounding, per_call, valid_from)"
+                            " VALUES (%s, 'call', %s, %s, true, '-infinity')", (action, rate, rounding))
         prices, plans = read_config(cur, self.feat)
         if self.feat.get("clock"):
             epoch = EPOCHS[epoch_index % len(EPOCHS)]
@@ -647,10 +680,12 @@ class Runner:
         st = State()
         started = time.time()
         if gen is not None:
+            gen.model = model
             gen.prices = {p.action: p for p in prices}
             gen.plans = {p.name: p for p in plans}
             gen.hold_uids = []
             gen.ok_holds = []
+            gen.price_times = {}
             gen.st = st
         i = 0
         while True:
@@ -1025,6 +1060,10 @@ def repro_sql(ops, feat, epoch):
         out.append("INSERT INTO credits.plans (plan, allowance, period, policy, rollover_cap, valid_from)"
                    " VALUES (%s, %d, %s, %s, %s, '-infinity');" % (lit(name), allowance, lit(period),
                                                                    lit(policy), lit(cap)))
+    if feat.get("carry"):
+        for action, rate, rounding in EXTRA_PRICES:
+            out.append("INSERT INTO credits.prices (action, unit, rate, rounding, per_call, valid_from)"
+                       " VALUES (%s, 'call', %s, %s, true, '-infinity');" % (lit(action), rate, lit(rounding)))
     if feat.get("clock"):
         out.append("\\set t0 '%s'" % epoch.isoformat())
         out.append("SET credits.clock_offset = 0;")

@@ -36,6 +36,7 @@ decimal.getcontext().Emax = 999999
 decimal.getcontext().Emin = -999999
 
 INT64_MAX = 2**63 - 1
+MINUS_INFINITY = (-(2**62), 0)
 MAX_KEY_BYTES = 256
 DEFAULT_CREDITS = 100
 MAX_TTL = 12000 * 30 * 86400  # 1000 years, as interval_cmp counts them (30-day months)
@@ -187,7 +188,9 @@ def round_by(x, rounding):
 class Model:
     def __init__(self, epoch, prices, plans, feat):
         self.epoch = epoch  # datetime of t = 0 (UTC)
-        self.prices = {p.action: p for p in prices}
+        self.prices = {}  # action -> [(valid_from, Price)]: a history
+        for p in prices:
+            self.prices.setdefault(p.action, []).append((MINUS_INFINITY, p))
         self.plans = {p.name: p for p in plans}
         self.feat = feat
         self.now = (0, 0)
@@ -642,16 +645,34 @@ class Model:
     # -- prices (S3) --
 
     def price(self, action):
-        p = self.prices.get(action)
-        if p is None:
+        """The price of action in force now: the latest valid_from <= now."""
+        best = None
+        for valid_from, p in self.prices.get(action, []):
+            if valid_from <= self.now and (best is None or valid_from > best[0]):
+                best = (valid_from, p)
+        if best is None:
             raise Err("CR005")
-        return p
+        return best[1]
+
+    def f_set_price(self, action, rate, valid_from):
+        """INSERT INTO credits.prices (a new row of the history)."""
+        p = copy.copy(self.price_any(action))
+        p.rate = rate
+        self.prices[action].append((valid_from, p))
+        return ("void",)
+
+    def price_any(self, action):
+        return self.prices[action][0][1]
 
     def f_cost(self, action, quantity):
         self.text_arg(action)
         self.quantity_arg(quantity)
         p = self.price(action)
-        cost = round_by(quantity * p.rate, p.rounding)
+        if p.per_call or not self.feat.get("carry"):
+            cost = round_by(quantity * p.rate, p.rounding)
+        else:
+            # a metered price: what a charge costs with no carry
+            cost = int((quantity * p.rate).to_integral_value(rounding=decimal.ROUND_FLOOR))
         if cost > INT64_MAX:
             raise Err("CR011")
         return ("int", cost)
@@ -691,7 +712,8 @@ class Model:
         else:
             row = self.spend(user, cost, action, key)
         self.carry[(user, action)] = new_carry
-        row.quantity, row.rate, row.carry = quantity, p.rate, new_carry
+        row.quantity, row.rate = quantity, p.rate
+        row.carry = None if p.per_call else new_carry
         return self.bind(user, key, "charge", (quantity, action), self.tx(row))
 
     # -- grants --
