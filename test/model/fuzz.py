@@ -71,6 +71,7 @@ FEATURES = {
     "shared_keys": "S4/defects 4, 5: one key namespace per user -> keys reused across functions, retries after expiry",
     "release_key": "S5/defect 6: credit_release has an idempotency_key",
     "run_jobs": "S7/defect 8: the procedure credits.run_jobs",
+    "price_clock": "S1 (pricing): the price in force is chosen by credits' clock -> price changes",
     "tz": "defect 9: periods independent of TimeZone -> random session TimeZone (with renew_noarg)",
 }
 
@@ -469,7 +470,7 @@ class Gen:
                 key = self.key() if self.feat.get("release_key") else None
                 return self.op("release", self.hold_ref(model), key, key_index=1)
             if r < 0.57:
-                if rng.random() < 0.2 and self.feat.get("clock"):
+                if rng.random() < 0.2 and self.feat.get("price_clock"):
                     # a new price in the history, in force now or after a clock jump
                     a = rng.choice(list(self.prices))
                     when = (model.now[0] + rng.choice([0, Q, 24 * Q]), 0)
@@ -604,6 +605,20 @@ def detect_features(cur):
                 " WHERE n.nspname = 'credits' AND p.proname = 'run_jobs'")
     f["run_jobs"] = cur.fetchone()[0] == 1
     f["clock"] = f["clock"] and f["renew_noarg"]
+    f["price_clock"] = False
+    if f["clock"]:
+        cur.execute("BEGIN")
+        try:
+            cur.execute("SET LOCAL credits.clock_offset = 0")
+            cur.execute("INSERT INTO credits.prices (action, unit, rate, valid_from)"
+                        " VALUES ('chat_message', 'message', 1, now() + interval '1 hour')")
+            cur.execute("SET LOCAL credits.clock_offset = 7200")
+            cur.execute("SELECT credits.credit_cost('chat_message', 1)")
+            f["price_clock"] = cur.fetchone()[0] == 1
+        except psycopg2.Error:
+            pass
+        finally:
+            cur.execute("ROLLBACK")
     f["tz"] = f["renew_noarg"]
     return f
 
