@@ -71,6 +71,7 @@ FEATURES = {
     "shared_keys": "S4/defects 4, 5: one key namespace per user -> keys reused across functions, retries after expiry",
     "release_key": "S5/defect 6: credit_release has an idempotency_key",
     "run_jobs": "S7/defect 8: the procedure credits.run_jobs",
+    "history_cursor": "S6/defect 7: credit_history pages with before_tx_id",
     "price_clock": "S1 (pricing): the price in force is chosen by credits' clock -> price changes",
     "tz": "defect 9: periods independent of TimeZone -> random session TimeZone (with renew_noarg)",
 }
@@ -174,6 +175,10 @@ class Renderer:
             return "SELECT credits.credit_balance(%s)" % lit(a[0])
         if fn == "available":
             return "SELECT credits.credit_available(%s)" % lit(a[0])
+        if fn == "history":
+            return ("SELECT id, amount, balance_after, action, idempotency_key, created_at"
+                    " FROM credits.credit_history(%s, %s, NULL, NULL, %s)" % (
+                        lit(a[0]), lit(a[1]), "NULL" if repro else "%s"))
         if fn == "verify":
             return "SELECT valid, cached, calculated, difference FROM credits.credit_verify(%s)" % lit(a[0])
         if fn == "rebuild":
@@ -521,6 +526,9 @@ class Gen:
             if r < 0.89:
                 return self.op("expire_grants")
             if r < 0.91:
+                if self.feat.get("history_cursor") and rng.random() < 0.3:
+                    lim = rng.choice([1, 2, 3, 7, 50]) if not self.bad(0.5) else rng.choice([0, 1001, None])
+                    return self.op("history", self.user(), lim)
                 return self.op("usage", self.user())
             if r < 0.955:
                 if self.feat.get("clock") and model.now[0] < MAX_JUMPED:
@@ -605,6 +613,7 @@ def detect_features(cur):
                 " WHERE n.nspname = 'credits' AND p.proname = 'run_jobs'")
     f["run_jobs"] = cur.fetchone()[0] == 1
     f["clock"] = f["clock"] and f["renew_noarg"]
+    f["history_cursor"] = nargs("credit_history") == 5
     f["price_clock"] = False
     if f["clock"]:
         cur.execute("BEGIN")
@@ -796,8 +805,11 @@ class Runner:
             want = e
         sql = rend.sql({"fn": fn, "args": args, "uid": op["uid"]}, hold_id=hold_id)
         try:
-            self.cur.execute(sql)
-            got = self.cur.fetchall() if self.cur.description else []
+            if fn == "history":
+                got = self.history_walk(sql, args[1])
+            else:
+                self.cur.execute(sql)
+                got = self.cur.fetchall() if self.cur.description else []
         except psycopg2.Error as e:
             got = e
         if self.verbose:
@@ -805,6 +817,20 @@ class Runner:
         outcome = want.code if isinstance(want, M.Err) else "ok"
         self.stats[(fn, outcome)] = self.stats.get((fn, outcome), 0) + 1
         self.compare(model, st, op, sql, want, got)
+
+    def history_walk(self, sql, lim):
+        """Every page of credit_history, each from the last id of the one
+        before (at most 200 pages)."""
+        rows = []
+        before = None
+        for _ in range(200):
+            self.cur.execute(sql, (before,))
+            page = self.cur.fetchall()
+            rows.extend(page)
+            if len(page) < lim:
+                break
+            before = page[-1][0]
+        return rows
 
     def compare(self, model, st, op, sql, want, got):
         def fail(msg):
@@ -842,6 +868,15 @@ class Runner:
         elif kind == "int":
             if got[0][0] != want[1]:
                 fail("value differs")
+        elif kind == "history":
+            ids = want[1]
+            if len(got) != len(ids):
+                fail("history has %d rows, the model %d" % (len(got), len(ids)))
+            for mid, (did, amt, ba, act, key, ca) in zip(ids, got):
+                r = model.rows[mid]
+                if (r.amount, r.balance_after, r.action, r.key) != (amt, ba, act, key):
+                    fail("history row %s differs: model %r" % (did, (r.amount, r.balance_after, r.action, r.key)))
+                st.match_row(mid, did, ca, fail)
         elif kind == "void":
             pass
         elif kind == "rows":

@@ -482,6 +482,15 @@ class Model:
     def f_verify_all(self):
         return ("rows", [])
 
+    def f_history(self, user, lim):
+        """credit_history paged with before_tx_id until a short page: every
+        row once, newest (highest id) first; an unknown user has none."""
+        self.key_arg(user)
+        if lim is None or lim < 1 or lim > 1000:
+            raise Err("CR010")
+        a = self.accounts.get(user)
+        return ("history", list(reversed(a.rows)) if a else [])
+
     def f_verify(self, user):
         self.key_arg(user)
         a = self.account(user)
