@@ -223,6 +223,12 @@ class Renderer:
                     " ORDER BY valid_from LIMIT 1" % (
                         ", per_call" if self.feat.get("carry") else "", lit(a[1]), self.ts(a[2], repro),
                         ", per_call" if self.feat.get("carry") else "", lit(a[0])))
+        if fn == "set_plan":
+            return ("INSERT INTO credits.plans (plan, allowance, period, policy, rollover_cap, valid_from)"
+                    " SELECT plan, %s, period, policy, rollover_cap, %s FROM credits.plans WHERE plan = %s"
+                    " ORDER BY valid_from LIMIT 1" % (lit(a[1]), self.ts(a[2], repro), lit(a[0])))
+        if fn == "delete_plan":
+            return "DELETE FROM credits.plans WHERE plan = %s" % lit(a[0])
         if fn == "renew":
             return "SELECT credits.credit_renew()"
         if fn == "run_jobs":
@@ -488,6 +494,20 @@ class Gen:
                     else:
                         rate = p.rate * rng.choice([1, 2, 3])  # keeps whole costs whole (defect 3)
                     return self.op("set_price", a, rate, when)
+                if rng.random() < 0.15 and self.feat.get("clock"):
+                    # the plans' history: a new allowance now or later, or a
+                    # plan deleted (renewals fail with CR006 and are skipped)
+                    names = [n for n in model.plans if n not in ("free",)]
+                    if not names:
+                        continue
+                    a = rng.choice(names)
+                    if rng.random() < 0.1 and self.feat.get("run_jobs"):
+                        return self.op("delete_plan", a)
+                    when = (model.now[0] + rng.choice([0, Q, 24 * Q]), 0)
+                    if when in self.plan_times.setdefault(a, set()):
+                        continue
+                    self.plan_times[a].add(when)
+                    return self.op("set_plan", a, rng.choice([0, 1, 10, 60, 500]), when)
                 a = rng.choice(list(self.prices) + ["no_such_action", None, ""])
                 return self.op("cost", a, self.quantity(a))
             if r < 0.67:
@@ -503,7 +523,7 @@ class Gen:
             if r < 0.80:
                 user = self.user()
                 names = list(self.plans)
-                plan = rng.choice(names + ["no_such_plan"]) if rng.random() < 0.95 else rng.choice([None, ""])
+                plan = rng.choice(names + ["no_such_plan"]) if not self.bad(0.3) else rng.choice([None, ""])
                 if not self.feat.get("switch"):
                     s = model.subs.get(user)
                     if s is not None and plan in self.plans and plan != s.plan:
@@ -710,6 +730,7 @@ class Runner:
             gen.hold_uids = []
             gen.ok_holds = []
             gen.price_times = {}
+            gen.plan_times = {}
             gen.st = st
         i = 0
         while True:

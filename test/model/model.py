@@ -191,7 +191,9 @@ class Model:
         self.prices = {}  # action -> [(valid_from, Price)]: a history
         for p in prices:
             self.prices.setdefault(p.action, []).append((MINUS_INFINITY, p))
-        self.plans = {p.name: p for p in plans}
+        self.plans = {}  # plan -> [(valid_from, Plan)]: a history
+        for p in plans:
+            self.plans.setdefault(p.name, []).append((MINUS_INFINITY, p))
         self.feat = feat
         self.now = (0, 0)
         self.accounts = {}
@@ -663,6 +665,27 @@ class Model:
             raise Err("CR005")
         return best[1]
 
+    def plan(self, name):
+        """The plan's settings in force now (None: unknown plan)."""
+        best = None
+        for valid_from, p in self.plans.get(name, []):
+            if valid_from <= self.now and (best is None or valid_from > best[0]):
+                best = (valid_from, p)
+        return best[1] if best else None
+
+    def f_set_plan(self, name, allowance, valid_from):
+        """INSERT INTO credits.plans: a new allowance from valid_from on."""
+        p = copy.copy(self.plans[name][0][1])
+        p.allowance = allowance
+        self.plans[name].append((valid_from, p))
+        return ("void",)
+
+    def f_delete_plan(self, name):
+        """DELETE FROM credits.plans WHERE plan = name (renewals of its
+        subscribers fail with CR006, and the jobs skip them)."""
+        self.plans.pop(name, None)
+        return ("void",)
+
     def f_set_price(self, action, rate, valid_from):
         """INSERT INTO credits.prices (a new row of the history)."""
         p = copy.copy(self.price_any(action))
@@ -794,7 +817,7 @@ class Model:
         if ends_at is not None and ends_at <= t and plan_name != "free":
             lapsed = True
             plan_name, anchor, ends_at, cycle = "free", ends_at, None, -1
-        plan = self.plans.get(plan_name)
+        plan = self.plan(plan_name)
         if plan is None:
             raise Err("CR006")
         k = self.period_containing(anchor, plan.period, max(cycle, 0), t)
@@ -842,7 +865,7 @@ class Model:
         if r is not None:
             return r
         self.future_arg(ends_at)
-        if plan not in self.plans:
+        if self.plan(plan) is None:
             raise Err("CR006")
         self.open(user)
         s = self.subs.get(user)
@@ -907,11 +930,14 @@ class Model:
             for g in self.user_grants(user):
                 assert g.remaining >= 0 and g.reserved >= 0
                 assert g.remaining + g.reserved + g.expired <= g.amount
-        # S2: live plan-allowance credit <= the plan's allowance + rollover cap
+        # S2: live plan-allowance credit <= the plan's allowance + rollover
+        # cap (the largest allowance the plan has had: a change of the
+        # allowance applies from the next period)
         for user, s in self.subs.items():
-            plan = self.plans.get(s.plan)
+            plan = self.plan(s.plan)
             live = sum(g.remaining + g.reserved for g in self.user_grants(user)
                        if g.source == "plan" and not self.expired(g.expires))
             if plan is not None and live > 0:
+                allowance = max(p.allowance for v, p in self.plans[s.plan] if v <= self.now)
                 cap = 0 if plan.policy != "rollover" else (live if plan.cap is None else plan.cap)
-                assert live <= plan.allowance + cap, (user, s.plan, live)
+                assert live <= allowance + cap, (user, s.plan, live)
