@@ -256,14 +256,16 @@ for (const [driver, make] of DRIVERS) {
 			await assert.rejects(c.expireHolds(), (e) => !(e instanceof InvalidArgumentError) && /permission denied/.test(e.message));
 		});
 
-		test('balanceAt: the balance at a past moment', async (t) => {
-			if (!await hasFunction('credit_balance_at'))
-				return t.skip('credit_balance_at is not in this extension yet');
+		test('balanceAt: the balance at a past moment', async () => {
 			const u = uid('at');
 			const r1 = await c.initializeUser(u, 100);
+			await new Promise((r) => setTimeout(r, 20));
 			const r2 = await c.deduct(u, 30, 'chat_message');
-			assert.equal(await c.balanceAt(u, r1.timestamp), 100n);
-			assert.equal(await c.balanceAt(u, new Date(r2.timestamp.getTime() + 1000)), 70n);
+			// Timestamps are whole milliseconds in JS, microseconds in SQL.
+			assert.equal(await c.balanceAt(u, new Date(r1.timestamp.getTime() - 1)), 0n);
+			assert.equal(await c.balanceAt(u, new Date(r1.timestamp.getTime() + 1)), 100n);
+			assert.equal(await c.balanceAt(u, new Date(r2.timestamp.getTime() + 1)), 70n);
+			assert.equal(await c.balanceAt(u, new Date(Date.now() + 60e3).toISOString()), 70n);
 		});
 	});
 }
