@@ -38,6 +38,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(credits_ledger_row_hash);
@@ -136,6 +137,38 @@ chain_put_value(pg_cryptohash_ctx *ctx, Oid type, Datum value)
 }
 
 /*
+ * The backend's SHA-256 context, created on first use and kept: creating
+ * one costs more than hashing a row (OpenSSL sets up a digest context and
+ * looks the algorithm up), and every call starts it over with
+ * pg_cryptohash_init.  It belongs to a resource owner of its own that is
+ * never released, so transaction ends leave it alone.
+ */
+static pg_cryptohash_ctx *
+chain_context(void)
+{
+	static pg_cryptohash_ctx *ctx = NULL;
+
+	if (ctx == NULL)
+	{
+		ResourceOwner save = CurrentResourceOwner;
+
+		CurrentResourceOwner = ResourceOwnerCreate(NULL, "credits hash chain");
+		PG_TRY();
+		{
+			ctx = pg_cryptohash_create(PG_SHA256);
+		}
+		PG_FINALLY();
+		{
+			CurrentResourceOwner = save;
+		}
+		PG_END_TRY();
+		if (ctx == NULL)
+			elog(ERROR, "credits: out of memory creating a sha256 context");
+	}
+	return ctx;
+}
+
+/*
  * credits.ledger_row_hash(prev bytea, id, user_id, amount, balance_after,
  * action, metadata, idempotency_key, created_at, quantity, rate, carry):
  * the row's chain hash.  prev NULL means the user's first row.
@@ -151,8 +184,8 @@ credits_ledger_row_hash(PG_FUNCTION_ARGS)
 		elog(ERROR, "credits: ledger_row_hash takes %d arguments, got %d",
 			 (int) CHAIN_NFIELDS + 1, PG_NARGS());
 
-	ctx = pg_cryptohash_create(PG_SHA256);
-	if (ctx == NULL || pg_cryptohash_init(ctx) < 0)
+	ctx = chain_context();
+	if (pg_cryptohash_init(ctx) < 0)
 		elog(ERROR, "credits: sha256 init failed: %s", pg_cryptohash_error(ctx));
 
 	if (PG_ARGISNULL(0))
@@ -181,7 +214,6 @@ credits_ledger_row_hash(PG_FUNCTION_ARGS)
 	SET_VARSIZE(result, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
 	if (pg_cryptohash_final(ctx, (uint8 *) VARDATA(result), PG_SHA256_DIGEST_LENGTH) < 0)
 		elog(ERROR, "credits: sha256 failed: %s", pg_cryptohash_error(ctx));
-	pg_cryptohash_free(ctx);
 
 	PG_RETURN_BYTEA_P(result);
 }

@@ -23,6 +23,16 @@
  * The ledger row is inserted after the account row is changed, in the same
  * transaction, so accounts.balance always equals the sum of the ledger.
  *
+ * History order and the hash chain: the row's id, created_at and hash are
+ * assigned by an UPDATE of the locked account row that also records them
+ * as the account's last_tx_id, last_tx_at and last_hash (src/spi.c,
+ * CHAIN_SET; src/chain.c).  credit_deduct's one-UPDATE path does it in
+ * that UPDATE itself (CQ_DEDUCT_CHAINED); every other path changes the
+ * balance first and then calls credits_post, whose one statement advances
+ * the chain and inserts the row (CQ_POST).  So ids follow the row-lock
+ * order, created_at never goes backwards along them, and balance_after
+ * chains along them (test/specs/history_lock_order.spec).
+ *
  *-------------------------------------------------------------------------
  */
 #include "credits.h"

@@ -11,7 +11,7 @@
  * A user's ledger order is id order: ids are assigned under the account row
  * lock (src/spi.c, CHAIN_SET), so they follow the order in which the
  * balance changed, balance_after chains along them, and created_at never
- * goes backwards along them (test/specs/history_order.spec).  History pages
+ * goes backwards along them (test/specs/history_lock_order.spec).  History pages
  * newest first by id, with the last id seen as the cursor, so a page never
  * skips or repeats a row, whatever the timestamps (test/sql/history_order.sql).
  *

@@ -43,7 +43,7 @@ typedef struct CreditsStatement
  * holds the account row lock; if another transaction changed the row
  * before the lock was taken, the executor evaluates the SET clause again
  * on the newest row version (EvalPlanQual), with a new id, so ids, and
- * created_at, follow the row-lock order (test/specs/history_order.spec).
+ * created_at, follow the row-lock order (test/specs/history_lock_order.spec).
  * ROW_HASH recomputes the hash of ledger row l from prev.
  */
 #define CHAIN_SET(amount, balance_after, action, metadata, key) \

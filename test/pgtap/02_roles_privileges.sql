@@ -13,7 +13,7 @@
 SET client_min_messages = warning;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(79);
+SELECT plan(80);
 
 -- the extension's member functions and relations
 CREATE TEMP TABLE ext_member AS
