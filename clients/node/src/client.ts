@@ -17,7 +17,7 @@ import { Cache, type RedisLike } from './cache.js';
 import { Executor, type Db, type Row } from './db.js';
 import { creditsError, InvalidArgumentError } from './errors.js';
 import {
-	amountParam, big, bigOrNull, date, dateOrNull, durationParam, json, jsonParam,
+	amountParam, big, bigOrNull, date, dateOrNull, decimal, durationParam, json, jsonParam,
 	quantityParam, textParam, timeParam,
 	type Amount, type Duration, type Quantity,
 } from './values.js';
@@ -139,6 +139,23 @@ export interface Transaction {
 	/** The idempotency key (null when none, or when read from Redis, which does not keep it). */
 	idempotencyKey: string | null;
 	timestamp: Date;
+	/**
+	 * For metered charges, when the extension records them (credits 1.1
+	 * ledger columns quantity, rate, carry): exact decimal strings.  Absent
+	 * when read from Redis or from an extension without them.
+	 */
+	quantity?: string | null;
+	rate?: string | null;
+	carry?: string | null;
+}
+
+// The metered columns of a ledger row, when the result has them.
+function metered(r: Row): Pick<Transaction, 'quantity' | 'rate' | 'carry'> {
+	const out: Pick<Transaction, 'quantity' | 'rate' | 'carry'> = {};
+	for (const k of ['quantity', 'rate', 'carry'] as const)
+		if (k in r)
+			out[k] = r[k] === null || r[k] === undefined ? null : decimal(r[k]);
+	return out;
 }
 
 export interface HistoryOptions extends ReadOptions {
@@ -452,8 +469,7 @@ export class CreditsClient {
 		// credit_history pages by tx_id (the ledger's order per user) with
 		// before_tx_id; one row more than the page says whether there is a next.
 		const q = callSql('credit_history',
-			'id, amount, balance_after, action, metadata, idempotency_key, created_at, ' +
-			'(extract(epoch FROM created_at) * 1000000)::int8 AS created_us', [
+			'*, (extract(epoch FROM created_at) * 1000000)::int8 AS created_us', [
 				['user_id', user, 'text'],
 				['lim', limit + 1, 'int4'],
 				['start_time', timeParam('startTime', start) ?? undefined, 'timestamptz'],
@@ -468,7 +484,7 @@ export class CreditsClient {
 			transactions: items.map((r) => ({
 				txId: big(r.id), amount: big(r.amount), balance: big(r.balance_after), action: String(r.action),
 				metadata: json(r.metadata), idempotencyKey: (r.idempotency_key as string | null) ?? null,
-				timestamp: date(r.created_at),
+				timestamp: date(r.created_at), ...metered(r),
 			})),
 			nextCursor: more && last ? encodeCursor(big(last.id), big(last.created_us)) : null,
 			source: 'sql',
