@@ -44,10 +44,11 @@ if [ "$seeded" -lt "$USERS" ]; then
 fi
 psql -X -q -c "VACUUM ANALYZE credits.accounts" -c "CHECKPOINT"
 
-# run_one LABEL SCRIPT USERS: one pgbench run; appends "label<TAB>tps".
+# run_one LABEL SCRIPT USERS [CLIENTS]: one pgbench run; appends
+# "label<TAB>tps".
 run_one() {
-	local label=$1 script=$2 users=$3 tps
-	tps=$("$PGBENCH" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECONDS_PER_RUN" \
+	local label=$1 script=$2 users=$3 clients=${4:-$CLIENTS} tps
+	tps=$("$PGBENCH" -n -M prepared -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$SECONDS_PER_RUN" \
 		-D users="$users" -f "bench/$script.pgbench" 2>&1 |
 		sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p')
 	[ -n "$tps" ] || { echo "pgbench failed for $label" >&2; exit 1; }
@@ -64,6 +65,55 @@ for round in $(seq 1 "$ROUNDS"); do
 			v=${variants[$(( (i + round) % 3 ))]}
 			run_one "$workload/$v" "$v" "$users"
 		done
+	done
+done
+
+# The SET search_path clause: credit_deduct (spread, durable, BENCH_CLIENTS
+# clients) and credit_balance (1 client: the per-call overhead, unhidden by
+# commits) against the same C functions declared without the clause
+# (bench/schema.sql), alternating which goes first.  The sessions start
+# with search_path already pinned, so that the library's own pinning for
+# definitions without the clause (src/search_path.c) does nothing and the
+# difference is the clause alone.
+for round in $(seq 1 "$ROUNDS"); do
+	echo "SET clause round $round/$ROUNDS"
+	for pair in "balance 1" "deduct $CLIENTS"; do
+		set -- $pair
+		if [ $((round % 2)) -eq 1 ]; then order="$1 ${1}_noset"; else order="${1}_noset $1"; fi
+		for v in $order; do
+			PGOPTIONS="-c search_path=pg_catalog,\\ pg_temp" run_one "setclause/$v" "$v" "$USERS" "$2"
+		done
+	done
+done
+
+# The same, in one backend: N calls in one statement (credit_deduct's in a
+# transaction that is rolled back), microseconds per call, median of
+# 2 * BENCH_ROUNDS + 1 alternating rounds.  No client round trip or commit
+# hides the clause's cost here.
+PERCALL_N=${BENCH_PERCALL_CALLS:-20000}
+percall() { # LABEL FUNCTION-CALL
+	local us
+	us=$(psql -X -qAt -v ON_ERROR_STOP=1 -c "BEGIN" -c "SET LOCAL search_path = pg_catalog, pg_temp" \
+		-c "SELECT credits_bench.per_call_us(\$q\$SELECT count(*) FROM generate_series(1, \$1) g, LATERAL $2 x\$q\$, $PERCALL_N)" \
+		-c "ROLLBACK")
+	printf '%s\t%s\n' "$1" "$us" >> "$RAW"
+	printf '  %-22s %10.2f us per call\n' "$1" "$us"
+}
+for round in $(seq 1 $((2 * ROUNDS + 1))); do
+	echo "SET clause, in-backend round $round/$((2 * ROUNDS + 1))"
+	for f in balance deduct; do
+		if [ "$f" = balance ]; then
+			args="('bench-' || (g % $USERS + 1))"
+			with="credits.credit_balance$args" without="credits_bench.balance_noset$args"
+		else
+			args="('bench-' || (g % $USERS + 1), 1, 'bench')"
+			with="credits.credit_deduct$args" without="credits_bench.deduct_noset$args"
+		fi
+		if [ $((round % 2)) -eq 1 ]; then
+			percall "percall/$f" "$with"; percall "percall/${f}_noset" "$without"
+		else
+			percall "percall/${f}_noset" "$without"; percall "percall/$f" "$with"
+		fi
 	done
 done
 
@@ -134,6 +184,27 @@ for w in ("spread", "hot"):
     if None in (d, f, p):
         continue
     print(f"| {w} | {d:.0f} | {f:.0f} | {p:.0f} | {d/f:.2f} | {d/p:.2f} |")
+if "setclause/deduct" in med:
+    print()
+    print("The SET search_path = pg_catalog, pg_temp clause (same C function without it; cost = difference in time per call):")
+    print()
+    print("| call | clients | with SET tps | without SET tps | with / without | cost per call |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for f, n in (("balance", 1), ("deduct", int(clients))):
+        a, b = med.get(f"setclause/{f}"), med.get(f"setclause/{f}_noset")
+        if a and b:
+            us = n * 1e6 / a - n * 1e6 / b
+            print(f"| credit_{f} | {n} | {a:.0f} | {b:.0f} | {a/b:.3f} | {us:.1f} us |")
+if "percall/deduct" in med:
+    print()
+    print("The same in one backend (N calls in one statement, no round trips or commits; median us per call):")
+    print()
+    print("| call | with SET | without SET | with / without | cost of the clause |")
+    print("|---|---:|---:|---:|---:|")
+    for f in ("balance", "deduct"):
+        a, b = med.get(f"percall/{f}"), med.get(f"percall/{f}_noset")
+        if a and b:
+            print(f"| credit_{f} | {a:.2f} us | {b:.2f} us | {a/b:.3f} | {a-b:.2f} us |")
 if any(k.endswith("+sync") for k in med):
     print()
     print("| workload | deduct, credits-sync running | deduct, credits-sync stopped | ratio |")

@@ -36,3 +36,36 @@ BEGIN
 	RETURN b;
 END
 $$;
+
+-- deduct_noset, balance_noset: credit_deduct and credit_balance exactly as
+-- the extension defines them (same C function, owner, SECURITY DEFINER)
+-- but without the SET search_path clause every function of the extension
+-- has.  make bench compares them, to show what the clause costs per call.
+DO $$
+DECLARE
+	f record;
+	def text;
+BEGIN
+	FOR f IN SELECT * FROM (VALUES ('credit_deduct', 'deduct_noset'), ('credit_balance', 'balance_noset')) v(fn, copy)
+	LOOP
+		def := pg_get_functiondef(('credits.' || f.fn)::regproc);
+		def := replace(def, 'FUNCTION credits.' || f.fn || '(', 'FUNCTION credits_bench.' || f.copy || '(');
+		def := regexp_replace(def, E'\n SET search_path[^\n]*', '');
+		EXECUTE def;
+		EXECUTE format('ALTER FUNCTION %s OWNER TO credits_owner',
+					   ('credits_bench.' || f.copy)::regproc::regprocedure);
+	END LOOP;
+END
+$$;
+
+-- Microseconds per call of query q (which takes the call count as $1), run
+-- in this backend: the per-call CPU cost, without client round trips.
+CREATE FUNCTION credits_bench.per_call_us(q text, n int)
+RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+BEGIN
+	EXECUTE q USING n;
+	RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+END
+$$;

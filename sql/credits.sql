@@ -108,7 +108,7 @@ COMMENT ON COLUMN credits.ledger.txid IS
 COMMENT ON COLUMN credits.ledger.hash IS
 	'sha256 over the user''s previous row''s hash and this row''s fields (credits.ledger_row_hash)';
 
-CREATE INDEX ledger_user_id_idx ON credits.ledger (user_id, id);
+CREATE INDEX ledger_user_time_idx ON credits.ledger (user_id, created_at DESC, id DESC);
 CREATE UNIQUE INDEX ledger_user_idempotency_key_idx ON credits.ledger (user_id, idempotency_key)
 	WHERE idempotency_key IS NOT NULL;
 CREATE INDEX ledger_txid_idx ON credits.ledger (txid, id);
@@ -444,6 +444,42 @@ CREATE TABLE credits.allowances (
 	PRIMARY KEY (user_id, plan, period_start)
 );
 
+-- Keys of keyed credit_subscribe calls: the binding (plan, ends_at) and the
+-- original result, returned again to a retry.  (Kept apart from the other
+-- functions' keys until idempotency keys share one table per user.)
+CREATE TABLE credits.subscription_keys (
+	user_id			text NOT NULL,
+	idempotency_key text NOT NULL,
+	plan			text NOT NULL,
+	ends_at			timestamptz,
+	period_start	timestamptz,
+	period_end		timestamptz,
+	granted			bigint NOT NULL,
+	balance			bigint,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (user_id, idempotency_key)
+);
+
+COMMENT ON TABLE credits.subscription_keys IS
+	'Idempotency keys of credit_subscribe: the plan and ends_at the key is bound to, and the result returned to retries';
+
+-- One row per account a job could not process (the error is also raised
+-- as a WARNING); the account is retried by the next run.
+CREATE TABLE credits.job_failures (
+	id				bigserial PRIMARY KEY,
+	job				text NOT NULL,
+	user_id			text NOT NULL,
+	sqlstate		text NOT NULL,
+	message			text NOT NULL,
+	detail			text,
+	failed_at		timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE credits.job_failures IS
+	'Accounts a job (credits.run_jobs, credit_expire_holds, credit_expire_grants, credit_renew) skipped because their work failed; retried by the next run';
+
+CREATE INDEX job_failures_failed_at_idx ON credits.job_failures (failed_at);
+
 SELECT pg_catalog.pg_extension_config_dump('credits.holds', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.holds_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.grants', '');
@@ -452,6 +488,9 @@ SELECT pg_catalog.pg_extension_config_dump('credits.prices', $$WHERE valid_from 
 SELECT pg_catalog.pg_extension_config_dump('credits.plans', $$WHERE valid_from <> '-infinity'$$);
 SELECT pg_catalog.pg_extension_config_dump('credits.subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.allowances', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.subscription_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.job_failures', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.job_failures_id_seq', '');
 
 -- Each user's remaining credit per grant: one row per unexpired grant with
 -- credit left, and one pooled row (grant_id NULL) for non-expiring credit.
@@ -550,16 +589,30 @@ CREATE FUNCTION credits.credit_expire_grants()
 	LANGUAGE C VOLATILE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_subscribe(user_id text, plan text,
-										 ends_at timestamptz DEFAULT NULL)
+										 ends_at timestamptz DEFAULT NULL,
+										 idempotency_key text DEFAULT NULL)
 	RETURNS TABLE(period_start timestamptz, period_end timestamptz,
 				  granted bigint, balance bigint)
 	AS 'MODULE_PATHNAME', 'credit_subscribe_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
-CREATE FUNCTION credits.credit_renew(now timestamptz DEFAULT now())
+CREATE FUNCTION credits.credit_renew()
 	RETURNS integer
 	AS 'MODULE_PATHNAME', 'credit_renew_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER;
+
+-- The jobs in chunks that commit separately (src/jobs.c): CALL
+-- credits.run_jobs() from pg_cron.  run_job_step is one chunk.
+CREATE FUNCTION credits.run_job_step(job text, after text, batch_size integer)
+	RETURNS TABLE(last_user_id text, accounts bigint, items bigint,
+				  skipped bigint, failed bigint)
+	AS 'MODULE_PATHNAME', 'credits_run_job_step'
+	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
+
+CREATE PROCEDURE credits.run_jobs(batch_size integer DEFAULT 50,
+								  jobs text[] DEFAULT '{expire_holds,expire_grants,renew}')
+	AS 'MODULE_PATHNAME', 'credits_run_jobs'
+	LANGUAGE C;
 
 CREATE FUNCTION credits.credit_usage(user_id text)
 	RETURNS TABLE(balance bigint, available bigint, held bigint, plan text,
@@ -577,15 +630,15 @@ GRANT EXECUTE ON FUNCTION
 	credits.credit_capture(bigint, bigint, jsonb, text),
 	credits.credit_release(bigint),
 	credits.credit_available(text),
-	credits.credit_expire_holds(),
 	credits.credit_cost(text, numeric),
 	credits.credit_charge(text, text, numeric, jsonb, text),
 	credits.credit_grant(text, bigint, text, timestamptz, jsonb, text),
-	credits.credit_expire_grants(),
-	credits.credit_subscribe(text, text, timestamptz),
-	credits.credit_renew(timestamptz),
+	credits.credit_subscribe(text, text, timestamptz, text),
 	credits.credit_usage(text)
 	TO credits_app;
+
+-- The jobs (credit_expire_holds, credit_expire_grants, credit_renew,
+-- run_job_step, run_jobs) are credits_ops' only: see the last section.
 
 -- credits_reader: the billing tables and views, and the functions that
 -- only read.
@@ -635,6 +688,33 @@ DECLARE
 	ext oid := (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'credits');
 	r record;
 BEGIN
+	-- The roles are cluster-wide and may predate this database (README,
+	-- Roles): refuse existing ones that would give more than the grants
+	-- below, rather than adopt them silently.
+	FOR r IN
+		SELECT x.rolname FROM pg_catalog.pg_roles x
+		 WHERE x.rolname IN ('credits_app', 'credits_ops', 'credits_reader', 'credits_owner')
+		   AND (x.rolsuper OR x.rolbypassrls OR x.rolcreaterole OR x.rolcreatedb OR x.rolreplication
+				OR (x.rolname = 'credits_owner' AND x.rolcanlogin))
+	LOOP
+		RAISE EXCEPTION 'role % has attributes the credits extension does not allow', r.rolname
+			USING ERRCODE = 'invalid_role_specification',
+				  DETAIL = 'credits_owner must be NOLOGIN; none of credits_app, credits_ops, credits_reader and credits_owner may be SUPERUSER, BYPASSRLS, CREATEROLE, CREATEDB or REPLICATION.',
+				  HINT = 'The roles are shared by every database of the cluster: fix or rename the existing role, then retry.';
+	END LOOP;
+	FOR r IN
+		SELECT a.rolname AS member, b.rolname AS of
+		  FROM pg_catalog.pg_roles a, pg_catalog.pg_roles b
+		 WHERE a.rolname IN ('credits_app', 'credits_ops', 'credits_reader', 'credits_owner')
+		   AND b.rolname IN ('credits_app', 'credits_ops', 'credits_reader', 'credits_owner')
+		   AND a.oid <> b.oid AND pg_catalog.pg_has_role(a.oid, b.oid, 'MEMBER')
+	LOOP
+		RAISE EXCEPTION 'role % is a member of role %', r.member, r.of
+			USING ERRCODE = 'invalid_role_specification',
+				  DETAIL = 'Each of credits_app, credits_ops, credits_reader and credits_owner must have only its own privileges.',
+				  HINT = 'REVOKE the membership, then retry.';
+	END LOOP;
+
 	-- C symbols: an entry point that 1.0 also had is compiled as <name>_1_1
 	-- for 1.1 (the plain name runs the frozen 1.0 code; src/credits.c), so
 	-- a definition still bound to the plain name (an upgraded 1.0 function)
@@ -685,6 +765,8 @@ BEGIN
 			('credit_renew', 'credits_ops'),
 			('credit_expire_holds', 'credits_ops'),
 			('credit_expire_grants', 'credits_ops'),
+			('run_job_step', 'credits_ops'),
+			('run_jobs', 'credits_ops'),
 			('sync_sleep', 'credits_reader'),
 			('ledger_refuse_change', NULL),
 			('ledger_row_hash', NULL)

@@ -52,7 +52,7 @@ PG_FUNCTION_INFO_V1(credit_add);
 int64
 credits_active_held(text *user_id, int64 held)
 {
-	Datum		values[1] = {PointerGetDatum(user_id)};
+	Datum		values[2] = {PointerGetDatum(user_id), TimestampTzGetDatum(credits_now())};
 
 	if (held == 0)
 		return 0;
