@@ -43,6 +43,15 @@ COMMENT ON COLUMN credits.ledger.txid IS
 COMMENT ON COLUMN credits.account_events.txid IS
 	'Writing transaction (the 64-bit xid8 value as bigint), like credits.ledger.txid';
 
+-- Like sync_sleep(), for credits-sync 1.1: sets the flag, then returns how many
+-- writers were between reading it and the end of their commit (they may
+-- have missed it: the daemon polls until that is 0), or -1 when wake-ups
+-- are not coalesced.  Independent of the oldest transaction in progress.
+CREATE FUNCTION credits.sync_arm()
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'credits_sync_arm'
+	LANGUAGE C VOLATILE;
+
 -- ---------------------------------------------------------------------
 -- Section: privileges, ownership and search_path (keep this section LAST,
 -- identical in sql/credits.sql and in every upgrade script)
@@ -127,6 +136,7 @@ BEGIN
 			('credit_expire_holds', 'credits_ops'),
 			('credit_expire_grants', 'credits_ops'),
 			('sync_sleep', 'credits_reader'),
+			('sync_arm', 'credits_reader'),
 			('ledger_refuse_change', NULL)
 		  ) AS t(name, roles) ON t.name = p.proname
 		 WHERE p.pronamespace = 'credits'::pg_catalog.regnamespace

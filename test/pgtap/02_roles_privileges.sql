@@ -50,6 +50,7 @@ INSERT INTO role_table VALUES
 	('credit_expire_holds', false, true, false),
 	('credit_expire_grants', false, true, false),
 	('sync_sleep', false, false, true),
+	('sync_arm', false, false, true),
 	('ledger_refuse_change', false, false, false);
 
 -- the roles

@@ -305,6 +305,62 @@ test_out_of_order() {
   stop_daemon d
 }
 
+# cpu_ticks PID...: the sum of utime + stime of the processes, in ticks.
+cpu_ticks() {
+  local p t=0
+  for p in "$@"; do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+
+# A transaction held open for a long time (one that wrote a row, and one
+# in another database) while 10,000 rows are written: every row arrives,
+# the held row after its commit, and an idle daemon stays idle (its CPU
+# and its backend's does not grow with the rows written since the old
+# transaction began).
+test_long_transaction() {
+  users lt- 20 100000000
+  start_daemon d
+  mkfifo "$T/$CURRENT.fifo" "$T/$CURRENT.fifo2"
+  sql <"$T/$CURRENT.fifo" >"$T/$CURRENT.held" 2>&1 &
+  local hpid=$! fd fd2 hpid2 i held_id
+  exec {fd}>"$T/$CURRENT.fifo"
+  echo "BEGIN; SELECT tx_id FROM credits.credit_deduct('lt-1', 7, 'held open');" >&"$fd"
+  sql -d postgres <"$T/$CURRENT.fifo2" >/dev/null 2>&1 &
+  hpid2=$!
+  exec {fd2}>"$T/$CURRENT.fifo2"
+  echo "BEGIN; SELECT txid_current();" >&"$fd2"
+  for i in $(seq 1 100); do grep -Eq '^[0-9]+$' "$T/$CURRENT.held" && break; sleep 0.05; done
+  held_id=$(grep -E '^[0-9]+$' "$T/$CURRENT.held" | head -n 1)
+  [ -n "$held_id" ] || { fail "the held transaction did not run"; exec {fd}>&- {fd2}>&-; return; }
+  for i in $(seq 1 ${LONG_TX_BATCHES:-4}); do
+    sql -c "SELECT credits.credit_deduct('lt-' || (g % 19 + 2), 1, 'while held') FROM generate_series(1, 2500) g" >/dev/null ||
+      { exec {fd}>&- {fd2}>&-; return; }
+  done
+  converge 10000 || { exec {fd}>&- {fd2}>&-; return; }
+  # idle, with both transactions still open: measure 3 s of CPU
+  local bpid t0 t1 ticks hz
+  bpid=$(sql -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'credits-sync'
+                  AND pid <> pg_backend_pid() AND query NOT LIKE '%pg_stat_activity%' LIMIT 1")
+  sleep 1
+  hz=$(getconf CLK_TCK)
+  t0=$(cpu_ticks "${DPID[d]}" "$bpid")
+  sleep 3
+  t1=$(cpu_ticks "${DPID[d]}" "$bpid")
+  ticks=$((t1 - t0))
+  note "idle CPU of the daemon and its backend with two old transactions open: $((ticks * 1000 / (3 * hz) / 10)).$((ticks * 1000 / (3 * hz) % 10))% of a core ($ticks ticks in 3 s)"
+  [ $((ticks * 100)) -le $((3 * hz * 5)) ] || fail "an idle daemon used more than 5% of a core while an old transaction was open"
+  echo "COMMIT;" >&"$fd"
+  echo "COMMIT;" >&"$fd2"
+  exec {fd}>&- {fd2}>&-
+  wait "$hpid" "$hpid2"
+  converge || return
+  rcli --raw ZRANGE "${PREFIX}txs:lt-1" 0 -1 | grep -q "\"id\":$held_id," ||
+    fail "row $held_id of the transaction held open never reached Redis"
+  stop_daemon d
+}
+
 # kill -9 while writes go on, restart: resumes from the cursor, misses nothing.
 test_kill9() {
   users x- 50 1000000
@@ -874,7 +930,7 @@ test_valgrind() {
 
 ALL_TESTS=(basic wakeup out_of_order kill9 lost_notifications pg_restart restore_old_copy redis_restart redis_rollback
   flushall two_daemons aborted odd_ids wrong_type window signals version_refusal
-  holds expiry checks_can_fail valgrind)
+  holds expiry checks_can_fail long_transaction valgrind)
 
 run_test() {
   local name=$1 t0
