@@ -293,7 +293,7 @@ typedef struct RepairList
 
 extern int64_t stale_refused;	/* values older than Redis's, not written */
 
-extern bool redis_connect(const SyncConfig *cfg);
+extern RedisStatus redis_connect(const SyncConfig *cfg);
 extern void redis_disconnect(void);
 extern bool redis_connected(void);
 extern RedisStatus redis_get_cursor(char **value);

@@ -648,6 +648,7 @@ load_cursor(void)
 	have_cursor = true;
 	history_checked = false;
 	armed = false;
+	state_name = "running";
 	log_info("resuming from cursor %s %s%s%s", epoch, cursor.prev,
 			 cursor.cur ? " inside " : "", cursor.cur ? cursor.cur : "");
 	return true;
@@ -831,7 +832,7 @@ sync_page(void)
 	if (next.prev == NULL)
 		goto done;
 
-	if (empty)
+	if (empty || b.newest_ms == 0)
 		lag_ms = 0;
 	else
 	{
@@ -1040,10 +1041,16 @@ run(void)
 			pg_ever = true;
 			armed = false;
 			history_checked = false;
+			if (strcmp(state_name, "waiting for a primary") == 0)
+				state_name = "running";
 		}
 		if (!redis_connected())
 		{
-			if (!redis_connect(&cfg))
+			RedisStatus rs = redis_connect(&cfg);
+
+			if (rs == RS_STALE)
+				return 2;		/* refused: Redis may evict our keys */
+			if (rs != RS_OK)
 			{
 				back_off(&backoff);
 				continue;
