@@ -16,6 +16,7 @@ SELECT plan(19);
 
 -- credits_ops too: the steps include the renewal and expiry jobs
 CREATE ROLE tap_bsp_app NOLOGIN IN ROLE credits_app, credits_ops;
+CREATE ROLE tap_bsp_ops NOLOGIN IN ROLE credits_ops;
 
 CREATE SCHEMA hostile;
 GRANT USAGE ON SCHEMA hostile TO PUBLIC;
@@ -79,7 +80,7 @@ CREATE AGGREGATE hostile.array_agg(bigint) (SFUNC = hostile.agg_step, STYPE = bi
 
 -- step -> result, or the SQLSTATE it raised
 CREATE TEMP TABLE bsp_result (step text PRIMARY KEY, a bigint, b bigint, state text);
-GRANT ALL ON pg_temp.bsp_result TO tap_bsp_app;
+GRANT ALL ON pg_temp.bsp_result TO tap_bsp_app, tap_bsp_ops;
 -- Run query q (returning up to two bigints) as step name; written to be
 -- called under the hostile search_path, so every name is qualified.
 CREATE FUNCTION pg_temp.step(name text, q text) RETURNS void LANGUAGE plpgsql AS $$
@@ -110,8 +111,23 @@ SELECT pg_temp.step('release', $$SELECT credits.credit_release(
 SELECT pg_temp.step('cost', $$SELECT credits.credit_cost('llm_tokens', 4001), credits.credit_cost('chat_message', 1)$$);
 SELECT pg_temp.step('charge', $$SELECT r.balance, NULL::bigint FROM credits.credit_charge('tap-bsp', 'chat_message', 1, '{}', 'tap-bsp-ch') r$$);
 SELECT pg_temp.step('subscribe', $$SELECT r.granted, r.balance FROM credits.credit_subscribe('tap-bsp', 'pro') r$$);
-SELECT pg_temp.step('renew', $$SELECT credits.credit_renew(pg_catalog.now() OPERATOR(pg_catalog.+) '1 month 1 hour'::interval), NULL::bigint$$);
+-- the jobs are credits_ops'; credits' clock 32 days on (superuser) for the renewal
+RESET search_path;
+RESET ROLE;
+SET LOCAL credits.clock_offset = 2764800;
+SET LOCAL ROLE tap_bsp_ops;
+SET LOCAL search_path = hostile, pg_catalog;
+SELECT pg_temp.step('renew', $$SELECT credits.credit_renew(), NULL::bigint$$);
+RESET search_path;
+RESET ROLE;
+SET LOCAL credits.clock_offset = 0;
+SET LOCAL ROLE tap_bsp_ops;
+SET LOCAL search_path = hostile, pg_catalog;
 SELECT pg_temp.step('expire', $$SELECT credits.credit_expire_holds(), credits.credit_expire_grants()$$);
+RESET search_path;
+RESET ROLE;
+SET LOCAL ROLE tap_bsp_app;
+SET LOCAL search_path = hostile, pg_catalog;
 SELECT pg_temp.step('usage', $$SELECT r.spent_lifetime, r.tokens_lifetime FROM credits.credit_usage('tap-bsp') r$$);
 SELECT pg_temp.step('overdraw', $$SELECT r.balance, NULL::bigint FROM credits.credit_charge('tap-bsp', 'training_job', 1) r$$);
 
