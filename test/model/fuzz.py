@@ -59,7 +59,12 @@ SEED_SECONDS = TOL - 300  # a seed stops generating after this long (see Time)
 UNKNOWN_HOLD = 900000000000  # hold ids from here on are nobody's
 
 # Known-open divergences of issue 8, by defect: what the generator leaves
-# out until the feature that fixes it is detected on the database.
+# out until the feature that fixes it is detected on the database (by
+# signature, column or a rolled-back behavioural probe, see
+# detect_features).  Each entry goes once its fix is in main everywhere.
+# Defects this fuzzer found (A, B) are listed here too; so is the one
+# comparison the model skips and counts (model.py f_usage: credit_usage
+# past bigint lifetime spending, defect B).
 FEATURES = {
     "clock": "S1/defect 2: credits.clock_offset exists -> clock jumps (holds, grants and plans expire)",
     "renew_noarg": "S1/defect 2: credit_renew() takes no argument",
