@@ -328,6 +328,7 @@ BEGIN
 			('credit_grant', 'credits_app'),
 			('credit_subscribe', 'credits_app'),
 			('credit_balance', 'credits_app, credits_ops, credits_reader'),
+			('credit_balance_at', 'credits_app, credits_ops, credits_reader'),
 			('credit_available', 'credits_app, credits_ops, credits_reader'),
 			('credit_history', 'credits_app, credits_ops, credits_reader'),
 			('credit_usage', 'credits_app, credits_ops, credits_reader'),
@@ -343,7 +344,8 @@ BEGIN
 			('run_jobs', 'credits_ops'),
 			('sync_sleep', 'credits_reader'),
 			('sync_arm', 'credits_reader'),
-			('ledger_refuse_change', NULL)
+			('ledger_refuse_change', NULL),
+			('ledger_row_hash', NULL)
 		  ) AS t(name, roles) ON t.name = p.proname
 		 WHERE p.pronamespace = 'credits'::pg_catalog.regnamespace
 	LOOP
