@@ -72,9 +72,6 @@ ALTER TABLE credits.ledger ADD COLUMN hash bytea;
 COMMENT ON COLUMN credits.ledger.hash IS
 	'sha256 over the user''s previous row''s hash and this row''s fields (credits.ledger_row_hash)';
 
-DROP INDEX credits.ledger_user_time_idx;
-CREATE INDEX ledger_user_id_idx ON credits.ledger (user_id, id);
-
 CREATE FUNCTION credits.ledger_row_hash(prev bytea, id bigint, user_id text,
 										amount bigint, balance_after bigint,
 										action text, metadata jsonb,

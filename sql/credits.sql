@@ -108,7 +108,7 @@ COMMENT ON COLUMN credits.ledger.txid IS
 COMMENT ON COLUMN credits.ledger.hash IS
 	'sha256 over the user''s previous row''s hash and this row''s fields (credits.ledger_row_hash)';
 
-CREATE INDEX ledger_user_id_idx ON credits.ledger (user_id, id);
+CREATE INDEX ledger_user_time_idx ON credits.ledger (user_id, created_at DESC, id DESC);
 CREATE UNIQUE INDEX ledger_user_idempotency_key_idx ON credits.ledger (user_id, idempotency_key)
 	WHERE idempotency_key IS NOT NULL;
 CREATE INDEX ledger_txid_idx ON credits.ledger (txid, id);
