@@ -172,6 +172,7 @@ call run_job_step "SELECT count(*) FROM credits.run_job_step('renew', NULL, 10)"
 call run_jobs "CALL credits.run_jobs(10)"
 call credit_usage "SELECT plan FROM credits.credit_usage('up-s')" enterprise
 call sync_sleep "SELECT credits.sync_sleep() IS NOT NULL" t
+call sync_arm "SELECT credits.sync_arm() >= 0" t
 echo ledger_refuse_change >> "$called"
 if q -d "$OLD" -c "DELETE FROM credits.ledger WHERE user_id = 'up-a'" >/dev/null 2>&1; then
 	fail "the upgraded ledger accepts DELETE"
