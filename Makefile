@@ -44,7 +44,7 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql credits.control
 
 all: sql/$(EXTENSION)--$(EXTVERSION).sql sync-build
 
-.PHONY: sync-build sync-install deps dev-up dev-down demo test bench
+.PHONY: sync-build sync-install deps dev-up dev-down demo test bench fuzz
 
 sync-build:
 	$(MAKE) -C sync EXTVERSION=$(EXTVERSION) PG_CONFIG=$(PG_CONFIG)
@@ -81,6 +81,14 @@ test: dev-up
 
 bench: dev-up
 	bench/run.sh
+
+# The reference model against the extension, long: make fuzz SEEDS=1-200 OPS=5000
+# (test/model/fuzz.py; make test runs a few short seeds).
+SEEDS ?= 1-20
+OPS ?= 5000
+fuzz: dev-up
+	set -a && . "$${CREDITS_RUN_DIR:-.run}/env" && set +a && \
+	/usr/bin/python3 test/model/fuzz.py --seeds '$(SEEDS)' --ops '$(OPS)'
 
 # --- release -------------------------------------------------------------
 #

@@ -87,32 +87,35 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 # The same, in one backend: N calls in one statement (credit_deduct's in a
-# transaction that is rolled back), microseconds per call, median of
-# 2 * BENCH_ROUNDS + 1 alternating rounds.  No client round trip or commit
-# hides the clause's cost here.
-PERCALL_N=${BENCH_PERCALL_CALLS:-20000}
-percall() { # LABEL FUNCTION-CALL
+# transaction that is rolled back), the backend's CPU microseconds per call
+# (/proc/self/schedstat, so other processes' load does not count), over
+# BENCH_PERCALL_ROUNDS (21) alternating rounds on 1,000 accounts (cached).
+# No client round trip or commit hides the clause's cost here.  The
+# summary pairs each round's two runs (the machine's load drifts; a pair
+# shares it) and reports the medians of the paired differences and ratios.
+PERCALL_ROUNDS=${BENCH_PERCALL_ROUNDS:-21}
+percall() { # LABEL FUNCTION-CALL N
 	local us
 	us=$(psql -X -qAt -v ON_ERROR_STOP=1 -c "BEGIN" -c "SET LOCAL search_path = pg_catalog, pg_temp" \
-		-c "SELECT credits_bench.per_call_us(\$q\$SELECT count(*) FROM generate_series(1, \$1) g, LATERAL $2 x\$q\$, $PERCALL_N)" \
+		-c "SELECT credits_bench.per_call_us(\$q\$SELECT count(*) FROM generate_series(1, \$1) g, LATERAL $2 x\$q\$, $3)" \
 		-c "ROLLBACK")
 	printf '%s\t%s\n' "$1" "$us" >> "$RAW"
-	printf '  %-22s %10.2f us per call\n' "$1" "$us"
+	printf '  %-22s %10.2f CPU us per call\n' "$1" "$us"
 }
-for round in $(seq 1 $((2 * ROUNDS + 1))); do
-	echo "SET clause, in-backend round $round/$((2 * ROUNDS + 1))"
+for round in $(seq 1 "$PERCALL_ROUNDS"); do
+	echo "SET clause, in-backend round $round/$PERCALL_ROUNDS"
 	for f in balance deduct; do
 		if [ "$f" = balance ]; then
-			args="('bench-' || (g % $USERS + 1))"
+			args="('bench-' || (g % 1000 + 1))" n=20000
 			with="credits.credit_balance$args" without="credits_bench.balance_noset$args"
 		else
-			args="('bench-' || (g % $USERS + 1), 1, 'bench')"
+			args="('bench-' || (g % 1000 + 1), 1, 'bench')" n=2000
 			with="credits.credit_deduct$args" without="credits_bench.deduct_noset$args"
 		fi
 		if [ $((round % 2)) -eq 1 ]; then
-			percall "percall/$f" "$with"; percall "percall/${f}_noset" "$without"
+			percall "percall/$f" "$with" $n; percall "percall/${f}_noset" "$without" $n
 		else
-			percall "percall/${f}_noset" "$without"; percall "percall/$f" "$with"
+			percall "percall/${f}_noset" "$without" $n; percall "percall/$f" "$with" $n
 		fi
 	done
 done
@@ -184,27 +187,32 @@ for w in ("spread", "hot"):
     if None in (d, f, p):
         continue
     print(f"| {w} | {d:.0f} | {f:.0f} | {p:.0f} | {d/f:.2f} | {d/p:.2f} |")
-if "setclause/deduct" in med:
+def paired(a, b):
+    """medians of the per-round ratio a/b and difference a-b"""
+    ra, rb = runs.get(a, []), runs.get(b, [])
+    n = min(len(ra), len(rb))
+    if n == 0:
+        return None
+    return (statistics.median(x / y for x, y in zip(ra[:n], rb[:n])),
+            statistics.median(x - y for x, y in zip(ra[:n], rb[:n])), n)
+if "setclause/deduct" in runs:
     print()
-    print("The SET search_path = pg_catalog, pg_temp clause (same C function without it; cost = difference in time per call):")
+    print("SET search_path = pg_catalog, pg_temp: the functions against the same C functions declared without the clause (medians of per-round pairs):")
     print()
-    print("| call | clients | with SET tps | without SET tps | with / without | cost per call |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| call (pgbench) | clients | with SET tps | without SET tps | with / without |")
+    print("|---|---:|---:|---:|---:|")
     for f, n in (("balance", 1), ("deduct", int(clients))):
-        a, b = med.get(f"setclause/{f}"), med.get(f"setclause/{f}_noset")
-        if a and b:
-            us = n * 1e6 / a - n * 1e6 / b
-            print(f"| credit_{f} | {n} | {a:.0f} | {b:.0f} | {a/b:.3f} | {us:.1f} us |")
-if "percall/deduct" in med:
+        p = paired(f"setclause/{f}", f"setclause/{f}_noset")
+        if p:
+            print(f"| credit_{f} | {n} | {med[f'setclause/{f}']:.0f} | {med[f'setclause/{f}_noset']:.0f} | {p[0]:.3f} |")
+if "percall/deduct" in runs:
     print()
-    print("The same in one backend (N calls in one statement, no round trips or commits; median us per call):")
-    print()
-    print("| call | with SET | without SET | with / without | cost of the clause |")
+    print("| call (in one backend) | with SET, CPU us per call | without SET | with / without | the clause, CPU us per call |")
     print("|---|---:|---:|---:|---:|")
     for f in ("balance", "deduct"):
-        a, b = med.get(f"percall/{f}"), med.get(f"percall/{f}_noset")
-        if a and b:
-            print(f"| credit_{f} | {a:.2f} us | {b:.2f} us | {a/b:.3f} | {a-b:.2f} us |")
+        p = paired(f"percall/{f}", f"percall/{f}_noset")
+        if p:
+            print(f"| credit_{f} ({p[2]} pairs) | {med[f'percall/{f}']:.2f} | {med[f'percall/{f}_noset']:.2f} | {p[0]:.3f} | {p[1]:.2f} |")
 if any(k.endswith("+sync") for k in med):
     print()
     print("| workload | deduct, credits-sync running | deduct, credits-sync stopped | ratio |")

@@ -58,14 +58,22 @@ BEGIN
 END
 $$;
 
--- Microseconds per call of query q (which takes the call count as $1), run
--- in this backend: the per-call CPU cost, without client round trips.
+-- The CPU time this backend has used, in ns (Linux: /proc/self/schedstat),
+-- so that a measurement does not count the time other processes of a
+-- loaded machine ran.
+CREATE FUNCTION credits_bench.cpu_ns()
+RETURNS bigint LANGUAGE sql AS $$
+	SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint
+$$;
+
+-- CPU microseconds per call of query q (which takes the call count as $1),
+-- run in this backend: the per-call cost, without client round trips.
 CREATE FUNCTION credits_bench.per_call_us(q text, n int)
 RETURNS float8 LANGUAGE plpgsql AS $$
 DECLARE
-	t0 timestamptz := clock_timestamp();
+	t0 bigint := credits_bench.cpu_ns();
 BEGIN
 	EXECUTE q USING n;
-	RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6 / n;
+	RETURN (credits_bench.cpu_ns() - t0) / 1000.0 / n;
 END
 $$;

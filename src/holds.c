@@ -16,8 +16,8 @@
  * hold's state, so concurrent captures, releases and expiry jobs on one
  * hold are serialised and the later ones see the earlier ones' result.
  *
- * Expiry: a hold counts until expires_at, compared with now() (the
- * transaction's start), so a transaction that began before the expiry may
+ * Expiry: a hold counts until expires_at, compared with credits_now() (the
+ * transaction's start plus credits.clock_offset), so a transaction that began before the expiry may
  * still capture it.  Expired holds are closed lazily by the next write to
  * the account (settle.c) or in bulk by credit_expire_holds().
  *
@@ -195,7 +195,7 @@ find_hold_key(text *user_id, text *key, int64 amount, text *action,
 
 /*
  * credits.credit_hold(user_id, amount, action, metadata, ttl, idempotency_key):
- * reserve amount until now() + ttl.  Returns the hold, its amount and the
+ * reserve amount until credits_now() + ttl.  Returns the hold, its amount and the
  * available balance after it.
  */
 Datum

@@ -5,7 +5,7 @@
  *		draw-down shared by deductions, holds and captures.
  *
  * Holds and grants expire by time alone: every reader compares expires_at
- * with now(), so nothing has to run for an expired hold to stop counting or
+ * with credits_now() (credits.c), so nothing has to run for an expired hold to stop counting or
  * for expired credit to stop being spendable.  The tables catch up here,
  * always under the account row lock ("settling" the account):
  *

@@ -29,12 +29,7 @@ command -v node >/dev/null || die "node is not installed"
 [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] || die "Node.js 20 or later is needed"
 
 cd "$HERE"
-log "npm ci"
-npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
-PRISMA_SCHEMA_ENGINE_BINARY=/bin/false npx --no-install prisma generate --schema test/prisma/schema.prisma >/dev/null
-
-log "build"
-node scripts/build.mjs
+./build.sh
 
 mkdir -p "$OUT"
 export TEST_OUTPUT=$OUT

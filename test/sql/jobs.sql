@@ -62,6 +62,14 @@ SELECT credits.credit_renew() AS renewed_again;
 RESET credits.clock_offset;
 SELECT user_id, cycle FROM credits.subscriptions WHERE user_id LIKE 'job-fail-%' ORDER BY 1;
 SELECT job, user_id, sqlstate, message FROM credits.job_failures ORDER BY id;
+-- once the plan is back, the next run renews the account
+INSERT INTO credits.plans (plan, allowance, period, policy, valid_from)
+	VALUES ('job_doomed', 7, '1 day', 'reset', '-infinity');
+SET credits.clock_offset = 90000;
+CALL credits.run_jobs(2, ARRAY['renew']);
+RESET credits.clock_offset;
+SELECT user_id, cycle FROM credits.subscriptions WHERE user_id LIKE 'job-fail-%' ORDER BY 1;
+SELECT count(*) AS failures FROM credits.job_failures;
 
 -- bad arguments: CR010, nothing done
 CALL credits.run_jobs(0);
@@ -75,4 +83,4 @@ CALL credits.run_jobs(10, ARRAY[NULL]);
 SELECT * FROM credits.run_job_step('renew', NULL, NULL);
 \echo :LAST_ERROR_SQLSTATE
 
-SELECT * FROM credits.credit_verify_all();
+SELECT count(*) AS unverified FROM credits.credit_verify_all();

@@ -107,7 +107,7 @@ SELECT count(*) > 20 AS closed_grants FROM credits.ledger
 -- every allowance was granted once per user, plan and period
 SELECT user_id, plan, period_start, count(*) FROM credits.allowances
  GROUP BY 1, 2, 3 HAVING count(*) > 1;
-SELECT * FROM credits.credit_verify_all();
+SELECT count(*) AS unverified FROM credits.credit_verify_all();
 
 -- keyed credit_subscribe: a retry returns the original result, even after
 -- ends_at has passed (the key is looked up before the time checks)
