@@ -171,12 +171,14 @@ static CreditsStatement statements[CQ__COUNT] = {
 		4, {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
 	[CQ_HISTORY_BEFORE] = {
-		"SELECT l.id, l.user_id, l.amount, l.balance_after, l.action, l.metadata,"
-		" l.idempotency_key, l.created_at"
-		" FROM credits.ledger c JOIN credits.ledger l ON l.user_id = c.user_id"
-		"  AND l.created_at <= c.created_at AND (l.created_at < c.created_at OR l.id < c.id)"
-		" WHERE c.id = $5 AND c.user_id = $1 AND l.created_at >= $3 AND l.created_at < $4"
-		" ORDER BY l.created_at DESC, l.id DESC LIMIT $2",
+		"SELECT id, user_id, amount, balance_after, action, metadata,"
+		" idempotency_key, created_at FROM credits.ledger"
+		" WHERE user_id = $1 AND created_at >= $3 AND created_at < $4"
+		" AND created_at <= (SELECT c.created_at FROM credits.ledger c"
+		"  WHERE c.id = $5 AND c.user_id = $1)"
+		" AND (created_at < (SELECT c.created_at FROM credits.ledger c"
+		"  WHERE c.id = $5 AND c.user_id = $1) OR id < $5)"
+		" ORDER BY created_at DESC, id DESC LIMIT $2",
 		5, {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}, SPI_OK_SELECT
 	},
 	[CQ_VERIFY] = {
