@@ -110,11 +110,42 @@ CREATE TABLE credits.account_events (
 CREATE INDEX account_events_user_idx ON credits.account_events (user_id, id);
 CREATE INDEX account_events_txid_idx ON credits.account_events (txid, id);
 
+-- Idempotency keys of every keyed function, one namespace per user: the
+-- binding of the call that first used the key (operation, and whichever of
+-- amount, quantity, action, expires_at and hold_id it has) and its result.
+-- Written under the account row lock (src/idempotency.c).
+CREATE TABLE credits.idempotency_keys (
+	user_id		text NOT NULL,
+	key			text NOT NULL,
+	operation	text NOT NULL,
+	amount		bigint,
+	quantity	numeric,
+	action		text,
+	expires_at	timestamptz,
+	hold_id		bigint,
+	tx_id		bigint,
+	balance		bigint,
+	available	bigint,
+	result		jsonb,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (user_id, key),
+	CONSTRAINT idempotency_keys_operation_known CHECK (operation IN
+		('deduct', 'add', 'charge', 'hold', 'capture', 'release', 'grant', 'subscribe'))
+);
+
+COMMENT ON TABLE credits.idempotency_keys IS
+	'One row per (user, idempotency key): the operation the key is bound to and its result; a retry with the same binding returns the result, any other use is CR003';
+COMMENT ON COLUMN credits.idempotency_keys.action IS
+	'The action (deduct, add, charge, hold), source (grant) or plan (subscribe) of the binding';
+COMMENT ON COLUMN credits.idempotency_keys.hold_id IS
+	'capture, release: the hold (part of the binding); hold: the hold placed (the result)';
+
 SELECT pg_catalog.pg_extension_config_dump('credits.accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.ledger', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.ledger_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.account_events', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.account_events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.idempotency_keys', '');
 
 -- ---------------------------------------------------------------------
 -- Section: append-only ledger
@@ -465,7 +496,8 @@ CREATE FUNCTION credits.credit_capture(hold_id bigint, amount bigint DEFAULT NUL
 	AS 'MODULE_PATHNAME', 'credit_capture'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
-CREATE FUNCTION credits.credit_release(hold_id bigint)
+CREATE FUNCTION credits.credit_release(hold_id bigint,
+									   idempotency_key text DEFAULT NULL)
 	RETURNS bigint
 	AS 'MODULE_PATHNAME', 'credit_release'
 	LANGUAGE C VOLATILE SECURITY DEFINER;
@@ -531,7 +563,7 @@ CREATE FUNCTION credits.credit_usage(user_id text)
 GRANT EXECUTE ON FUNCTION
 	credits.credit_hold(text, bigint, text, jsonb, interval, text),
 	credits.credit_capture(bigint, bigint, jsonb, text),
-	credits.credit_release(bigint),
+	credits.credit_release(bigint, text),
 	credits.credit_available(text),
 	credits.credit_expire_holds(),
 	credits.credit_cost(text, numeric),

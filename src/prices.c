@@ -122,32 +122,27 @@ credit_charge(PG_FUNCTION_ARGS)
 	else
 	{
 		CreditsAccount acct;
-		Datum		values[4];
-		bool		isnull;
+		CreditsKeyBinding b;
+		CreditsKeyResult r;
 
 		if (!credits_lock_account(user_id, &acct))
 			credits_unknown_account(user_id);
-		values[0] = PointerGetDatum(user_id);
-		values[1] = PointerGetDatum(key);
-		values[2] = PointerGetDatum(action);
-		values[3] = NumericGetDatum(quantity);
-		if (credits_exec(CQ_CHARGE_FIND_KEY, values, NULL, false, 0) == 1)
+		memset(&b, 0, sizeof(b));
+		b.operation = "charge";
+		b.quantity = quantity;
+		b.action = action;
+		if (credits_key_lookup(user_id, key, &b, &r))
 		{
-			if (!DatumGetBool(credits_get(0, 4, &isnull)))
-				ereport(ERROR,
-						errcode(ERRCODE_CREDITS_IDEMPOTENCY_MISMATCH),
-						errmsg("idempotency key reused with different parameters"),
-						errdetail("The key \"%s\" was first used for a different operation.",
-								  text_to_cstring(key)),
-						errhint("Use a new idempotency key for a different operation."));
-			tx.tx_id = credits_get_int64(0, 1);
-			tx.balance = credits_get_int64(0, 2);
-			tx.created_at = DatumGetTimestampTz(credits_get(0, 3, &isnull));
+			credits_key_tx(&r, &tx);
 			goto done;
 		}
 		cost = price(action, quantity, metadata, false, &meta);
 		check_cost(cost, quantity);
 		balance = credits_deduct_locked(user_id, cost, &acct);
+		credits_post(user_id, -cost, balance, action, meta, key, &tx);
+		credits_key_result_tx(&r, &tx);
+		credits_key_record(user_id, key, &b, &r);
+		goto done;
 	}
 	credits_post(user_id, -cost, balance, action, meta, key, &tx);
 done:

@@ -30,7 +30,7 @@ typedef struct CreditsStatement
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[9];
+	Oid			argtypes[13];
 	int			expect;			/* SPI_OK_* code on success */
 	SPIPlanPtr	plan;
 } CreditsStatement;
@@ -85,10 +85,20 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" WHERE a.user_id = $1",
 		1, {TEXTOID}, SPI_OK_SELECT
 	},
+	/* an idempotency key's binding and result (idempotency.c) */
 	[CQ_FIND_KEY] = {
-		"SELECT id, amount, action, balance_after, created_at FROM credits.ledger"
-		" WHERE user_id = $1 AND idempotency_key = $2",
+		"SELECT operation, amount, quantity, action, expires_at, hold_id,"
+		" tx_id, balance, available, result, created_at"
+		" FROM credits.idempotency_keys WHERE user_id = $1 AND key = $2",
 		2, {TEXTOID, TEXTOID}, SPI_OK_SELECT
+	},
+	[CQ_KEY_RECORD] = {
+		"INSERT INTO credits.idempotency_keys (user_id, key, operation, amount,"
+		" quantity, action, expires_at, hold_id, tx_id, balance, available, result,"
+		" created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+		" coalesce($13, pg_catalog.now()))",
+		13, {TEXTOID, TEXTOID, TEXTOID, INT8OID, NUMERICOID, TEXTOID, TIMESTAMPTZOID,
+		INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID, TIMESTAMPTZOID}, SPI_OK_INSERT
 	},
 	[CQ_INSERT_LEDGER] = {
 		"INSERT INTO credits.ledger"
@@ -257,11 +267,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" coalesce(pg_catalog.sum(take), 0)::pg_catalog.int8 FROM g",
 		2, {TEXTOID, INT8OID}, SPI_OK_SELECT
 	},
-	[CQ_HOLD_FIND_KEY] = {
-		"SELECT id, amount, action, available_after FROM credits.holds"
-		" WHERE user_id = $1 AND idempotency_key = $2",
-		2, {TEXTOID, TEXTOID}, SPI_OK_SELECT
-	},
+
 	[CQ_HOLD_INSERT] = {
 		"INSERT INTO credits.holds (user_id, amount, action, metadata, expires_at,"
 		" idempotency_key, grant_ids, grant_amounts, available_after)"
@@ -324,16 +330,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 		6, {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, JSONBOID, TEXTOID},
 		SPI_OK_INSERT_RETURNING
 	},
-	/* a grant's key: the original row, and whether $3..$5 match it */
-	[CQ_GRANT_FIND_KEY] = {
-		"SELECT l.id, l.balance_after, l.created_at,"
-		" l.action = 'grant' AND l.amount = $3 AND g.source IS NOT DISTINCT FROM $4"
-		" AND g.expires_at IS NOT DISTINCT FROM $5"
-		" FROM credits.ledger l LEFT JOIN credits.grants g"
-		" ON g.user_id = l.user_id AND g.idempotency_key = l.idempotency_key"
-		" WHERE l.user_id = $1 AND l.idempotency_key = $2",
-		5, {TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
-	},
+
 	/*
 	 * The price of $2 units of action $1 in force now: the cost (NULL if it
 	 * exceeds bigint) and metadata $3 with the price used.
@@ -353,13 +350,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 		"  THEN r.raw::pg_catalog.int8 END AS cost) c",
 		3, {TEXTOID, NUMERICOID, JSONBOID}, SPI_OK_SELECT
 	},
-	/* a charge's key: the original row, and whether action and quantity match */
-	[CQ_CHARGE_FIND_KEY] = {
-		"SELECT id, balance_after, created_at,"
-		" coalesce(action = $3 AND metadata #> '{price,quantity}' = pg_catalog.to_jsonb($4), false)"
-		" FROM credits.ledger WHERE user_id = $1 AND idempotency_key = $2",
-		4, {TEXTOID, TEXTOID, TEXTOID, NUMERICOID}, SPI_OK_SELECT
-	},
+
 	[CQ_PLAN] = {
 		"SELECT allowance, period, policy, rollover_cap FROM credits.plans"
 		" WHERE plan = $1 AND valid_from <= $2 ORDER BY valid_from DESC LIMIT 1",

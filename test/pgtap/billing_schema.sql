@@ -58,7 +58,7 @@ SELECT ok(EXISTS (SELECT FROM credits.current_plans WHERE plan = 'enterprise'), 
 -- the functions: names, arguments, results
 SELECT has_function('credits', 'credit_hold', ARRAY['text', 'bigint', 'text', 'jsonb', 'interval', 'text']);
 SELECT has_function('credits', 'credit_capture', ARRAY['bigint', 'bigint', 'jsonb', 'text']);
-SELECT has_function('credits', 'credit_release', ARRAY['bigint']);
+SELECT has_function('credits', 'credit_release', ARRAY['bigint', 'text']);
 SELECT has_function('credits', 'credit_available', ARRAY['text']);
 SELECT has_function('credits', 'credit_expire_holds', ARRAY[]::text[]);
 SELECT has_function('credits', 'credit_cost', ARRAY['text', 'numeric']);
@@ -80,7 +80,7 @@ SELECT is(pg_get_function_result('credits.credit_usage(text)'::regprocedure),
 		  'TABLE(balance bigint, available bigint, held bigint, plan text, plan_ends_at timestamp with time zone, '
 		  'period_start timestamp with time zone, spent_period bigint, spent_lifetime bigint, tokens_period bigint, '
 		  'tokens_lifetime bigint)', 'credit_usage returns one summary row');
-SELECT function_returns('credits', 'credit_release', ARRAY['bigint'], 'bigint');
+SELECT function_returns('credits', 'credit_release', ARRAY['bigint', 'text'], 'bigint');
 SELECT function_returns('credits', 'credit_cost', ARRAY['text', 'numeric'], 'bigint');
 SELECT is_empty(
 	$$SELECT oid::regprocedure::text FROM pg_proc
