@@ -8,7 +8,7 @@ EXTENSION = credits
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" credits.control)
 
 MODULE_big = credits
-OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/v1_0/*.c)))
 HEADERS = $(wildcard src/*.h)
 
 # Released install scripts are kept in sql/; the current one is generated
@@ -35,6 +35,9 @@ else
 all:
 	@echo "pg_config not found: run 'make deps' (or 'make test', which does it)" >&2; exit 1
 endif
+
+# PGXS does not track headers; every object depends on all of them.
+$(OBJS): $(wildcard src/*.h src/v1_0/*.h)
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql credits.control
 	cp $< $@

@@ -11,7 +11,8 @@
 --   * Every write goes through the C functions below, which lock the
 --     account row first, so one user's ledger ids grow in commit order.
 --   * ledger.txid and account_events.txid hold the writing transaction's
---     id; credits-sync reads both tables with pgq's snapshot technique.
+--     id (bigint, the 64-bit value of xid8, so every client can read it);
+--     credits-sync reads both tables with pgq's snapshot technique.
 
 \echo Use "CREATE EXTENSION credits" to load this file. \quit
 
@@ -78,7 +79,7 @@ CREATE TABLE credits.ledger (
 	metadata		jsonb NOT NULL DEFAULT '{}',
 	idempotency_key text,
 	created_at		timestamptz NOT NULL DEFAULT now(),
-	txid			xid8 NOT NULL DEFAULT pg_current_xact_id(),
+	txid			bigint NOT NULL DEFAULT pg_catalog.txid_current(),
 	CONSTRAINT ledger_amount_nonzero CHECK (amount <> 0 OR action = 'init'),
 	CONSTRAINT ledger_balance_after_nonnegative CHECK (balance_after >= 0),
 	CONSTRAINT ledger_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
@@ -89,7 +90,7 @@ ALTER SEQUENCE credits.ledger_id_seq OWNED BY credits.ledger.id;
 COMMENT ON TABLE credits.ledger IS
 	'Append-only record of every balance change; the source of truth';
 COMMENT ON COLUMN credits.ledger.txid IS
-	'Writing transaction; credits-sync advances past it only once it is no longer in progress';
+	'Writing transaction (the 64-bit xid8 value as bigint); credits-sync advances past it only once it is no longer in progress';
 
 CREATE INDEX ledger_user_time_idx ON credits.ledger (user_id, created_at DESC, id DESC);
 CREATE UNIQUE INDEX ledger_user_idempotency_key_idx ON credits.ledger (user_id, idempotency_key)
@@ -104,11 +105,14 @@ CREATE TABLE credits.account_events (
 	event		text NOT NULL,
 	detail		jsonb NOT NULL DEFAULT '{}',
 	created_at	timestamptz NOT NULL DEFAULT now(),
-	txid		xid8 NOT NULL DEFAULT pg_current_xact_id()
+	txid		bigint NOT NULL DEFAULT pg_catalog.txid_current()
 );
 
 CREATE INDEX account_events_user_idx ON credits.account_events (user_id, id);
 CREATE INDEX account_events_txid_idx ON credits.account_events (txid, id);
+
+COMMENT ON COLUMN credits.account_events.txid IS
+	'Writing transaction (the 64-bit xid8 value as bigint), like credits.ledger.txid';
 
 -- Idempotency keys of every keyed function, one namespace per user: the
 -- binding of the call that first used the key (operation, and whichever of
@@ -171,48 +175,48 @@ ALTER TABLE credits.ledger ENABLE ALWAYS TRIGGER ledger_refuse_truncate;
 CREATE FUNCTION credits.credit_init(user_id text, amount bigint DEFAULT NULL,
 									metadata jsonb DEFAULT '{}')
 	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
-	AS 'MODULE_PATHNAME', 'credit_init'
+	AS 'MODULE_PATHNAME', 'credit_init_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_deduct(user_id text, amount bigint, action text,
 									  metadata jsonb DEFAULT '{}',
 									  idempotency_key text DEFAULT NULL)
 	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
-	AS 'MODULE_PATHNAME', 'credit_deduct'
+	AS 'MODULE_PATHNAME', 'credit_deduct_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_add(user_id text, amount bigint, action text,
 								   metadata jsonb DEFAULT '{}',
 								   idempotency_key text DEFAULT NULL)
 	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
-	AS 'MODULE_PATHNAME', 'credit_add'
+	AS 'MODULE_PATHNAME', 'credit_add_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_balance(user_id text)
 	RETURNS bigint
-	AS 'MODULE_PATHNAME', 'credit_balance'
+	AS 'MODULE_PATHNAME', 'credit_balance_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_history(user_id text, lim int DEFAULT 50,
 									   start_time timestamptz DEFAULT NULL,
 									   end_time timestamptz DEFAULT NULL)
 	RETURNS SETOF credits.ledger
-	AS 'MODULE_PATHNAME', 'credit_history'
+	AS 'MODULE_PATHNAME', 'credit_history_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER ROWS 50;
 
 CREATE FUNCTION credits.credit_verify(user_id text)
 	RETURNS TABLE(valid boolean, cached bigint, calculated bigint, difference bigint)
-	AS 'MODULE_PATHNAME', 'credit_verify'
+	AS 'MODULE_PATHNAME', 'credit_verify_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_verify_all()
 	RETURNS TABLE(user_id text, cached bigint, calculated bigint, difference bigint)
-	AS 'MODULE_PATHNAME', 'credit_verify_all'
+	AS 'MODULE_PATHNAME', 'credit_verify_all_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_rebuild(user_id text)
 	RETURNS bigint
-	AS 'MODULE_PATHNAME', 'credit_rebuild'
+	AS 'MODULE_PATHNAME', 'credit_rebuild_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER;
 
 -- The version the loaded shared library was built as (compare with
@@ -486,42 +490,42 @@ CREATE FUNCTION credits.credit_hold(user_id text, amount bigint, action text,
 									ttl interval DEFAULT '1 hour',
 									idempotency_key text DEFAULT NULL)
 	RETURNS TABLE(hold_id bigint, held bigint, available bigint)
-	AS 'MODULE_PATHNAME', 'credit_hold'
+	AS 'MODULE_PATHNAME', 'credit_hold_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_capture(hold_id bigint, amount bigint DEFAULT NULL,
 									   metadata jsonb DEFAULT '{}',
 									   idempotency_key text DEFAULT NULL)
 	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
-	AS 'MODULE_PATHNAME', 'credit_capture'
+	AS 'MODULE_PATHNAME', 'credit_capture_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_release(hold_id bigint,
 									   idempotency_key text DEFAULT NULL)
 	RETURNS bigint
-	AS 'MODULE_PATHNAME', 'credit_release'
+	AS 'MODULE_PATHNAME', 'credit_release_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_available(user_id text)
 	RETURNS bigint
-	AS 'MODULE_PATHNAME', 'credit_available'
+	AS 'MODULE_PATHNAME', 'credit_available_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_expire_holds()
 	RETURNS integer
-	AS 'MODULE_PATHNAME', 'credit_expire_holds'
+	AS 'MODULE_PATHNAME', 'credit_expire_holds_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_cost(action text, quantity numeric)
 	RETURNS bigint
-	AS 'MODULE_PATHNAME', 'credit_cost'
+	AS 'MODULE_PATHNAME', 'credit_cost_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_charge(user_id text, action text, quantity numeric,
 									  metadata jsonb DEFAULT '{}',
 									  idempotency_key text DEFAULT NULL)
 	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
-	AS 'MODULE_PATHNAME', 'credit_charge'
+	AS 'MODULE_PATHNAME', 'credit_charge_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_grant(user_id text, amount bigint, source text,
@@ -529,24 +533,24 @@ CREATE FUNCTION credits.credit_grant(user_id text, amount bigint, source text,
 									 metadata jsonb DEFAULT '{}',
 									 idempotency_key text DEFAULT NULL)
 	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
-	AS 'MODULE_PATHNAME', 'credit_grant'
+	AS 'MODULE_PATHNAME', 'credit_grant_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_expire_grants()
 	RETURNS integer
-	AS 'MODULE_PATHNAME', 'credit_expire_grants'
+	AS 'MODULE_PATHNAME', 'credit_expire_grants_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_subscribe(user_id text, plan text,
 										 ends_at timestamptz DEFAULT NULL)
 	RETURNS TABLE(period_start timestamptz, period_end timestamptz,
 				  granted bigint, balance bigint)
-	AS 'MODULE_PATHNAME', 'credit_subscribe'
+	AS 'MODULE_PATHNAME', 'credit_subscribe_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_renew(now timestamptz DEFAULT now())
 	RETURNS integer
-	AS 'MODULE_PATHNAME', 'credit_renew'
+	AS 'MODULE_PATHNAME', 'credit_renew_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_usage(user_id text)
@@ -554,7 +558,7 @@ CREATE FUNCTION credits.credit_usage(user_id text)
 				  plan_ends_at timestamptz, period_start timestamptz,
 				  spent_period bigint, spent_lifetime bigint,
 				  tokens_period bigint, tokens_lifetime bigint)
-	AS 'MODULE_PATHNAME', 'credit_usage'
+	AS 'MODULE_PATHNAME', 'credit_usage_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER ROWS 1;
 
 -- Privileges of the billing objects.  The privileges section below also
@@ -588,25 +592,137 @@ GRANT EXECUTE ON FUNCTION
 	TO credits_reader;
 
 -- ---------------------------------------------------------------------
--- Section: privileges
+-- Section: privileges, ownership and search_path (keep this section LAST,
+-- identical in sql/credits.sql and in every upgrade script)
 -- ---------------------------------------------------------------------
+--
+-- It runs after every other section, so it covers whatever they created,
+-- and it ends in the same state whatever the history: a fresh install and
+-- an upgraded database are equal (test/integration/upgrade.sh).
+--
+--   * PUBLIC gets nothing.  credits_app spends and reads, through the
+--     functions only; credits_ops runs the jobs, rebuilds, verifies and
+--     changes prices and plans; credits_reader reads (README, Roles).  The
+--     table below is authoritative for the functions it names; a function
+--     it does not name keeps the grants its own section gave it, and
+--     test/pgtap/02_roles_privileges.sql fails until it is named here.
+--   * Every member object is owned by credits_owner (NOLOGIN, not a
+--     superuser), so SECURITY DEFINER functions run without superuser
+--     rights.  The schema is owned by it too.
+--   * Every function has SET search_path = pg_catalog, pg_temp in its
+--     definition, except procedures that are not SECURITY DEFINER (the
+--     clause would forbid their COMMIT).
 
-REVOKE ALL ON ALL TABLES IN SCHEMA credits FROM PUBLIC;
-REVOKE ALL ON ALL SEQUENCES IN SCHEMA credits FROM PUBLIC;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA credits FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA credits FROM PUBLIC, credits_app;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA credits FROM PUBLIC, credits_app;
+REVOKE ALL ON ALL ROUTINES IN SCHEMA credits FROM PUBLIC;
+GRANT USAGE ON SCHEMA credits TO credits_app, credits_ops, credits_reader;
+GRANT SELECT ON ALL TABLES IN SCHEMA credits TO credits_reader, credits_ops;
+GRANT INSERT ON credits.prices, credits.plans TO credits_ops;
 
-GRANT USAGE ON SCHEMA credits TO credits_app, credits_reader;
+DO $$
+DECLARE
+	ext oid := (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'credits');
+	r record;
+BEGIN
+	-- C symbols: an entry point that 1.0 also had is compiled as <name>_1_1
+	-- for 1.1 (the plain name runs the frozen 1.0 code; src/credits.c), so
+	-- a definition still bound to the plain name (an upgraded 1.0 function)
+	-- is redefined in place: same oid, owner, grants and comment.
+	FOR r IN
+		SELECT p.oid, p.prosrc
+		  FROM pg_catalog.pg_proc p
+		  JOIN pg_catalog.pg_depend d
+			ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid
+		 WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+		   AND d.refobjid = ext AND d.deptype = 'e'
+		   AND p.prolang = (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'c')
+		   AND p.prosrc IN ('credit_init', 'credit_deduct', 'credit_add', 'credit_balance',
+							'credit_history', 'credit_verify', 'credit_verify_all', 'credit_rebuild',
+							'credit_hold', 'credit_capture', 'credit_release', 'credit_available',
+							'credit_expire_holds', 'credit_cost', 'credit_charge', 'credit_grant',
+							'credit_expire_grants', 'credit_subscribe', 'credit_renew', 'credit_usage')
+	LOOP
+		EXECUTE pg_catalog.replace(pg_catalog.pg_get_functiondef(r.oid),
+								   pg_catalog.format('$function$%s$function$', r.prosrc),
+								   pg_catalog.format('$function$%s_1_1$function$', r.prosrc));
+	END LOOP;
 
--- credits_app: every function, no direct access to the tables.
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA credits TO credits_app;
-REVOKE EXECUTE ON FUNCTION credits.ledger_refuse_change() FROM credits_app;
+	-- function name -> the roles that may EXECUTE it (every overload)
+	FOR r IN
+		SELECT p.oid::pg_catalog.regprocedure AS fn, t.roles
+		  FROM pg_catalog.pg_proc p
+		  JOIN (VALUES
+			('credit_init', 'credits_app'),
+			('credit_deduct', 'credits_app'),
+			('credit_add', 'credits_app'),
+			('credit_hold', 'credits_app'),
+			('credit_capture', 'credits_app'),
+			('credit_release', 'credits_app'),
+			('credit_charge', 'credits_app'),
+			('credit_grant', 'credits_app'),
+			('credit_subscribe', 'credits_app'),
+			('credit_balance', 'credits_app, credits_ops, credits_reader'),
+			('credit_available', 'credits_app, credits_ops, credits_reader'),
+			('credit_history', 'credits_app, credits_ops, credits_reader'),
+			('credit_usage', 'credits_app, credits_ops, credits_reader'),
+			('credit_cost', 'credits_app, credits_ops, credits_reader'),
+			('credit_verify', 'credits_app, credits_ops, credits_reader'),
+			('library_version', 'credits_app, credits_ops, credits_reader'),
+			('credit_verify_all', 'credits_ops, credits_reader'),
+			('credit_rebuild', 'credits_ops'),
+			('credit_renew', 'credits_ops'),
+			('credit_expire_holds', 'credits_ops'),
+			('credit_expire_grants', 'credits_ops'),
+			('sync_sleep', 'credits_reader'),
+			('ledger_refuse_change', NULL)
+		  ) AS t(name, roles) ON t.name = p.proname
+		 WHERE p.pronamespace = 'credits'::pg_catalog.regnamespace
+	LOOP
+		EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM credits_app, credits_ops, credits_reader', r.fn);
+		IF r.roles IS NOT NULL THEN
+			EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO %s', r.fn, r.roles);
+		END IF;
+	END LOOP;
 
--- credits_reader: read the tables and call the functions that only read.
-GRANT SELECT ON ALL TABLES IN SCHEMA credits TO credits_reader;
-GRANT EXECUTE ON FUNCTION
-	credits.credit_balance(text),
-	credits.credit_history(text, int, timestamptz, timestamptz),
-	credits.credit_verify(text),
-	credits.credit_verify_all(),
-	credits.sync_sleep()
-	TO credits_reader;
+	-- ownership
+	ALTER SCHEMA credits OWNER TO credits_owner;
+	FOR r IN
+		SELECT d.objid, i.type, i.identity
+		  FROM pg_catalog.pg_depend d,
+			   LATERAL pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid) i
+		 WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+		   AND d.refobjid = ext AND d.deptype = 'e'
+		 ORDER BY i.type, i.identity
+	LOOP
+		IF r.type = 'sequence' AND EXISTS (
+				SELECT FROM pg_catalog.pg_depend s
+				 WHERE s.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+				   AND s.objid = r.objid AND s.deptype IN ('a', 'i')
+				   AND s.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass) THEN
+			CONTINUE;			-- owned by a column: follows its table
+		ELSIF r.type IN ('table', 'view', 'materialized view', 'sequence',
+						 'function', 'procedure', 'aggregate', 'type', 'domain') THEN
+			EXECUTE pg_catalog.format('ALTER %s %s OWNER TO credits_owner',
+									  pg_catalog.upper(r.type), r.identity);
+		ELSIF r.type = 'composite type' THEN
+			EXECUTE pg_catalog.format('ALTER TYPE %s OWNER TO credits_owner', r.identity);
+		ELSE
+			RAISE EXCEPTION 'credits: no ownership rule for extension member % %', r.type, r.identity;
+		END IF;
+	END LOOP;
+
+	-- search_path
+	FOR r IN
+		SELECT p.oid::pg_catalog.regprocedure AS fn
+		  FROM pg_catalog.pg_proc p
+		  JOIN pg_catalog.pg_depend d
+			ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid
+		 WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+		   AND d.refobjid = ext AND d.deptype = 'e'
+		   AND (p.prokind <> 'p' OR p.prosecdef)
+	LOOP
+		EXECUTE pg_catalog.format('ALTER ROUTINE %s SET search_path = pg_catalog, pg_temp', r.fn);
+	END LOOP;
+END
+$$;

@@ -126,7 +126,7 @@ credits_arg_time(FunctionCallInfo fcinfo, int argno, const char *name,
 void
 credits_check_future(const char *name, TimestampTz t)
 {
-	if (t <= GetCurrentTransactionStartTimestamp())
+	if (t <= credits_now())
 		credits_invalid_parameter(name, "must be in the future",
 								  psprintf("The %s given was %s.", name,
 										   timestamptz_to_str(t)));

@@ -18,10 +18,39 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
+
+/*
+ * 1.1 entry points that 1.0 also had are compiled under versioned names
+ * (credit_deduct is defined as credit_deduct_1_1, and so on): the plain
+ * names belong to the frozen 1.0 implementation in src/v1_0/, which
+ * sql/credits--1.0.sql binds, and sql/credits.sql binds these.  See the
+ * header of credits.c.  An entry point new in 1.1 needs no line here.
+ */
+#define credit_init credit_init_1_1
+#define credit_deduct credit_deduct_1_1
+#define credit_add credit_add_1_1
+#define credit_balance credit_balance_1_1
+#define credit_history credit_history_1_1
+#define credit_verify credit_verify_1_1
+#define credit_verify_all credit_verify_all_1_1
+#define credit_rebuild credit_rebuild_1_1
+#define credit_hold credit_hold_1_1
+#define credit_capture credit_capture_1_1
+#define credit_release credit_release_1_1
+#define credit_available credit_available_1_1
+#define credit_expire_holds credit_expire_holds_1_1
+#define credit_cost credit_cost_1_1
+#define credit_charge credit_charge_1_1
+#define credit_grant credit_grant_1_1
+#define credit_expire_grants credit_expire_grants_1_1
+#define credit_subscribe credit_subscribe_1_1
+#define credit_renew credit_renew_1_1
+#define credit_usage credit_usage_1_1
 
 #ifndef CREDITS_VERSION
 #error "CREDITS_VERSION must be defined by the Makefile (from credits.control)"
@@ -45,6 +74,12 @@
 /* GUC: credits granted by credit_init() without an amount */
 extern int	credits_default_credits;
 
+/* GUC (superuser, tests only): seconds added to credits' clock */
+extern int	credits_clock_offset;
+
+/* credits.c: the clock of every time decision (transaction start + offset) */
+extern TimestampTz credits_now(void);
+
 /* validate.c */
 extern void credits_invalid_parameter(const char *name, const char *msg,
 									  const char *detail) pg_attribute_noreturn();
@@ -55,6 +90,11 @@ extern Jsonb *credits_arg_metadata(FunctionCallInfo fcinfo, int argno);
 extern text *credits_arg_idempotency_key(FunctionCallInfo fcinfo, int argno);
 extern void credits_insufficient(int64 required, int64 available) pg_attribute_noreturn();
 extern void credits_unknown_account(text *user_id) pg_attribute_noreturn();
+
+/* search_path.c: every statement runs under this search_path */
+#define CREDITS_SEARCH_PATH "pg_catalog, pg_temp"
+extern int	credits_pin_search_path(void);
+extern void credits_unpin_search_path(int nest);
 
 /* spi.c */
 typedef enum CreditsQuery

@@ -317,14 +317,13 @@ done:
 /*
  * credits.credit_release(hold_id, idempotency_key): close an open hold
  * without spending.  Returns the available balance after it; a retry with
- * the same key returns the original result.  Also serves 1.0's
- * credit_release(hold_id), which has no key.
+ * the same key returns the original result.
  */
 Datum
 credit_release(PG_FUNCTION_ARGS)
 {
 	int64		hold_id = credits_arg_id(fcinfo, 0, "hold_id");
-	text	   *key = PG_NARGS() > 1 ? credits_arg_idempotency_key(fcinfo, 1) : NULL;
+	text	   *key = credits_arg_idempotency_key(fcinfo, 1);
 	CreditsAccount acct;
 	HoldRow		h;
 	CreditsKeyBinding b;

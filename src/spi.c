@@ -5,13 +5,13 @@
  *
  * Each statement is parsed once per backend and kept with SPI_keepplan.
  * Every table name in them is schema-qualified, and every statement is
- * prepared and executed under an override search_path of pg_catalog alone
- * (not even pg_temp), so a caller's search_path can never redirect an
- * operator, function or type (test/pgtap/04_search_path.sql).  Pinning the
- * path only while preparing would not be enough: the plan cache re-analyses
- * a saved statement under the search_path current when it next runs, so
- * the override is pushed around every execution too.  It is popped by
- * transaction or subtransaction abort if the statement fails.
+ * prepared and executed under search_path = pg_catalog, pg_temp, so a
+ * caller's search_path can never redirect an operator, function or type
+ * (test/pgtap/04_search_path.sql).  The functions' SET clause pins it for
+ * the whole call; credits_pin_search_path() checks, and pins it itself for
+ * a caller without the clause (search_path.c).  Pinning only while
+ * preparing would not be enough: the plan cache re-analyses a saved
+ * statement under the search_path current when it next runs.
  *
  * Every SPI return code is checked; an unexpected one is a can't-happen
  * and uses elog.  Callers bracket their work with credits_connect() and
@@ -21,7 +21,6 @@
  */
 #include "credits.h"
 
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
@@ -450,29 +449,18 @@ static CreditsStatement statements[CQ__COUNT] = {
 	},
 };
 
-/* search_path = pg_catalog alone, built on first use; never freed. */
-static OverrideSearchPath *pinned_path = NULL;
-
-/* Prepare and keep statement st under the pinned path.  Caller is connected. */
+/*
+ * Prepare and keep statement st under the pinned search_path (see
+ * search_path.c).  Caller is connected.
+ */
 static SPIPlanPtr
 prepare_statement(CreditsStatement *st)
 {
 	SPIPlanPtr	plan;
+	int			nest = credits_pin_search_path();
 
-	if (pinned_path == NULL)
-	{
-		OverrideSearchPath *path;
-
-		path = MemoryContextAllocZero(TopMemoryContext, sizeof(OverrideSearchPath));
-		path->schemas = NIL;
-		path->addCatalog = true;
-		path->addTemp = false;
-		pinned_path = path;
-	}
-
-	PushOverrideSearchPath(pinned_path);
 	plan = SPI_prepare(st->sql, st->nargs, st->argtypes);
-	PopOverrideSearchPath();
+	credits_unpin_search_path(nest);
 
 	if (plan == NULL)
 		elog(ERROR, "credits: SPI_prepare failed for \"%s\": %s",
@@ -512,14 +500,15 @@ credits_exec(CreditsQuery q, Datum *values, const char *nulls,
 {
 	CreditsStatement *st = &statements[q];
 	int			rc;
+	int			nest;
 
 	Assert(q >= 0 && q < CQ__COUNT);
 	if (st->plan == NULL)
 		st->plan = prepare_statement(st);
 
-	PushOverrideSearchPath(pinned_path);
+	nest = credits_pin_search_path();
 	rc = SPI_execute_plan(st->plan, values, nulls, read_only, tcount);
-	PopOverrideSearchPath();
+	credits_unpin_search_path(nest);
 	if (rc != st->expect)
 		elog(ERROR, "credits: unexpected SPI result %s for \"%s\"",
 			 SPI_result_code_string(rc), st->sql);

@@ -198,15 +198,24 @@ typedef struct SyncBatch
 	int64_t		event_id;
 	char	   *cur;			/* snapshot the page was read against */
 	uint64_t	next_xid;		/* next xid to be assigned, read after cur */
+	uint64_t	lsn;			/* WAL insert position, read after cur */
 } SyncBatch;
 
 extern void batch_clear(SyncBatch *b);
 
 /* ----------------------------------------------------------------- pg.c */
 
-/* Position in the outbox: everything visible in prev has been applied. */
+/*
+ * Position in the outbox: everything visible in prev has been applied.
+ * sysid, tli and lsn say which PostgreSQL history it belongs to: the
+ * server's system identifier, its timeline and the WAL insert position
+ * when the cursor was read (the xid is prev's, or cur's, xmax).
+ */
 typedef struct SyncCursor
 {
+	char		sysid[24];
+	uint32_t	tli;
+	uint64_t	lsn;
 	char	   *prev;			/* pg_snapshot text */
 	char	   *cur;			/* batch in progress, or NULL */
 	uint64_t	ledger_txid;	/* paging position inside cur */
@@ -219,8 +228,18 @@ typedef enum PgStatus
 {
 	PGS_OK = 0,
 	PGS_RETRY,					/* log, back off, reconnect */
-	PGS_FATAL					/* refuse to run (unknown extension version) */
+	PGS_FATAL,					/* refuse to run (unknown extension version) */
+	PGS_STANDBY					/* the server is a standby: retry later */
 } PgStatus;
+
+/* Where a server's history is (see pg_read_history) */
+typedef struct PgHistory
+{
+	char		sysid[24];
+	uint32_t	tli;
+	uint64_t	lsn;
+	uint64_t	next_xid;
+} PgHistory;
 
 extern PgStatus pg_connect(const SyncConfig *cfg);
 extern void pg_disconnect(void);
@@ -229,7 +248,10 @@ extern int	pg_socket(void);
 extern PgStatus pg_take_notifies(int *count);
 extern PgStatus pg_sync_sleep(int poll_interval);
 extern PgStatus pg_read_page(const SyncCursor *c, int batch_size, SyncBatch *b);
-extern PgStatus pg_rebuild_begin(char **snapshot, char *as_of, size_t as_of_size);
+extern PgStatus pg_rebuild_begin(char **snapshot, char *as_of, size_t as_of_size,
+								 uint64_t *lsn);
+extern PgStatus pg_read_history(PgHistory *h);
+extern PgStatus pg_users_gone(char **uids, int n, bool *gone);
 extern PgStatus pg_rebuild_chunk(const char *after, int nusers, int window,
 								 SyncBatch *b);
 extern PgStatus pg_rebuild_end(void);
@@ -237,6 +259,7 @@ extern PgStatus pg_read_user(const char *uid, int window, SyncBatch *b);
 extern PgStatus pg_read_expired(const char *since, int limit, SyncBatch *b);
 extern bool snapshot_valid(const char *s);
 extern uint64_t snapshot_xmin(const char *s);
+extern uint64_t snapshot_xmax(const char *s);
 extern size_t json_compact(char *dst, const char *src, size_t len);
 
 /* -------------------------------------------------------------- redis.c */
@@ -253,6 +276,8 @@ typedef enum ApplyMode
 {
 	APPLY_BATCH = 'b',			/* cursor's epoch must match */
 	APPLY_REBUILD = 'r',		/* rebuild token must be registered */
+	APPLY_REPLACE = 'R',		/* same, and values and txs keys are
+								 * replaced whatever their versions */
 	APPLY_FINISH = 'f'			/* end of rebuild: set cursor, new epoch */
 } ApplyMode;
 
@@ -277,6 +302,8 @@ extern RedisStatus redis_apply(const SyncBatch *b, ApplyMode mode,
 							   const char *epoch, const char *cursor,
 							   const char *const *status, int nstatus,
 							   RepairList *repairs);
+extern RedisStatus redis_scan_users(char **scan, char ***uids, int *n);
+extern RedisStatus redis_forget_users(char **uids, const bool *gone, int n);
 extern RedisStatus redis_write_status(const char *const *fields, int nfields);
 extern int	redis_print_status(const SyncConfig *cfg);
 extern void repair_list_clear(RepairList *r);

@@ -72,6 +72,7 @@ static char **saved_argv;
 static SyncCursor cursor;
 static char *epoch = NULL;
 static bool have_cursor = false;
+static bool history_checked = false;	/* cursor compared with the server */
 
 /* Wake-up protocol */
 static bool armed = false;		/* sync_sleep() called since the last wake */
@@ -244,21 +245,25 @@ cursor_clear(SyncCursor *c)
 	memset(c, 0, sizeof(*c));
 }
 
-/* e and c are valid.  Returns the malloc'd text stored in sync:cursor. */
+/*
+ * e and c are valid.  Returns the malloc'd text stored in sync:cursor:
+ * "<epoch> <window> <sysid>/<tli>/<lsn> <prev> [<cur> <ltxid> <lid>
+ * <etxid> <eid>]".
+ */
 static char *
 cursor_format(const char *e, const SyncCursor *c)
 {
-	size_t		n = strlen(e) + strlen(c->prev) + (c->cur ? strlen(c->cur) : 0) + 128;
+	size_t		n = strlen(e) + strlen(c->prev) + (c->cur ? strlen(c->cur) : 0) + 192;
 	char	   *s = malloc(n);
+	int			k;
 
 	if (s == NULL)
 		return NULL;
-	if (c->cur == NULL)
-		snprintf(s, n, "%s %d %s", e, cfg.window, c->prev);
-	else
-		snprintf(s, n, "%s %d %s %s %" PRIu64 " %" PRId64 " %" PRIu64 " %" PRId64,
-				 e, cfg.window, c->prev, c->cur, c->ledger_txid, c->ledger_id,
-				 c->event_txid, c->event_id);
+	k = snprintf(s, n, "%s %d %s/%" PRIu32 "/%" PRIu64 " %s", e, cfg.window,
+				 c->sysid, c->tli, c->lsn, c->prev);
+	if (c->cur != NULL)
+		snprintf(s + k, n - (size_t) k, " %s %" PRIu64 " %" PRId64 " %" PRIu64 " %" PRId64,
+				 c->cur, c->ledger_txid, c->ledger_id, c->event_txid, c->event_id);
 	return s;
 }
 
@@ -271,7 +276,7 @@ static bool
 cursor_parse(const char *value, char **e, SyncCursor *c, int *window_out)
 {
 	char	   *copy = strdup(value);
-	char	   *fields[9];
+	char	   *fields[10];
 	int			n = 0;
 	char	   *save = NULL;
 	bool		ok = false;
@@ -282,28 +287,37 @@ cursor_parse(const char *value, char **e, SyncCursor *c, int *window_out)
 		return false;
 	for (char *t = strtok_r(copy, " ", &save); t != NULL; t = strtok_r(NULL, " ", &save))
 	{
-		if (n == 9)
+		if (n == 10)
 			goto done;
 		fields[n++] = t;
 	}
-	if (n != 3 && n != 8)
+	if (n != 4 && n != 9)
 		goto done;
 	*window_out = atoi(fields[1]);
-	if (!snapshot_valid(fields[2]) || (n == 8 && !snapshot_valid(fields[3])))
+	{
+		char		sysid[24];
+		int			len = 0;
+
+		if (sscanf(fields[2], "%23[0-9]/%" SCNu32 "/%" SCNu64 "%n", sysid,
+				   &c->tli, &c->lsn, &len) != 3 || fields[2][len] != '\0')
+			goto done;
+		snprintf(c->sysid, sizeof(c->sysid), "%s", sysid);
+	}
+	if (!snapshot_valid(fields[3]) || (n == 9 && !snapshot_valid(fields[4])))
 		goto done;
 	*e = strdup(fields[0]);
-	c->prev = strdup(fields[2]);
+	c->prev = strdup(fields[3]);
 	if (*e == NULL || c->prev == NULL)
 		goto done;
-	if (n == 8)
+	if (n == 9)
 	{
-		c->cur = strdup(fields[3]);
+		c->cur = strdup(fields[4]);
 		if (c->cur == NULL)
 			goto done;
-		c->ledger_txid = strtoull(fields[4], NULL, 10);
-		c->ledger_id = strtoll(fields[5], NULL, 10);
-		c->event_txid = strtoull(fields[6], NULL, 10);
-		c->event_id = strtoll(fields[7], NULL, 10);
+		c->ledger_txid = strtoull(fields[5], NULL, 10);
+		c->ledger_id = strtoll(fields[6], NULL, 10);
+		c->event_txid = strtoull(fields[7], NULL, 10);
+		c->event_id = strtoll(fields[8], NULL, 10);
 	}
 	ok = true;
 
@@ -380,13 +394,68 @@ status_fields(const char *cursor_text)
 /* ------------------------------------------------------------------ */
 
 /*
- * Both connected, no transaction open.  Rebuilds Redis from one
- * PostgreSQL snapshot and sets the cursor to it.  Returns false on failure
- * (connections may have been dropped) or when interrupted by SIGTERM.
+ * Inside the rebuild's transaction.  Deletes the keys of users that Redis
+ * has values for (sync:version) but PostgreSQL has no account for: left
+ * over from a history PostgreSQL went back from.
  */
 static bool
-rebuild(void)
+forget_gone_users(void)
 {
+	char	   *scan = strdup("0");
+	bool		ok = scan != NULL;
+	int64_t		forgotten = 0;
+
+	while (ok)
+	{
+		char	  **uids = NULL;
+		bool	   *gone = NULL;
+		int			n = 0;
+
+		ok = redis_scan_users(&scan, &uids, &n) == RS_OK;
+		if (ok)
+		{
+			gone = malloc(sizeof(bool) * (size_t) (n + 1));
+			ok = gone != NULL;
+		}
+		if (ok && pg_users_gone(uids, n, gone) != PGS_OK)
+		{
+			pg_disconnect();
+			ok = false;
+		}
+		if (ok)
+		{
+			for (int i = 0; i < n; i++)
+				forgotten += gone[i];
+			ok = redis_forget_users(uids, gone, n) == RS_OK;
+		}
+		for (int i = 0; i < n; i++)
+			free(uids[i]);
+		free(uids);
+		free(gone);
+		if (ok && strcmp(scan, "0") == 0)
+			break;
+	}
+	if (ok && forgotten > 0)
+		log_info("deleted the keys of %" PRId64 " users that have no account in PostgreSQL",
+				 forgotten);
+	free(scan);
+	return ok;
+}
+
+/*
+ * Both connected, no transaction open.  Rebuilds Redis from one
+ * PostgreSQL snapshot and sets the cursor to it.  With replace, values are
+ * written whatever the versions in Redis, txs keys are rewritten from
+ * scratch and users without an account lose their keys: PostgreSQL's
+ * history went back, so Redis's versions and rows may be from a future
+ * that did not happen.  Returns false on failure (connections may have
+ * been dropped) or when interrupted by SIGTERM.
+ */
+static bool
+rebuild(bool replace)
+{
+	PgHistory	hist;
+	uint64_t	lsn = 0;
 	char		token[64];
 	char	   *snap = NULL;
 	char	   *after = NULL;
@@ -406,9 +475,14 @@ rebuild(void)
 	state_name = "rebuilding";
 	log_info("rebuilding Redis from PostgreSQL (window %d, token %s)", cfg.window, token);
 
+	if (pg_read_history(&hist) != PGS_OK)
+	{
+		pg_disconnect();
+		goto done;
+	}
 	if (redis_rebuild_register(token) != RS_OK)
 		goto done;
-	if (pg_rebuild_begin(&snap, as_of, sizeof(as_of)) != PGS_OK)
+	if (pg_rebuild_begin(&snap, as_of, sizeof(as_of), &lsn) != PGS_OK)
 	{
 		pg_disconnect();
 		goto done;
@@ -432,8 +506,8 @@ rebuild(void)
 		}
 		if (b.nusers == 0)
 			break;
-		rs = redis_apply(&b, APPLY_REBUILD, token, NULL, st_fields,
-						 status_fields(NULL), NULL);
+		rs = redis_apply(&b, replace ? APPLY_REPLACE : APPLY_REBUILD, token,
+						 NULL, st_fields, status_fields(NULL), NULL);
 		if (rs == RS_STALE)
 		{
 			log_warning("rebuild token vanished from Redis (flushed or restarted?); starting over");
@@ -455,6 +529,8 @@ rebuild(void)
 	}
 	if (after == NULL)
 		goto done;
+	if (replace && !forget_gone_users())
+		goto done;
 	if (pg_rebuild_end() != PGS_OK)
 	{
 		pg_disconnect();
@@ -464,6 +540,9 @@ rebuild(void)
 	/* Set the cursor to the rebuild's snapshot: that is the new epoch. */
 	cursor_clear(&cursor);
 	cursor.prev = strdup(snap);
+	snprintf(cursor.sysid, sizeof(cursor.sysid), "%s", hist.sysid);
+	cursor.tli = hist.tli;
+	cursor.lsn = lsn;
 	text = cursor.prev ? cursor_format(token, &cursor) : NULL;
 	if (text == NULL)
 		goto done;
@@ -482,6 +561,7 @@ rebuild(void)
 	if (epoch == NULL)
 		goto done;
 	have_cursor = true;
+	history_checked = true;
 	armed = false;
 	last_cursor_write = now_ms();
 	snprintf(checked, sizeof(checked), "%s", as_of);
@@ -521,13 +601,13 @@ load_cursor(void)
 	if (value == NULL)
 	{
 		log_info("no cursor in Redis (new, flushed or restarted empty)");
-		return rebuild();
+		return rebuild(false);
 	}
 	if (!cursor_parse(value, &e, &c, &w))
 	{
 		log_warning("malformed cursor in Redis: \"%.200s\"", value);
 		free(value);
-		return rebuild();
+		return rebuild(false);
 	}
 	free(value);
 	if (w != cfg.window)
@@ -535,7 +615,7 @@ load_cursor(void)
 		log_info("the window changed from %d to %d", w, cfg.window);
 		free(e);
 		cursor_clear(&c);
-		return rebuild();
+		return rebuild(false);
 	}
 	if (redis_get_checked(&value) != RS_OK)
 	{
@@ -552,7 +632,7 @@ load_cursor(void)
 		free(value);
 		free(e);
 		cursor_clear(&c);
-		return rebuild();
+		return rebuild(false);
 	}
 	snprintf(checked, sizeof(checked), "%s", value);
 	free(value);
@@ -561,6 +641,7 @@ load_cursor(void)
 	cursor_clear(&cursor);
 	cursor = c;
 	have_cursor = true;
+	history_checked = false;
 	armed = false;
 	log_info("resuming from cursor %s %s%s%s", epoch, cursor.prev,
 			 cursor.cur ? " inside " : "", cursor.cur ? cursor.cur : "");
@@ -640,6 +721,50 @@ apply_expiries(void)
 }
 
 /*
+ * Both connected, have_cursor.  Compares the cursor with the server's
+ * history: the same system, the same timeline, and a WAL position and
+ * next xid at least the cursor's.  Otherwise PostgreSQL went back (a
+ * restored data directory, a failover to a standby that was behind,
+ * point-in-time recovery, a dump restored into another cluster): the
+ * cursor's snapshot and Redis's versions describe a future that did not
+ * happen, so Redis is rebuilt, replacing everything.  False on failure.
+ */
+static bool
+check_history(void)
+{
+	PgHistory	h;
+	uint64_t	xid = snapshot_xmax(cursor.cur ? cursor.cur : cursor.prev);
+	char		why[256] = "";
+	PgStatus	st = pg_read_history(&h);
+
+	if (st != PGS_OK)
+	{
+		pg_disconnect();
+		return false;
+	}
+	if (strcmp(h.sysid, cursor.sysid) != 0)
+		snprintf(why, sizeof(why), "system identifier %s, the cursor's %s",
+				 h.sysid, cursor.sysid);
+	else if (h.tli != cursor.tli)
+		snprintf(why, sizeof(why), "timeline %" PRIu32 ", the cursor's %" PRIu32,
+				 h.tli, cursor.tli);
+	else if (h.lsn < cursor.lsn)
+		snprintf(why, sizeof(why), "WAL position %X/%X is before the cursor's %X/%X",
+				 (unsigned) (h.lsn >> 32), (unsigned) h.lsn,
+				 (unsigned) (cursor.lsn >> 32), (unsigned) cursor.lsn);
+	else if (h.next_xid < xid)
+		snprintf(why, sizeof(why), "next transaction id %" PRIu64 " is below the cursor's %" PRIu64,
+				 h.next_xid, xid);
+	history_checked = true;
+	if (why[0] == '\0')
+		return true;
+	log_warning("PostgreSQL's history does not extend the cursor's (%s): restored, failed over, or recovered to an earlier point; rebuilding Redis, replacing every value",
+				why);
+	set_last_error("PostgreSQL's history does not extend the cursor's (%s); rebuilt", why);
+	return rebuild(true);
+}
+
+/*
  * Both connected, have_cursor.  Reads one page of the outbox and applies
  * it with the cursor that follows it.
  */
@@ -676,6 +801,9 @@ sync_page(void)
 	}
 
 	/* The cursor after this page */
+	snprintf(next.sysid, sizeof(next.sysid), "%s", cursor.sysid);
+	next.tli = cursor.tli;
+	next.lsn = b.lsn > cursor.lsn ? b.lsn : cursor.lsn;
 	if (complete)
 		next.prev = strdup(b.cur);
 	else
@@ -883,6 +1011,12 @@ run(void)
 
 			if (st == PGS_FATAL)
 				return 2;
+			if (st == PGS_STANDBY)
+			{
+				/* Wait for a promotion, without hammering the standby */
+				state_name = "waiting for a primary";
+				backoff = cfg.max_backoff;
+			}
 			if (st != PGS_OK)
 			{
 				back_off(&backoff);
@@ -892,6 +1026,7 @@ run(void)
 				reconnects++;
 			pg_ever = true;
 			armed = false;
+			history_checked = false;
 		}
 		if (!redis_connected())
 		{
@@ -908,6 +1043,12 @@ run(void)
 		if (!have_cursor)
 		{
 			if (!load_cursor())
+				back_off(&backoff);
+			continue;
+		}
+		if (!history_checked)
+		{
+			if (!check_history())
 				back_off(&backoff);
 			continue;
 		}

@@ -62,6 +62,7 @@ static const char *const known_versions[] = {
 
 static PGconn *conn = NULL;
 static bool warned_not_preloaded = false;
+static bool was_standby = false;	/* the last connect found a standby */
 
 /* Budget of metadata bytes per page, so that huge metadata cannot blow up memory */
 #define PAGE_BYTE_BUDGET "16777216"
@@ -102,7 +103,8 @@ static bool warned_not_preloaded = false;
  * Result rows of every batch query have seven text columns (k, user_id, a,
  * b, n, t, o), ordered by user_id then k, with k:
  *	's'	one row, user_id NULL: a = more ledger rows in cur, b = more events,
- *		n = the next transaction id to be assigned, t = cur (page); or
+ *		n = the next transaction id to be assigned, t = cur, o = the WAL
+ *		insert position (page); or
  *		a = more users due, t = the expiry time checked up to, in epoch
  *		microseconds (expiry query)
  *	'a'	accounts row: n = version, t = balance, a = available, b = held,
@@ -112,28 +114,28 @@ static bool warned_not_preloaded = false;
  */
 #define SQL_PAGE \
 	"WITH s AS MATERIALIZED (" \
-	"  SELECT $1::pg_snapshot AS prev," \
-	"         coalesce($2::pg_snapshot, pg_current_snapshot()) AS cur)," \
+	"  SELECT $1::txid_snapshot AS prev," \
+	"         coalesce($2::txid_snapshot, txid_current_snapshot()) AS cur)," \
 	" pl_all AS MATERIALIZED (" \
 	"  SELECT q.* FROM s CROSS JOIN LATERAL (" \
 	"   SELECT l.id, l.txid, l.user_id, l.amount, l.balance_after, l.action," \
 	"          l.metadata, l.created_at, pg_column_size(l.metadata) AS size," \
 	"          sum(pg_column_size(l.metadata)) OVER (ORDER BY l.txid, l.id) AS run" \
 	"     FROM credits.ledger l" \
-	"    WHERE (l.txid, l.id) > ($3::xid8, $4::int8)" \
-	"      AND l.txid < pg_snapshot_xmax(s.cur)" \
-	"      AND NOT pg_visible_in_snapshot(l.txid, s.prev)" \
-	"      AND pg_visible_in_snapshot(l.txid, s.cur)" \
+	"    WHERE (l.txid, l.id) > ($3::int8, $4::int8)" \
+	"      AND l.txid < txid_snapshot_xmax(s.cur)" \
+	"      AND NOT txid_visible_in_snapshot(l.txid, s.prev)" \
+	"      AND txid_visible_in_snapshot(l.txid, s.cur)" \
 	"    ORDER BY l.txid, l.id LIMIT $7::int8) q)," \
 	" pl AS MATERIALIZED (" \
 	"  SELECT * FROM pl_all WHERE run - size < " PAGE_BYTE_BUDGET ")," \
 	" pe AS MATERIALIZED (" \
 	"  SELECT q.* FROM s CROSS JOIN LATERAL (" \
 	"   SELECT e.id, e.txid, e.user_id FROM credits.account_events e" \
-	"    WHERE (e.txid, e.id) > ($5::xid8, $6::int8)" \
-	"      AND e.txid < pg_snapshot_xmax(s.cur)" \
-	"      AND NOT pg_visible_in_snapshot(e.txid, s.prev)" \
-	"      AND pg_visible_in_snapshot(e.txid, s.cur)" \
+	"    WHERE (e.txid, e.id) > ($5::int8, $6::int8)" \
+	"      AND e.txid < txid_snapshot_xmax(s.cur)" \
+	"      AND NOT txid_visible_in_snapshot(e.txid, s.prev)" \
+	"      AND txid_visible_in_snapshot(e.txid, s.cur)" \
 	"    ORDER BY e.txid, e.id LIMIT $7::int8) q)," \
 	" u AS (SELECT user_id FROM pl UNION SELECT user_id FROM pe)" \
 	"SELECT * FROM (" \
@@ -145,7 +147,8 @@ static bool warned_not_preloaded = false;
 	"          SELECT greatest(x, x - x % 4294967296 + 3) AS r FROM (" \
 	"            SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8 AS x) q1) q2" \
 	"        )::text AS n," \
-	"        s.cur::text AS t, NULL::text AS o FROM s" \
+	"        s.cur::text AS t," \
+	"        (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8::text AS o FROM s" \
 	" UNION ALL" \
 	" SELECT 'a', a.user_id, " SQL_ACCOUNT("a") \
 	"   FROM u CROSS JOIN LATERAL (" \
@@ -227,6 +230,30 @@ static bool warned_not_preloaded = false;
 #define SQL_REBUILD_CHUNK	SQL_NEWEST("user_id > $1::text", "$2::int8")
 #define SQL_USER			SQL_NEWEST("user_id = $1::text", "$2::int8")
 
+/*
+ * Of the user ids in $1 (a text[]), the positions (from 1) of those
+ * without an account: their keys
+ * are left over from a history that PostgreSQL no longer has.
+ */
+#define SQL_GONE \
+	"SELECT x.i::text FROM unnest($1::text[]) WITH ORDINALITY x(u, i)" \
+	" WHERE NOT EXISTS (SELECT FROM credits.accounts a WHERE a.user_id = x.u)"
+
+/*
+ * Where this server's history is: system identifier, timeline (of the WAL
+ * being written, from the name of its segment), WAL insert position and
+ * the next transaction id.  Also whether it is a standby, which reads
+ * nothing else.
+ */
+#define SQL_HISTORY \
+	"SELECT pg_is_in_recovery()::text," \
+	" (SELECT system_identifier FROM pg_control_system())::text," \
+	" CASE WHEN NOT pg_is_in_recovery() THEN" \
+	"  ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8::text END," \
+	" CASE WHEN NOT pg_is_in_recovery() THEN" \
+	"  (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8::text END," \
+	" txid_snapshot_xmax(txid_current_snapshot())::text"
+
 /* Prepared once per connection */
 static const struct
 {
@@ -237,6 +264,8 @@ static const struct
 	{"rebuild_chunk", SQL_REBUILD_CHUNK},
 	{"user", SQL_USER},
 	{"expired", SQL_EXPIRED},
+	{"gone", SQL_GONE},
+	{"history", SQL_HISTORY},
 };
 
 /* Column numbers of the batch queries */
@@ -382,6 +411,18 @@ pg_connect(const SyncConfig *cfg)
 		PQclear(res);
 	}
 
+	{
+		PgHistory	h;
+		PgStatus	st = pg_read_history(&h);
+
+		if (st != PGS_OK)
+		{
+			pg_disconnect();
+			return st;
+		}
+	}
+	was_standby = false;
+
 	if (!exec_simple("LISTEN " SYNC_CHANNEL, PGRES_COMMAND_OK, NULL))
 		goto retry;
 
@@ -501,6 +542,13 @@ snapshot_xmin(const char *s)
 	return strtoull(s, NULL, 10);
 }
 
+/* snapshot_valid(s). */
+uint64_t
+snapshot_xmax(const char *s)
+{
+	return strtoull(strchr(s, ':') + 1, NULL, 10);
+}
+
 /* b is zeroed or was filled by one of the readers below. */
 void
 batch_clear(SyncBatch *b)
@@ -584,6 +632,8 @@ batch_fill(SyncBatch *b, PGresult *res)
 			b->next_xid = strtoull(PQgetvalue(res, r, COL_N), NULL, 10);
 			b->ledger_more = strcmp(PQgetvalue(res, r, COL_A), "true") == 0;
 			b->event_more = strcmp(PQgetvalue(res, r, COL_B), "true") == 0;
+			if (!PQgetisnull(res, r, COL_O))
+				b->lsn = strtoull(PQgetvalue(res, r, COL_O), NULL, 10);
 			continue;
 		}
 
@@ -735,11 +785,13 @@ pg_read_page(const SyncCursor *c, int batch_size, SyncBatch *b)
 
 /*
  * pg_connected(), no transaction open.  Opens the rebuild's REPEATABLE
- * READ transaction; *snapshot (malloc'd) gets its snapshot and as_of its
- * now() in epoch microseconds, the as_of of every value the rebuild reads.
+ * READ transaction; *snapshot (malloc'd) gets its snapshot, as_of its
+ * now() in epoch microseconds (the as_of of every value the rebuild reads)
+ * and *lsn the WAL insert position.
  */
 PgStatus
-pg_rebuild_begin(char **snapshot, char *as_of, size_t as_of_size)
+pg_rebuild_begin(char **snapshot, char *as_of, size_t as_of_size,
+				 uint64_t *lsn)
 {
 	PGresult   *res;
 
@@ -748,11 +800,13 @@ pg_rebuild_begin(char **snapshot, char *as_of, size_t as_of_size)
 					 PGRES_COMMAND_OK, NULL))
 		return PGS_RETRY;
 	if (!exec_simple("SELECT pg_current_snapshot()::text,"
-					 " (extract(epoch FROM now()) * 1000000)::int8::text",
+					 " (extract(epoch FROM now()) * 1000000)::int8::text,"
+					 " (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8::text",
 					 PGRES_TUPLES_OK, &res))
 		return PGS_RETRY;
 	*snapshot = strdup(PQgetvalue(res, 0, 0));
 	snprintf(as_of, as_of_size, "%s", PQgetvalue(res, 0, 1));
+	*lsn = strtoull(PQgetvalue(res, 0, 2), NULL, 10);
 	PQclear(res);
 	return *snapshot ? PGS_OK : PGS_RETRY;
 }
@@ -829,5 +883,118 @@ pg_read_expired(const char *since, int limit, SyncBatch *b)
 		return PGS_RETRY;
 	}
 	strcpy(b->checked, b->cur);
+	return PGS_OK;
+}
+
+/*
+ * pg_connected(), no transaction open.  Reads where the server's history
+ * is (see SQL_HISTORY) into *h.  A standby is PGS_RETRY, after a clear
+ * error: on a hot standby a snapshot does not list the primary's
+ * transactions in progress, so reading it could skip rows.
+ */
+PgStatus
+pg_read_history(PgHistory *h)
+{
+	PGresult   *res = PQexecPrepared(conn, "history", 0, NULL, NULL, NULL, 0);
+
+	memset(h, 0, sizeof(*h));
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		pg_fail("read history", res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+		PQclear(res);
+		return PGS_RETRY;
+	}
+	if (strcmp(PQgetvalue(res, 0, 0), "true") == 0)
+	{
+		if (!was_standby)
+			log_error("PostgreSQL server %s:%s is a standby (pg_is_in_recovery()): credits-sync reads only a primary; retrying",
+				  PQhost(conn), PQport(conn));
+		set_last_error("PostgreSQL is a standby (pg_is_in_recovery()): credits-sync reads only a primary");
+		was_standby = true;
+		PQclear(res);
+		return PGS_STANDBY;
+	}
+	snprintf(h->sysid, sizeof(h->sysid), "%s", PQgetvalue(res, 0, 1));
+	h->tli = (uint32_t) strtoul(PQgetvalue(res, 0, 2), NULL, 10);
+	h->lsn = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
+	h->next_xid = strtoull(PQgetvalue(res, 0, 4), NULL, 10);
+	PQclear(res);
+	return PGS_OK;
+}
+
+/*
+ * *buf (malloc'd, *cap bytes) holds *len bytes.  Appends s (NUL-terminated) to a text[] literal being built
+ * in *buf, quoted; false when out of memory.
+ */
+static bool
+array_append(char **buf, size_t *len, size_t *cap, const char *s)
+{
+	size_t		need = *len + 2 * strlen(s) + 4;
+
+	if (need > *cap)
+	{
+		size_t		ncap = need * 2;
+		char	   *n = realloc(*buf, ncap);
+
+		if (n == NULL)
+			return false;
+		*buf = n;
+		*cap = ncap;
+	}
+	(*buf)[*len] = *len == 0 ? '{' : ',';
+	(*len)++;
+	(*buf)[(*len)++] = '"';
+	for (const char *p = s; *p; p++)
+	{
+		if (*p == '"' || *p == '\\')
+			(*buf)[(*len)++] = '\\';
+		(*buf)[(*len)++] = *p;
+	}
+	(*buf)[(*len)++] = '"';
+	return true;
+}
+
+/*
+ * Inside the rebuild transaction; uids are n NUL-terminated user ids.
+ * Sets gone[i] for those without an account in the rebuild's snapshot.
+ */
+PgStatus
+pg_users_gone(char **uids, int n, bool *gone)
+{
+	char	   *buf = NULL;
+	size_t		len = 0,
+				cap = 0;
+	const char *params[1];
+	PGresult   *res;
+
+	memset(gone, 0, sizeof(bool) * (size_t) n);
+	if (n == 0)
+		return PGS_OK;
+	for (int i = 0; i < n; i++)
+		if (!array_append(&buf, &len, &cap, uids[i]))
+		{
+			free(buf);
+			pg_fail("gone users", "out of memory");
+			return PGS_RETRY;
+		}
+	buf[len++] = '}';
+	buf[len] = '\0';
+	params[0] = buf;
+	res = PQexecPrepared(conn, "gone", 1, params, NULL, NULL, 0);
+	free(buf);
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		pg_fail("gone users", res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+		PQclear(res);
+		return PGS_RETRY;
+	}
+	for (int r = 0; r < PQntuples(res); r++)
+	{
+		long		i = strtol(PQgetvalue(res, r, 0), NULL, 10);
+
+		if (i >= 1 && i <= n)
+			gone[i - 1] = true;
+	}
+	PQclear(res);
 	return PGS_OK;
 }

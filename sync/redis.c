@@ -67,7 +67,8 @@
  * KEYS[1] cursor, KEYS[2] version hash, KEYS[3] rebuild token set, KEYS[4]
  * as_of hash, KEYS[5] checked time, then per user: nv value keys and its
  * txs key.
- * ARGV[1] mode (b, r or f), ARGV[2] epoch (b) or rebuild token (r, f),
+ * ARGV[1] mode (b, r, R or f: see ApplyMode), ARGV[2] epoch (b) or
+ * rebuild token (r, R, f),
  * ARGV[3] new cursor or '', ARGV[4] window, ARGV[5] nv, ARGV[6] nb (the
  * first nb values are guarded by the version alone, the rest by (version,
  * as_of)), ARGV[7] new checked time or '', then per user: id, version (''
@@ -129,6 +130,7 @@ static const char APPLY_LUA[] =
 "  if u.f then\n"
 "    local v = tonumber(u.ver)\n"
 "    local h = tonumber(have[u.f] or '-1')\n"
+"    if mode == 'R' then h = -1 end\n"
 "    if h > v then refused = refused + 1 end\n"
 "    if h < v or (h == v and missing(u, 0, nb - 1)) then\n"
 "      for i = 0, nb - 1 do\n"
@@ -143,6 +145,7 @@ static const char APPLY_LUA[] =
 "      local x, y = string.match(dhave[u.f], '^(%d+) (%d+)$')\n"
 "      if x then dv, dt = tonumber(x), tonumber(y) end\n"
 "    end\n"
+"    if mode == 'R' then dv, dt = -1, -1 end\n"
 "    if dv > v or (dv == v and dt > t) then refused = refused + 1 end\n"
 "    if nb < nv and (dv < v or (dv == v and (dt < t or\n"
 "        (dt == t and missing(u, nb, nv - 1))))) then\n"
@@ -160,6 +163,7 @@ static const char APPLY_LUA[] =
 "for i = 1, #dsets, 1000 do redis.call('HSET', KEYS[4], unpack(dsets, i, math.min(i + 999, #dsets))) end\n"
 "for _, u in ipairs(users) do\n"
 "  local i, added = 0, 0\n"
+"  if mode == 'R' and u.ver ~= '' then redis.call('DEL', u.txs) end\n"
 "  while i < u.n do\n"
 "    local m = math.min(u.n - i, 500)\n"
 "    local from, to = u.tx + 2 * i, u.tx + 2 * (i + m) - 1\n"
@@ -1013,6 +1017,130 @@ redis_apply(const SyncBatch *b, ApplyMode mode, const char *epoch,
 	free(pieces);
 	free(calls);
 	return st;
+}
+
+/*
+ * redis_connected(); *scan is "0" (malloc'd) to start.  Reads the next
+ * page of user ids from sync:version (every user whose values were ever
+ * written) into *uids (n malloc'd strings, in a malloc'd array); *scan
+ * becomes the next HSCAN cursor, "0" when done.
+ */
+RedisStatus
+redis_scan_users(char **scan, char ***uids, int *n)
+{
+	redisReply *reply;
+	redisReply *items;
+
+	*uids = NULL;
+	*n = 0;
+	reply = redisCommand(ctx, "HSCAN %b %s COUNT 1000", key_version,
+						 strlen(key_version), *scan);
+	if (!reply_ok(reply, "HSCAN"))
+		goto fail;
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+		reply->element[0]->type != REDIS_REPLY_STRING ||
+		reply->element[1]->type != REDIS_REPLY_ARRAY)
+	{
+		freeReplyObject(reply);
+		redis_fail("HSCAN", "unexpected reply");
+		goto fail;
+	}
+	free(*scan);
+	*scan = strdup(reply->element[0]->str);
+	items = reply->element[1];
+	*uids = calloc(items->elements / 2 + 1, sizeof(char *));
+	if (*scan == NULL || *uids == NULL)
+	{
+		freeReplyObject(reply);
+		redis_fail("HSCAN", "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i + 1 < items->elements; i += 2)
+	{
+		redisReply *f = items->element[i];
+
+		/* A user id cannot contain NUL (a PostgreSQL text cannot) */
+		if (f->type != REDIS_REPLY_STRING || memchr(f->str, '\0', f->len) != NULL)
+			continue;
+		(*uids)[*n] = strdup(f->str);
+		if ((*uids)[*n] == NULL)
+		{
+			freeReplyObject(reply);
+			redis_fail("HSCAN", "out of memory");
+			goto fail;
+		}
+		(*n)++;
+	}
+	freeReplyObject(reply);
+	return RS_OK;
+
+fail:
+	redis_disconnect();
+	return RS_ERROR;
+}
+
+/*
+ * redis_connected(); uids has n NUL-terminated ids.  Deletes the keys of
+ * the users with gone[i] set (their account does not exist: PostgreSQL's
+ * history went back) and their sync:version and sync:asof entries.
+ */
+RedisStatus
+redis_forget_users(char **uids, const bool *gone, int n)
+{
+	int			sent = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		Argv		a = {0};
+		char	   *keys[SYNC_NVALUES + 1];
+		bool		ok = true;
+
+		if (!gone[i])
+			continue;
+		memset(keys, 0, sizeof(keys));
+		ok = argv_push(&a, "DEL", 3);
+		for (int v = 0; ok && v <= SYNC_NVALUES; v++)
+		{
+			const char *name = v < SYNC_NVALUES ? sync_value_keys[v] : "txs:";
+			size_t		len = prefix_len + strlen(name) + strlen(uids[i]);
+
+			keys[v] = malloc(len + 1);
+			ok = keys[v] != NULL;
+			if (ok)
+			{
+				snprintf(keys[v], len + 1, "%s%s%s", prefix, name, uids[i]);
+				ok = argv_push(&a, keys[v], len);
+			}
+		}
+		ok = ok && redisAppendCommandArgv(ctx, a.n, a.v, a.len) == REDIS_OK;
+		ok = ok && redisAppendCommand(ctx, "HDEL %b %b", key_version, strlen(key_version),
+									  uids[i], strlen(uids[i])) == REDIS_OK;
+		ok = ok && redisAppendCommand(ctx, "HDEL %b %b", key_asof, strlen(key_asof),
+									  uids[i], strlen(uids[i])) == REDIS_OK;
+		argv_free(&a);
+		for (int v = 0; v <= SYNC_NVALUES; v++)
+			free(keys[v]);
+		if (!ok)
+		{
+			redis_fail("forget users", "could not build the command");
+			redis_disconnect();
+			return RS_ERROR;
+		}
+		sent += 3;
+	}
+	for (int i = 0; i < sent; i++)
+	{
+		redisReply *reply = NULL;
+
+		if (redisGetReply(ctx, (void **) &reply) != REDIS_OK ||
+			!reply_ok(reply, "forget users"))
+		{
+			redis_disconnect();
+			return RS_ERROR;
+		}
+		freeReplyObject(reply);
+	}
+	return RS_OK;
 }
 
 /*

@@ -49,9 +49,9 @@ SELECT col_type_is('credits', 'ledger', 'idempotency_key', 'text', 'ledger.idemp
 SELECT col_is_null('credits', 'ledger', 'idempotency_key', 'ledger.idempotency_key is nullable');
 SELECT col_type_is('credits', 'ledger', 'created_at', 'timestamp with time zone', 'ledger.created_at is timestamptz');
 SELECT col_not_null('credits', 'ledger', 'created_at', 'ledger.created_at is NOT NULL');
-SELECT col_type_is('credits', 'ledger', 'txid', 'xid8', 'ledger.txid is xid8');
+SELECT col_type_is('credits', 'ledger', 'txid', 'bigint', 'ledger.txid is bigint (clients cannot read xid8)');
 SELECT col_not_null('credits', 'ledger', 'txid', 'ledger.txid is NOT NULL');
-SELECT col_default_is('credits', 'ledger', 'txid', 'pg_current_xact_id()',
+SELECT col_default_is('credits', 'ledger', 'txid', 'txid_current()',
 					  'ledger.txid defaults to the writing transaction');
 SELECT has_sequence('credits', 'ledger_id_seq', 'sequence credits.ledger_id_seq');
 SELECT is((SELECT pg_get_serial_sequence('credits.ledger', 'id')), 'credits.ledger_id_seq',
@@ -79,8 +79,8 @@ SELECT col_type_is('credits', 'account_events', 'id', 'bigint', 'account_events.
 SELECT col_type_is('credits', 'account_events', 'user_id', 'text', 'account_events.user_id is text');
 SELECT col_type_is('credits', 'account_events', 'event', 'text', 'account_events.event is text');
 SELECT col_type_is('credits', 'account_events', 'detail', 'jsonb', 'account_events.detail is jsonb');
-SELECT col_type_is('credits', 'account_events', 'txid', 'xid8', 'account_events.txid is xid8');
-SELECT col_default_is('credits', 'account_events', 'txid', 'pg_current_xact_id()',
+SELECT col_type_is('credits', 'account_events', 'txid', 'bigint', 'account_events.txid is bigint');
+SELECT col_default_is('credits', 'account_events', 'txid', 'txid_current()',
 					  'account_events.txid defaults to the writing transaction');
 SELECT has_index('credits', 'account_events', 'account_events_txid_idx', ARRAY['txid', 'id'],
 				 'account_events_txid_idx on (txid, id) for the sync cursor');

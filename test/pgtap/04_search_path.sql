@@ -9,15 +9,17 @@
 -- core and billing functions with search_path = hostile, pg_catalog
 -- (pg_catalog explicitly last, so the shadows win), and the results must be
 -- the right ones, with no shadow called and the hostile tables untouched.
+-- Last, the same through a definition without the SET clause, as 1.0's.
 --
 -- pgTAP itself cannot run under that search_path, so the calls store their
 -- results in a temporary table and the assertions come after RESET.
 SET client_min_messages = warning;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(24);
+SELECT plan(26);
 
-CREATE ROLE tap_sp_app NOLOGIN IN ROLE credits_app;
+-- credits_ops too: the steps include credit_verify_all and credit_rebuild
+CREATE ROLE tap_sp_app NOLOGIN IN ROLE credits_app, credits_ops;
 
 CREATE SCHEMA hostile;
 GRANT USAGE ON SCHEMA hostile TO PUBLIC;
@@ -78,6 +80,15 @@ $$BEGIN INSERT INTO hostile.hijacked VALUES ('octet_length()'); RETURN 1; END$$;
 CREATE FUNCTION hostile.sum_step(s bigint, v bigint) RETURNS bigint LANGUAGE plpgsql AS
 $$BEGIN INSERT INTO hostile.hijacked VALUES ('sum(bigint)'); RETURN 424242; END$$;
 CREATE AGGREGATE hostile.sum(bigint) (SFUNC = hostile.sum_step, STYPE = bigint, INITCOND = '0');
+
+-- The 1.0 SQL definitions (until ALTER EXTENSION credits UPDATE) have no
+-- SET clause and are SECURITY DEFINER, owned by the superuser who created
+-- the extension: the library must pin the path itself (src/search_path.c).
+CREATE FUNCTION hostile.deduct_unpinned(user_id text, amount bigint, action text,
+										metadata jsonb DEFAULT '{}', idempotency_key text DEFAULT NULL)
+	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
+	AS '$libdir/credits', 'credit_deduct' LANGUAGE C VOLATILE SECURITY DEFINER;
+GRANT EXECUTE ON FUNCTION hostile.deduct_unpinned(text, bigint, text, jsonb, text) TO tap_sp_app;
 
 -- step -> result; written under the hostile search_path, so every name in
 -- the statements below is qualified and no operator is used
@@ -211,10 +222,20 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, tx_id, balance, state)
+		SELECT 'unpinned', r.tx_id, r.balance, pg_catalog.current_setting('search_path')
+		  FROM hostile.deduct_unpinned('tap-sp', 5, 'chat_message') r;
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('unpinned', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
+
 RESET search_path;
 RESET ROLE;
 
-SELECT is_empty($$SELECT step, state FROM sp_result WHERE state IS NOT NULL AND step NOT IN ('overdraw', 'bad metadata')$$,
+SELECT is_empty($$SELECT step, state FROM sp_result WHERE state IS NOT NULL AND step NOT IN ('overdraw', 'bad metadata', 'unpinned')$$,
 				'no call raised an error');
 SELECT is((SELECT balance FROM sp_result WHERE step = 'init'), 100::bigint, 'credit_init: balance 100');
 SELECT is((SELECT balance FROM sp_result WHERE step = 'deduct'), 70::bigint, 'credit_deduct: balance 70');
@@ -236,13 +257,17 @@ SELECT is((SELECT balance FROM sp_result WHERE step = 'available after'), 50::bi
 SELECT is((SELECT state FROM sp_result WHERE step = 'overdraw'), 'CR001', 'an overdraft is still CR001');
 SELECT is((SELECT state FROM sp_result WHERE step = 'bad metadata'), 'CR010', 'metadata that is not an object is still CR010');
 
+SELECT is((SELECT balance FROM sp_result WHERE step = 'unpinned'), 45::bigint,
+		  'a definition without the SET clause (as in 1.0): credit_deduct of 5, balance 45');
+SELECT is((SELECT state FROM sp_result WHERE step = 'unpinned'), 'hostile, pg_catalog',
+		  'the caller''s search_path is restored after the call');
 SELECT is_empty($$SELECT DISTINCT what FROM hostile.hijacked$$, 'no shadowing function or operator was called');
 SELECT results_eq($$SELECT user_id, balance FROM hostile.accounts$$, $$VALUES ('tap-sp'::text, 999999::bigint)$$,
 				  'hostile.accounts is untouched');
 SELECT is_empty($$SELECT * FROM hostile.ledger$$, 'hostile.ledger is untouched');
 SELECT results_eq($$SELECT amount, balance_after FROM credits.ledger WHERE user_id = 'tap-sp' ORDER BY id$$,
-				  $$VALUES (100::bigint, 100::bigint), (-30, 70), (5, 75), (-15, 60), (-10, 50)$$,
-				  'credits.ledger holds exactly the five rows');
+				  $$VALUES (100::bigint, 100::bigint), (-30, 70), (5, 75), (-15, 60), (-10, 50), (-5, 45)$$,
+				  'credits.ledger holds exactly the six rows');
 SELECT cmp_ok((SELECT max(created_at) FROM credits.ledger WHERE user_id = 'tap-sp'), '>', '2000-01-02'::timestamptz,
 			  'created_at comes from pg_catalog.now()');
 

@@ -1,16 +1,18 @@
 -- pgTAP: privileges of the billing objects.  credits_app may call every
--- billing function and may not touch the billing tables; credits_reader may
+-- billing function except the renewal and expiry jobs (credits_ops runs
+-- those) and may not touch the billing tables; credits_reader may
 -- read them and call only credit_available, credit_cost and credit_usage;
 -- PUBLIC gets nothing.  Checked in the catalogs and by acting as login-less
 -- members of the two roles.
 SET client_min_messages = warning;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(31);
+SELECT plan(35);
 
 CREATE TEMP TABLE billing_fn AS
 SELECT p.oid, p.oid::regprocedure::text AS sig,
-	   p.proname IN ('credit_available', 'credit_cost', 'credit_usage') AS read_only
+	   p.proname IN ('credit_available', 'credit_cost', 'credit_usage') AS read_only,
+	   p.proname IN ('credit_expire_holds', 'credit_expire_grants', 'credit_renew') AS job
   FROM pg_proc p
  WHERE p.pronamespace = 'credits'::regnamespace
    AND p.proname IN ('credit_hold', 'credit_capture', 'credit_release', 'credit_available',
@@ -26,8 +28,12 @@ SELECT is((SELECT count(*)::int FROM billing_fn), 12, 'twelve billing functions'
 SELECT is((SELECT count(*)::int FROM billing_rel), 10, 'six billing tables and four views');
 
 -- credits_app
-SELECT is_empty($$SELECT sig FROM billing_fn WHERE NOT has_function_privilege('credits_app', oid, 'EXECUTE')$$,
-				'credits_app can EXECUTE every billing function');
+SELECT is_empty($$SELECT sig FROM billing_fn WHERE NOT job AND NOT has_function_privilege('credits_app', oid, 'EXECUTE')$$,
+				'credits_app can EXECUTE every billing function but the jobs');
+SELECT is_empty($$SELECT sig FROM billing_fn WHERE job AND has_function_privilege('credits_app', oid, 'EXECUTE')$$,
+				'credits_app cannot EXECUTE the renewal and expiry jobs');
+SELECT is_empty($$SELECT sig FROM billing_fn WHERE (job OR read_only) AND NOT has_function_privilege('credits_ops', oid, 'EXECUTE')$$,
+				'credits_ops can EXECUTE the jobs and the read-only billing functions');
 SELECT is_empty(
 	$$SELECT name || ' ' || p FROM billing_rel,
 			 unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p
@@ -78,8 +84,9 @@ SELECT is((SELECT balance FROM credits.credit_charge('tap-bp', 'chat_message', 1
 SELECT is(credits.credit_cost('llm_tokens', 4001), 3::bigint, 'a member of credits_app prices with credit_cost');
 SELECT is((SELECT granted FROM credits.credit_subscribe('tap-bp', 'pro')), 100::bigint,
 		  'a member of credits_app subscribes with credit_subscribe');
-SELECT lives_ok($$SELECT credits.credit_renew(), credits.credit_expire_holds(), credits.credit_expire_grants()$$,
-				'a member of credits_app runs the maintenance functions');
+SELECT throws_ok($$SELECT credits.credit_renew()$$, '42501', NULL, 'a member of credits_app cannot run credit_renew');
+SELECT throws_ok($$SELECT credits.credit_expire_holds()$$, '42501', NULL, 'a member of credits_app cannot run credit_expire_holds');
+SELECT throws_ok($$SELECT credits.credit_expire_grants()$$, '42501', NULL, 'a member of credits_app cannot run credit_expire_grants');
 SELECT is((SELECT spent_lifetime FROM credits.credit_usage('tap-bp')), 10::bigint,
 		  'a member of credits_app reads the usage');
 RESET ROLE;

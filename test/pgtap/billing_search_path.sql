@@ -14,7 +14,8 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 SELECT plan(19);
 
-CREATE ROLE tap_bsp_app NOLOGIN IN ROLE credits_app;
+-- credits_ops too: the steps include the renewal and expiry jobs
+CREATE ROLE tap_bsp_app NOLOGIN IN ROLE credits_app, credits_ops;
 
 CREATE SCHEMA hostile;
 GRANT USAGE ON SCHEMA hostile TO PUBLIC;

@@ -216,6 +216,12 @@ pg_restart() {
   head -n 1 "$PGDATA_DIR/postmaster.pid" >"$CREDITS_RUN_DIR/postgres.pid"
 }
 
+pg_ctl_do() {
+  (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "${2:-$PGDATA_DIR}" -m fast -w -t 60 -s \
+    -l "${2:-$PGDATA_DIR}/postgresql.log" "$1") || fail "pg_ctl $1 failed"
+  [ "$1" = stop ] || head -n 1 "${2:-$PGDATA_DIR}/postmaster.pid" >"$CREDITS_RUN_DIR/postgres.pid"
+}
+
 # --- tests -----------------------------------------------------------------
 
 # Rows reach Redis, with the documented layout; the daemon reports its state.
@@ -353,6 +359,46 @@ test_pg_restart() {
   alive d || fail "daemon died"
   [ "$(status_field reconnects)" -ge 1 ] || fail "status shows no reconnect"
   [ "$(log_count d 'PostgreSQL: ')" -ge 1 ] || fail "the lost connection was not logged"
+  stop_daemon d
+}
+
+# PostgreSQL goes back in time under a running daemon and a running Redis:
+# a cold copy of the data directory, taken earlier, is restored, and fewer
+# rows are written than were lost (so ids and txids are reused).  The
+# daemon must notice (WAL position and next xid below its cursor's),
+# rebuild replacing every value whatever its version, and drop the keys of
+# a user that no longer exists.
+test_restore_old_copy() {
+  users rw- 10 1000
+  start_daemon d
+  sql -c "SELECT credits.credit_deduct('rw-' || (i % 10 + 1), 1, 'before copy') FROM generate_series(1, 100) i" >/dev/null
+  converge || return
+  pg_ctl_do stop
+  rm -rf "$T/pgcopy"
+  cp -a "$PGDATA_DIR" "$T/pgcopy" || { fail "could not copy the data directory"; return; }
+  pg_ctl_do start
+  # the future that will be lost: 300 transactions, and a new user
+  local i
+  for i in $(seq 1 300); do
+    echo "SELECT credits.credit_deduct('rw-$((i % 10 + 1))', 1, 'lost $i');"
+  done | sql >/dev/null || return
+  sql -c "SELECT credits.credit_init('rw-lost', 500)" >/dev/null
+  sql -c "SELECT credits.credit_deduct('rw-lost', 7, 'lost')" >/dev/null
+  converge || return
+  [ -n "$(rcli --raw GET "${PREFIX}balance:rw-lost")" ] || fail "rw-lost never reached Redis"
+  # restore the old copy
+  pg_ctl_do stop
+  rm -rf "$PGDATA_DIR"
+  cp -a "$T/pgcopy" "$PGDATA_DIR" || { fail "could not restore the copy"; return; }
+  pg_ctl_do start
+  # fewer writes than were lost: ids, txids and versions are reused
+  sql -c "SELECT credits.credit_deduct('rw-2', 3, 'after restore')" >/dev/null
+  sql -c "SELECT credits.credit_deduct('rw-1', 2, 'after restore')" >/dev/null
+  wait_log d 'history does not extend' 10 || fail "the daemon did not notice the restore"
+  sql -c "SELECT credits.credit_deduct('rw-' || (i % 3 + 1), 1, 'after restore') FROM generate_series(1, 4) i" >/dev/null
+  converge 5000 || return
+  [ -z "$(rcli --raw GET "${PREFIX}balance:rw-lost")" ] || fail "balance:rw-lost survived the restore"
+  alive d || fail "daemon died"
   stop_daemon d
 }
 
@@ -769,7 +815,7 @@ test_valgrind() {
   grep -q 'ERROR SUMMARY: 0 errors' "$vg" || fail "valgrind reported errors (see $vg)"
 }
 
-ALL_TESTS=(basic wakeup out_of_order kill9 lost_notifications pg_restart redis_restart
+ALL_TESTS=(basic wakeup out_of_order kill9 lost_notifications pg_restart restore_old_copy redis_restart
   flushall two_daemons aborted odd_ids wrong_type window signals version_refusal
   holds expiry checks_can_fail valgrind)
 

@@ -1,0 +1,350 @@
+/*-------------------------------------------------------------------------
+ *
+ * ledger.c
+ *		The mutating entry points: credit_init, credit_deduct, credit_add.
+ *
+ * One call is one atomic step.  The account row is locked before anything
+ * is decided, and stays locked until the caller's transaction ends:
+ *
+ *	- Unkeyed deduct: one UPDATE ... WHERE balance - held >= amount locks,
+ *	  checks and changes the row (under READ COMMITTED the WHERE clause is
+ *	  re-checked against the newest row version after a lock wait, so no
+ *	  interleaving can overdraw).  Only when it matches nothing do we lock
+ *	  with SELECT ... FOR UPDATE to find out why (unknown account,
+ *	  insufficient credits, holds that have expired and no longer count, or
+ *	  expiring grants to settle and draw down: see settle.c).
+ *	- Unkeyed add: one INSERT ... ON CONFLICT DO UPDATE, which opens the
+ *	  account if needed and refuses to overflow.
+ *	- Keyed calls lock the row first and only then look the key up, so
+ *	  concurrent retries of one key are serialised by the row lock and the
+ *	  later ones see the first one's ledger row (each SPI statement takes a
+ *	  new snapshot under READ COMMITTED).
+ *
+ * The ledger row is inserted after the account row is changed, in the same
+ * transaction, so accounts.balance always equals the sum of the ledger.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "credits.h"
+
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(credit_init);
+PG_FUNCTION_INFO_V1(credit_deduct);
+PG_FUNCTION_INFO_V1(credit_add);
+
+/*
+ * Holds that are still active for user_id, given accounts.held (the sum of
+ * open holds, expired or not).  Caller must hold the account row lock.
+ */
+int64
+credits_active_held(text *user_id, int64 held)
+{
+	Datum		values[1] = {PointerGetDatum(user_id)};
+
+	if (held == 0)
+		return 0;
+	if (credits_exec(CQ_ACTIVE_HELD, values, NULL, false, 0) != 1)
+		elog(ERROR, "credits: active holds query returned no row");
+	return credits_get_int64(0, 1);
+}
+
+/*
+ * Insert the ledger row for a change already applied to the account, and
+ * fill *tx.  Caller must hold the account row lock and be connected to SPI.
+ */
+void
+credits_post(text *user_id, int64 amount, int64 balance_after,
+			 text *action, Jsonb *metadata, text *idem_key, CreditsTx *tx)
+{
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+
+	values[0] = PointerGetDatum(user_id);
+	values[1] = Int64GetDatum(amount);
+	values[2] = Int64GetDatum(balance_after);
+	values[3] = PointerGetDatum(action);
+	values[4] = JsonbPGetDatum(metadata);
+	values[5] = PointerGetDatum(idem_key);
+	if (idem_key == NULL)
+		nulls[5] = 'n';
+
+	if (credits_exec(CQ_INSERT_LEDGER, values, nulls, false, 0) != 1)
+		elog(ERROR, "credits: ledger insert returned no row");
+
+	tx->tx_id = credits_get_int64(0, 1);
+	tx->created_at = DatumGetTimestampTz(credits_get(0, 2, &isnull));
+	tx->balance = balance_after;
+	credits_note_write();
+}
+
+/* Return *tx as the single row of a TABLE(tx_id, balance, created_at). */
+void
+credits_return_tx(FunctionCallInfo fcinfo, const CreditsTx *tx)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	InitMaterializedSRF(fcinfo,
+						rsinfo != NULL && rsinfo->expectedDesc != NULL ?
+						MAT_SRF_USE_EXPECTED_DESC : 0);
+	values[0] = Int64GetDatum(tx->tx_id);
+	values[1] = Int64GetDatum(tx->balance);
+	values[2] = TimestampTzGetDatum(tx->created_at);
+	nulls[0] = nulls[2] = (tx->tx_id == 0);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * Look up an idempotency key.  Returns true and fills *tx with the original
+ * result if the key was used; raises CR003 if it was used for a different
+ * amount or action.  Caller must hold the account row lock.
+ */
+static bool
+find_key(text *user_id, text *key, int64 signed_amount, text *action,
+		 CreditsTx *tx)
+{
+	Datum		values[2] = {PointerGetDatum(user_id), PointerGetDatum(key)};
+	bool		isnull;
+	int64		orig_amount;
+	char	   *orig_action;
+	char	   *this_action;
+
+	if (credits_exec(CQ_FIND_KEY, values, NULL, false, 0) == 0)
+		return false;
+
+	orig_amount = credits_get_int64(0, 2);
+	orig_action = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	this_action = text_to_cstring(action);
+	if (orig_amount != signed_amount || strcmp(orig_action, this_action) != 0)
+		ereport(ERROR,
+				errcode(ERRCODE_CREDITS_IDEMPOTENCY_MISMATCH),
+				errmsg("idempotency key reused with different parameters"),
+				errdetail("The key \"%s\" was first used for action \"%s\" with amount " INT64_FORMAT
+						  "; this call has action \"%s\" with amount " INT64_FORMAT ".",
+						  text_to_cstring(key), orig_action, orig_amount,
+						  this_action, signed_amount),
+				errhint("Use a new idempotency key for a different operation."));
+
+	tx->tx_id = credits_get_int64(0, 1);
+	tx->balance = credits_get_int64(0, 4);
+	tx->created_at = DatumGetTimestampTz(credits_get(0, 5, &isnull));
+	return true;
+}
+
+/*
+ * Lock user_id's account row into *acct; returns false if there is none.
+ * Caller is connected.
+ */
+bool
+credits_lock_account(text *user_id, CreditsAccount *acct)
+{
+	Datum		values[1] = {PointerGetDatum(user_id)};
+
+	if (credits_exec(CQ_LOCK_ACCOUNT, values, NULL, false, 0) == 0)
+		return false;
+	acct->balance = credits_get_int64(0, 1);
+	acct->held = credits_get_int64(0, 2);
+	acct->expiring = credits_get_int64(0, 3);
+	return true;
+}
+
+/* Lock user_id's account row into *acct, opening the account if needed. */
+void
+credits_lock_or_open(text *user_id, CreditsAccount *acct)
+{
+	Datum		values[1] = {PointerGetDatum(user_id)};
+
+	if (credits_lock_account(user_id, acct))
+		return;
+	(void) credits_exec(CQ_OPEN_ACCOUNT, values, NULL, false, 0);
+	if (!credits_lock_account(user_id, acct))
+		elog(ERROR, "credits: account vanished after being opened");
+}
+
+/*
+ * Deduct from the locked account *acct; raises CR001 if the available
+ * credit does not cover amount.  Returns the new balance.  Caller must hold
+ * the account row lock.
+ */
+int64
+credits_deduct_locked(text *user_id, int64 amount, const CreditsAccount *acct)
+{
+	Datum		values[2] = {PointerGetDatum(user_id), Int64GetDatum(amount)};
+	int64		available;
+
+	/* Expiring grants: settle them and draw them down (settle.c). */
+	if (acct->expiring > 0)
+		return credits_spend_expiring(user_id, amount, acct);
+
+	available = acct->balance - credits_active_held(user_id, acct->held);
+
+	if (amount > available)
+		credits_insufficient(amount, Max(available, 0));
+	if (credits_exec(CQ_DEDUCT_LOCKED, values, NULL, false, 0) != 1)
+		elog(ERROR, "credits: locked account row vanished");
+	return credits_get_int64(0, 1);
+}
+
+/* Apply an unkeyed deduction; returns the new balance.  Caller is connected. */
+int64
+credits_deduct_unkeyed(text *user_id, int64 amount)
+{
+	Datum		values[2] = {PointerGetDatum(user_id), Int64GetDatum(amount)};
+	CreditsAccount acct;
+
+	if (credits_exec(CQ_DEDUCT_FAST, values, NULL, false, 0) == 1)
+		return credits_get_int64(0, 1);
+	if (!credits_lock_account(user_id, &acct))
+		credits_unknown_account(user_id);
+	return credits_deduct_locked(user_id, amount, &acct);
+}
+
+/* Raise CR011: adding amount to balance would overflow bigint. */
+static void
+balance_overflow(int64 balance, int64 amount)
+{
+	ereport(ERROR,
+			errcode(ERRCODE_CREDITS_BALANCE_OVERFLOW),
+			errmsg("amount would overflow the balance"),
+			errdetail("The balance is " INT64_FORMAT "; adding " INT64_FORMAT
+					  " would exceed the largest bigint.", balance, amount));
+}
+
+/* Add to an account, opening it if needed; returns the new balance. */
+static int64
+add_upsert(text *user_id, int64 amount)
+{
+	Datum		values[2] = {PointerGetDatum(user_id), Int64GetDatum(amount)};
+
+	if (credits_exec(CQ_ADD_UPSERT, values, NULL, false, 0) == 1)
+		return credits_get_int64(0, 1);
+
+	/* The row exists, is now locked by us, and the sum would overflow. */
+	if (credits_exec(CQ_BALANCE, values, NULL, false, 0) != 1)
+		elog(ERROR, "credits: locked account row vanished");
+	balance_overflow(credits_get_int64(0, 1), amount);
+	pg_unreachable();
+}
+
+/*
+ * credits.credit_deduct(user_id, amount, action, metadata, idempotency_key)
+ */
+Datum
+credit_deduct(PG_FUNCTION_ARGS)
+{
+	text	   *user_id = credits_arg_user_id(fcinfo, 0);
+	int64		amount = credits_arg_amount(fcinfo, 1, "amount");
+	text	   *action = credits_arg_required_text(fcinfo, 2, "action");
+	Jsonb	   *metadata = credits_arg_metadata(fcinfo, 3);
+	text	   *key = credits_arg_idempotency_key(fcinfo, 4);
+	CreditsTx	tx;
+
+	credits_connect();
+	if (key == NULL)
+		credits_post(user_id, -amount, credits_deduct_unkeyed(user_id, amount),
+					 action, metadata, NULL, &tx);
+	else
+	{
+		CreditsAccount acct;
+
+		if (!credits_lock_account(user_id, &acct))
+			credits_unknown_account(user_id);
+		if (!find_key(user_id, key, -amount, action, &tx))
+			credits_post(user_id, -amount,
+						 credits_deduct_locked(user_id, amount, &acct),
+						 action, metadata, key, &tx);
+	}
+	credits_finish();
+
+	credits_return_tx(fcinfo, &tx);
+	return (Datum) 0;
+}
+
+/*
+ * credits.credit_add(user_id, amount, action, metadata, idempotency_key)
+ */
+Datum
+credit_add(PG_FUNCTION_ARGS)
+{
+	text	   *user_id = credits_arg_user_id(fcinfo, 0);
+	int64		amount = credits_arg_amount(fcinfo, 1, "amount");
+	text	   *action = credits_arg_required_text(fcinfo, 2, "action");
+	Jsonb	   *metadata = credits_arg_metadata(fcinfo, 3);
+	text	   *key = credits_arg_idempotency_key(fcinfo, 4);
+	CreditsTx	tx;
+
+	credits_connect();
+	if (key != NULL)
+	{
+		CreditsAccount acct;
+
+		credits_lock_or_open(user_id, &acct);
+		if (find_key(user_id, key, amount, action, &tx))
+			goto done;
+	}
+	credits_post(user_id, amount, add_upsert(user_id, amount),
+				 action, metadata, key, &tx);
+done:
+	credits_finish();
+
+	credits_return_tx(fcinfo, &tx);
+	return (Datum) 0;
+}
+
+/*
+ * credits.credit_init(user_id, amount, metadata): open an account with a
+ * signup grant.  For an existing account it grants nothing and returns the
+ * account's first ledger row with the current balance.
+ */
+Datum
+credit_init(PG_FUNCTION_ARGS)
+{
+	text	   *user_id = credits_arg_user_id(fcinfo, 0);
+	Jsonb	   *metadata;
+	int64		amount;
+	Datum		values[2];
+	CreditsTx	tx;
+
+	if (PG_ARGISNULL(1))
+		amount = credits_default_credits;
+	else
+	{
+		amount = PG_GETARG_INT64(1);
+		if (amount < 0)
+			ereport(ERROR,
+					errcode(ERRCODE_CREDITS_INVALID_PARAMETER),
+					errmsg("invalid amount: must not be negative"),
+					errdetail("The amount given was " INT64_FORMAT ".", amount));
+	}
+	metadata = credits_arg_metadata(fcinfo, 2);
+
+	values[0] = PointerGetDatum(user_id);
+	values[1] = Int64GetDatum(amount);
+
+	credits_connect();
+	if (credits_exec(CQ_INIT_ACCOUNT, values, NULL, false, 0) == 1)
+		credits_post(user_id, amount, amount,
+					 cstring_to_text("init"), metadata, NULL, &tx);
+	else
+	{
+		bool		isnull;
+		Datum		d;
+
+		if (credits_exec(CQ_INIT_EXISTING, values, NULL, false, 0) != 1)
+			elog(ERROR, "credits: existing account not found");
+		d = credits_get(0, 1, &isnull);
+		tx.tx_id = isnull ? 0 : DatumGetInt64(d);
+		tx.balance = credits_get_int64(0, 2);
+		d = credits_get(0, 3, &isnull);
+		tx.created_at = isnull ? 0 : DatumGetTimestampTz(d);
+	}
+	credits_finish();
+
+	credits_return_tx(fcinfo, &tx);
+	return (Datum) 0;
+}

@@ -1,0 +1,545 @@
+/*-------------------------------------------------------------------------
+ *
+ * spi.c
+ *		Prepared statements: every query the extension runs, in one table.
+ *
+ * Each statement is parsed once per backend and kept with SPI_keepplan.
+ * Every table name in them is schema-qualified, and every statement is
+ * prepared and executed under an override search_path of pg_catalog alone
+ * (not even pg_temp), so a caller's search_path can never redirect an
+ * operator, function or type (test/pgtap/04_search_path.sql).  Pinning the
+ * path only while preparing would not be enough: the plan cache re-analyses
+ * a saved statement under the search_path current when it next runs, so
+ * the override is pushed around every execution too.  It is popped by
+ * transaction or subtransaction abort if the statement fails.
+ *
+ * Every SPI return code is checked; an unexpected one is a can't-happen
+ * and uses elog.  Callers bracket their work with credits_connect() and
+ * credits_finish(), so each call's SPI memory is freed when it returns.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "credits.h"
+
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+
+typedef struct CreditsStatement
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[9];
+	int			expect;			/* SPI_OK_* code on success */
+	SPIPlanPtr	plan;
+} CreditsStatement;
+
+/*
+ * The unkeyed deduction: one UPDATE that locks, checks and changes the row.
+ * The check subtracts every open hold (expired ones too), which is never
+ * more permissive than the exact rule; when it fails, the caller re-checks
+ * with CQ_LOCK_ACCOUNT and credits_active_held().  Accounts with expiring
+ * grants (expiring > 0) never match: their deductions must also draw the
+ * grants down, which the caller's locked path does (settle.c).
+ */
+static CreditsStatement statements[CQ__COUNT] = {
+	[CQ_DEDUCT_FAST] = {
+		"UPDATE credits.accounts SET balance = balance - $2, version = version + 1,"
+		" updated_at = pg_catalog.now()"
+		" WHERE user_id = $1 AND balance - held >= $2 AND expiring = 0 RETURNING balance",
+		2, {TEXTOID, INT8OID}, SPI_OK_UPDATE_RETURNING
+	},
+	[CQ_DEDUCT_LOCKED] = {
+		"UPDATE credits.accounts SET balance = balance - $2, version = version + 1,"
+		" updated_at = pg_catalog.now()"
+		" WHERE user_id = $1 RETURNING balance",
+		2, {TEXTOID, INT8OID}, SPI_OK_UPDATE_RETURNING
+	},
+	[CQ_ADD_UPSERT] = {
+		"INSERT INTO credits.accounts AS a (user_id, balance) VALUES ($1, $2)"
+		" ON CONFLICT (user_id) DO UPDATE SET balance = a.balance + excluded.balance,"
+		" version = a.version + 1, updated_at = pg_catalog.now()"
+		" WHERE a.balance <= 9223372036854775807 - excluded.balance"
+		" RETURNING a.balance",
+		2, {TEXTOID, INT8OID}, SPI_OK_INSERT_RETURNING
+	},
+	[CQ_LOCK_ACCOUNT] = {
+		"SELECT balance, held, expiring FROM credits.accounts WHERE user_id = $1 FOR UPDATE",
+		1, {TEXTOID}, SPI_OK_SELECT
+	},
+	[CQ_OPEN_ACCOUNT] = {
+		"INSERT INTO credits.accounts (user_id, balance) VALUES ($1, 0)"
+		" ON CONFLICT (user_id) DO NOTHING",
+		1, {TEXTOID}, SPI_OK_INSERT
+	},
+	[CQ_INIT_ACCOUNT] = {
+		"INSERT INTO credits.accounts (user_id, balance) VALUES ($1, $2)"
+		" ON CONFLICT (user_id) DO NOTHING RETURNING balance",
+		2, {TEXTOID, INT8OID}, SPI_OK_INSERT_RETURNING
+	},
+	[CQ_INIT_EXISTING] = {
+		"SELECT l.id, a.balance, l.created_at FROM credits.accounts a"
+		" LEFT JOIN LATERAL (SELECT id, created_at FROM credits.ledger"
+		"  WHERE user_id = a.user_id ORDER BY created_at, id LIMIT 1) l ON true"
+		" WHERE a.user_id = $1",
+		1, {TEXTOID}, SPI_OK_SELECT
+	},
+	[CQ_FIND_KEY] = {
+		"SELECT id, amount, action, balance_after, created_at FROM credits.ledger"
+		" WHERE user_id = $1 AND idempotency_key = $2",
+		2, {TEXTOID, TEXTOID}, SPI_OK_SELECT
+	},
+	[CQ_INSERT_LEDGER] = {
+		"INSERT INTO credits.ledger"
+		" (user_id, amount, balance_after, action, metadata, idempotency_key)"
+		" VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at",
+		6, {TEXTOID, INT8OID, INT8OID, TEXTOID, JSONBOID, TEXTOID},
+		SPI_OK_INSERT_RETURNING
+	},
+	[CQ_BALANCE] = {
+		"SELECT balance FROM credits.accounts WHERE user_id = $1",
+		1, {TEXTOID}, SPI_OK_SELECT
+	},
+	[CQ_HISTORY] = {
+		"SELECT id, user_id, amount, balance_after, action, metadata,"
+		" idempotency_key, created_at, txid FROM credits.ledger"
+		" WHERE user_id = $1 AND created_at >= $3 AND created_at < $4"
+		" ORDER BY created_at DESC, id DESC LIMIT $2",
+		4, {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_SELECT
+	},
+	[CQ_VERIFY] = {
+		"SELECT a.balance, (SELECT pg_catalog.sum(amount) FROM credits.ledger"
+		"  WHERE user_id = a.user_id)::pg_catalog.int8"
+		" FROM credits.accounts a WHERE a.user_id = $1",
+		1, {TEXTOID}, SPI_OK_SELECT
+	},
+	[CQ_VERIFY_ALL] = {
+		"SELECT coalesce(a.user_id, l.user_id), a.balance, coalesce(l.total, 0)"
+		" FROM credits.accounts a FULL JOIN"
+		" (SELECT user_id, pg_catalog.sum(amount)::pg_catalog.int8 AS total FROM credits.ledger"
+		"  GROUP BY user_id) l ON l.user_id = a.user_id"
+		" WHERE a.balance IS DISTINCT FROM coalesce(l.total, 0)"
+		" ORDER BY 1",
+		0, {InvalidOid}, SPI_OK_SELECT
+	},
+	[CQ_REBUILD] = {
+		"UPDATE credits.accounts SET balance = $2, version = version + 1,"
+		" updated_at = pg_catalog.now() WHERE user_id = $1",
+		2, {TEXTOID, INT8OID}, SPI_OK_UPDATE
+	},
+	[CQ_INSERT_EVENT] = {
+		"INSERT INTO credits.account_events (user_id, event, detail)"
+		" VALUES ($1, $2, $3)",
+		3, {TEXTOID, TEXTOID, JSONBOID}, SPI_OK_INSERT
+	},
+
+	/*
+	 * Billing: holds, grants, prices, plans, usage.  Every one runs with the
+	 * account row already locked by the caller, except the read-only ones
+	 * (CQ_ACTIVE_HELD is also read under the lock), the lookups that find
+	 * which account to lock (CQ_HOLD_USER, CQ_USERS_DUE_*, CQ_SUBS_DUE) and
+	 * CQ_PRICE / CQ_PLAN, which read configuration.
+	 */
+	[CQ_ACTIVE_HELD] = {
+		"SELECT coalesce(pg_catalog.sum(amount), 0)::pg_catalog.int8 FROM credits.holds"
+		" WHERE user_id = $1 AND status = 'open' AND expires_at > pg_catalog.now()",
+		1, {TEXTOID}, SPI_OK_SELECT
+	},
+	/* balance, unexpired holds, unspent credit of expired, unposted grants */
+	[CQ_AVAILABLE] = {
+		"SELECT a.balance,"
+		" CASE WHEN a.held = 0 THEN 0 ELSE"
+		"  (SELECT coalesce(pg_catalog.sum(h.amount), 0) FROM credits.holds h"
+		"   WHERE h.user_id = a.user_id AND h.status = 'open'"
+		"   AND h.expires_at > pg_catalog.now())::pg_catalog.int8 END,"
+		" CASE WHEN a.expiring = 0 THEN 0 ELSE"
+		"  ((SELECT coalesce(pg_catalog.sum(g.remaining), 0) FROM credits.grants g"
+		"    WHERE g.user_id = a.user_id AND g.expires_at <= pg_catalog.now()"
+		"    AND g.remaining > 0)"
+		"  + (SELECT coalesce(pg_catalog.sum(r.amount), 0) FROM credits.holds h"
+		"     CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(h.grant_ids),"
+		"      pg_catalog.unnest(h.grant_amounts)) AS r(grant_id, amount)"
+		"     JOIN credits.grants g ON g.id = r.grant_id"
+		"     WHERE h.user_id = a.user_id AND h.status = 'open'"
+		"     AND h.expires_at <= pg_catalog.now()"
+		"     AND g.expires_at <= pg_catalog.now()))::pg_catalog.int8 END"
+		" FROM credits.accounts a WHERE a.user_id = $1",
+		1, {TEXTOID}, SPI_OK_SELECT
+	},
+	[CQ_EXPIRE_HOLDS] = {
+		"WITH h AS (UPDATE credits.holds SET status = 'expired', closed_at = pg_catalog.now()"
+		"  WHERE user_id = $1 AND status = 'open' AND expires_at <= pg_catalog.now()"
+		"  RETURNING id, amount, grant_ids, grant_amounts)"
+		" SELECT id, amount, grant_ids, grant_amounts FROM h ORDER BY id",
+		1, {TEXTOID}, SPI_OK_SELECT
+	},
+	/* give back reserved credit: reserved -= res, remaining += ret */
+	[CQ_UNRESERVE] = {
+		"UPDATE credits.grants g SET reserved = g.reserved - u.res,"
+		" remaining = g.remaining + u.ret"
+		" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+		"  pg_catalog.unnest($3)) AS u(id, res, ret)"
+		" WHERE g.id = u.id",
+		3, {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID}, SPI_OK_UPDATE
+	},
+	[CQ_HOLD_ACCOUNT] = {
+		"UPDATE credits.accounts SET held = held + $2, expiring = expiring + $3,"
+		" version = version + 1, updated_at = pg_catalog.now()"
+		" WHERE user_id = $1 RETURNING balance, held, expiring",
+		3, {TEXTOID, INT8OID, INT8OID}, SPI_OK_UPDATE_RETURNING
+	},
+	/* the outbox row of a change to held, with the account's new state */
+	[CQ_HOLD_EVENT] = {
+		"INSERT INTO credits.account_events (user_id, event, detail)"
+		" SELECT a.user_id, $2, pg_catalog.jsonb_build_object('hold_id', h.id,"
+		"  'amount', h.amount, 'action', h.action, 'status', h.status,"
+		"  'expires_at', h.expires_at, 'captured', h.captured,"
+		"  'tx_id', h.capture_tx_id, 'balance', a.balance, 'held', a.held,"
+		"  'version', a.version)"
+		" FROM credits.accounts a, credits.holds h WHERE a.user_id = $1 AND h.id = $3",
+		3, {TEXTOID, TEXTOID, INT8OID}, SPI_OK_INSERT
+	},
+	[CQ_DUE_GRANTS] = {
+		"SELECT id, remaining, pg_catalog.jsonb_build_object('grant_id', id,"
+		" 'source', source, 'expires_at', expires_at)"
+		" FROM credits.grants WHERE user_id = $1 AND expires_at <= pg_catalog.now()"
+		" AND remaining > 0 ORDER BY expires_at, id",
+		1, {TEXTOID}, SPI_OK_SELECT
+	},
+	/* move $3 of grant $2's remaining credit to expired, off the balance */
+	[CQ_EXPIRE_GRANT] = {
+		"WITH g AS (UPDATE credits.grants SET remaining = remaining - $3,"
+		"  expired = expired + $3 WHERE id = $2 AND user_id = $1 RETURNING id)"
+		" UPDATE credits.accounts SET balance = balance - $3, expiring = expiring - $3,"
+		" version = version + 1, updated_at = pg_catalog.now()"
+		" WHERE user_id = $1 AND EXISTS (SELECT FROM g) RETURNING balance, held, expiring",
+		3, {TEXTOID, INT8OID, INT8OID}, SPI_OK_UPDATE_RETURNING
+	},
+	[CQ_GRANT_GET] = {
+		"SELECT remaining, expired, pg_catalog.jsonb_build_object('grant_id', id,"
+		" 'source', source, 'expires_at', expires_at)"
+		" FROM credits.grants WHERE id = $1 AND user_id = $2 AND expires_at IS NOT NULL",
+		2, {INT8OID, TEXTOID}, SPI_OK_SELECT
+	},
+	/*
+	 * Spend $2 from a settled account, drawing up to $3 of it from unexpired
+	 * grants, soonest-expiring first (ties by id); the rest is non-expiring.
+	 */
+	[CQ_SPEND] = {
+		"WITH c AS (SELECT id, remaining,"
+		"  pg_catalog.sum(remaining) OVER (ORDER BY expires_at, id) AS upto"
+		"  FROM credits.grants WHERE user_id = $1 AND expires_at > pg_catalog.now()"
+		"  AND remaining > 0),"
+		" d AS (SELECT id, LEAST(remaining::pg_catalog.numeric, $3 - (upto - remaining))"
+		"  ::pg_catalog.int8 AS take FROM c WHERE upto - remaining < $3),"
+		" g AS (UPDATE credits.grants gr SET remaining = gr.remaining - d.take"
+		"  FROM d WHERE gr.id = d.id RETURNING d.take)"
+		" UPDATE credits.accounts SET balance = balance - $2,"
+		" expiring = expiring - (SELECT coalesce(pg_catalog.sum(take), 0) FROM g)::pg_catalog.int8,"
+		" version = version + 1, updated_at = pg_catalog.now()"
+		" WHERE user_id = $1 RETURNING balance",
+		3, {TEXTOID, INT8OID, INT8OID}, SPI_OK_UPDATE_RETURNING
+	},
+	/* reserve up to $2 from unexpired grants the same way, for a hold */
+	[CQ_RESERVE] = {
+		"WITH c AS (SELECT id, remaining,"
+		"  pg_catalog.sum(remaining) OVER (ORDER BY expires_at, id) AS upto"
+		"  FROM credits.grants WHERE user_id = $1 AND expires_at > pg_catalog.now()"
+		"  AND remaining > 0),"
+		" d AS (SELECT id, LEAST(remaining::pg_catalog.numeric, $2 - (upto - remaining))"
+		"  ::pg_catalog.int8 AS take FROM c WHERE upto - remaining < $2),"
+		" g AS (UPDATE credits.grants gr SET remaining = gr.remaining - d.take,"
+		"  reserved = gr.reserved + d.take FROM d WHERE gr.id = d.id"
+		"  RETURNING gr.id, gr.expires_at, d.take)"
+		" SELECT coalesce(pg_catalog.array_agg(id ORDER BY expires_at, id), '{}'),"
+		" coalesce(pg_catalog.array_agg(take ORDER BY expires_at, id), '{}'),"
+		" coalesce(pg_catalog.sum(take), 0)::pg_catalog.int8 FROM g",
+		2, {TEXTOID, INT8OID}, SPI_OK_SELECT
+	},
+	[CQ_HOLD_FIND_KEY] = {
+		"SELECT id, amount, action, available_after FROM credits.holds"
+		" WHERE user_id = $1 AND idempotency_key = $2",
+		2, {TEXTOID, TEXTOID}, SPI_OK_SELECT
+	},
+	[CQ_HOLD_INSERT] = {
+		"INSERT INTO credits.holds (user_id, amount, action, metadata, expires_at,"
+		" idempotency_key, grant_ids, grant_amounts, available_after)"
+		" VALUES ($1, $2, $3, $4, pg_catalog.now() + $5, $6, $7, $8, $9) RETURNING id",
+		9, {TEXTOID, INT8OID, TEXTOID, JSONBOID, INTERVALOID, TEXTOID,
+		INT8ARRAYOID, INT8ARRAYOID, INT8OID}, SPI_OK_INSERT_RETURNING
+	},
+	[CQ_HOLD_USER] = {
+		"SELECT user_id FROM credits.holds WHERE id = $1",
+		1, {INT8OID}, SPI_OK_SELECT
+	},
+	/* a hold, and the ledger metadata of its capture with metadata $2 */
+	[CQ_HOLD_GET] = {
+		"SELECT user_id, amount, action, status, expires_at <= pg_catalog.now(),"
+		" grant_ids, grant_amounts, captured, capture_tx_id, capture_key,"
+		" metadata || $2 || pg_catalog.jsonb_build_object('hold_id', id, 'held', amount),"
+		" expires_at FROM credits.holds WHERE id = $1",
+		2, {INT8OID, JSONBOID}, SPI_OK_SELECT
+	},
+	[CQ_HOLD_CLOSE] = {
+		"UPDATE credits.holds SET status = $2, closed_at = pg_catalog.now(),"
+		" captured = $3, capture_tx_id = $4, capture_key = $5"
+		" WHERE id = $1 AND status = 'open'",
+		5, {INT8OID, TEXTOID, INT8OID, INT8OID, TEXTOID}, SPI_OK_UPDATE
+	},
+	[CQ_LEDGER_ROW] = {
+		"SELECT balance_after, created_at FROM credits.ledger WHERE id = $1",
+		1, {INT8OID}, SPI_OK_SELECT
+	},
+	[CQ_USERS_DUE_HOLDS] = {
+		"SELECT DISTINCT user_id FROM credits.holds"
+		" WHERE status = 'open' AND expires_at <= pg_catalog.now() ORDER BY user_id",
+		0, {InvalidOid}, SPI_OK_SELECT
+	},
+	[CQ_USERS_DUE_GRANTS] = {
+		"SELECT DISTINCT user_id FROM credits.grants"
+		" WHERE expires_at <= pg_catalog.now() AND (remaining > 0 OR reserved > 0)"
+		" ORDER BY user_id",
+		0, {InvalidOid}, SPI_OK_SELECT
+	},
+	/* add $2 to the balance, $3 of it expiring; opens the account */
+	[CQ_GRANT_UPSERT] = {
+		"INSERT INTO credits.accounts AS a (user_id, balance, expiring) VALUES ($1, $2, $3)"
+		" ON CONFLICT (user_id) DO UPDATE SET balance = a.balance + excluded.balance,"
+		" expiring = a.expiring + excluded.expiring,"
+		" version = a.version + 1, updated_at = pg_catalog.now()"
+		" WHERE a.balance <= 9223372036854775807 - excluded.balance"
+		" RETURNING a.balance",
+		3, {TEXTOID, INT8OID, INT8OID}, SPI_OK_INSERT_RETURNING
+	},
+	/* the grant row, and the metadata of its ledger row */
+	[CQ_GRANT_INSERT] = {
+		"INSERT INTO credits.grants (user_id, source, amount, expires_at, remaining,"
+		" reserved, expired, metadata, idempotency_key)"
+		" VALUES ($1, $2, $3, $4, CASE WHEN $4 IS NULL THEN NULL ELSE $3 END,"
+		" CASE WHEN $4 IS NULL THEN NULL ELSE 0 END,"
+		" CASE WHEN $4 IS NULL THEN NULL ELSE 0 END, $5, $6)"
+		" RETURNING id, $5 || pg_catalog.jsonb_build_object('grant_id', id,"
+		" 'source', source, 'expires_at', expires_at)",
+		6, {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, JSONBOID, TEXTOID},
+		SPI_OK_INSERT_RETURNING
+	},
+	/* a grant's key: the original row, and whether $3..$5 match it */
+	[CQ_GRANT_FIND_KEY] = {
+		"SELECT l.id, l.balance_after, l.created_at,"
+		" l.action = 'grant' AND l.amount = $3 AND g.source IS NOT DISTINCT FROM $4"
+		" AND g.expires_at IS NOT DISTINCT FROM $5"
+		" FROM credits.ledger l LEFT JOIN credits.grants g"
+		" ON g.user_id = l.user_id AND g.idempotency_key = l.idempotency_key"
+		" WHERE l.user_id = $1 AND l.idempotency_key = $2",
+		5, {TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
+	},
+	/*
+	 * The price of $2 units of action $1 in force now: the cost (NULL if it
+	 * exceeds bigint) and metadata $3 with the price used.
+	 */
+	[CQ_PRICE] = {
+		"SELECT c.cost, $3 || pg_catalog.jsonb_build_object('price',"
+		"  pg_catalog.jsonb_build_object('rate', p.rate, 'unit', p.unit,"
+		"  'quantity', $2, 'rounding', p.rounding, 'valid_from', p.valid_from))"
+		" FROM (SELECT unit, rate, rounding, valid_from FROM credits.prices"
+		"  WHERE action = $1 AND valid_from <= pg_catalog.now()"
+		"  ORDER BY valid_from DESC LIMIT 1) p"
+		" CROSS JOIN LATERAL (SELECT CASE p.rounding"
+		"  WHEN 'up' THEN pg_catalog.ceil($2 * p.rate)"
+		"  WHEN 'down' THEN pg_catalog.floor($2 * p.rate)"
+		"  ELSE pg_catalog.round($2 * p.rate) END AS raw) r"
+		" CROSS JOIN LATERAL (SELECT CASE WHEN r.raw <= 9223372036854775807"
+		"  THEN r.raw::pg_catalog.int8 END AS cost) c",
+		3, {TEXTOID, NUMERICOID, JSONBOID}, SPI_OK_SELECT
+	},
+	/* a charge's key: the original row, and whether action and quantity match */
+	[CQ_CHARGE_FIND_KEY] = {
+		"SELECT id, balance_after, created_at,"
+		" coalesce(action = $3 AND metadata #> '{price,quantity}' = pg_catalog.to_jsonb($4), false)"
+		" FROM credits.ledger WHERE user_id = $1 AND idempotency_key = $2",
+		4, {TEXTOID, TEXTOID, TEXTOID, NUMERICOID}, SPI_OK_SELECT
+	},
+	[CQ_PLAN] = {
+		"SELECT allowance, period, policy, rollover_cap FROM credits.plans"
+		" WHERE plan = $1 AND valid_from <= $2 ORDER BY valid_from DESC LIMIT 1",
+		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
+	},
+	[CQ_SUB_INSERT] = {
+		"INSERT INTO credits.subscriptions (user_id, plan, ends_at) VALUES ($1, $2, $3)"
+		" ON CONFLICT (user_id) DO NOTHING RETURNING user_id",
+		3, {TEXTOID, TEXTOID, TIMESTAMPTZOID}, SPI_OK_INSERT_RETURNING
+	},
+	[CQ_SUB_LOCK] = {
+		"SELECT plan, ends_at, anchor, cycle, grant_id FROM credits.subscriptions"
+		" WHERE user_id = $1 FOR UPDATE",
+		1, {TEXTOID}, SPI_OK_SELECT
+	},
+	/* a new plan: its periods start now, the old allowance runs out alone */
+	[CQ_SUB_SET_PLAN] = {
+		"UPDATE credits.subscriptions SET plan = $2, ends_at = $3,"
+		" anchor = pg_catalog.now(), cycle = -1, period_start = NULL, period_end = NULL,"
+		" grant_id = NULL, renews_at = pg_catalog.now(), updated_at = pg_catalog.now()"
+		" WHERE user_id = $1",
+		3, {TEXTOID, TEXTOID, TIMESTAMPTZOID}, SPI_OK_UPDATE
+	},
+	[CQ_SUB_SET_END] = {
+		"UPDATE credits.subscriptions SET ends_at = $2,"
+		" renews_at = CASE WHEN period_end IS NULL THEN renews_at"
+		"  ELSE LEAST(period_end, $2) END,"
+		" updated_at = pg_catalog.now() WHERE user_id = $1",
+		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_UPDATE
+	},
+	/* locks every due subscription, in user_id order */
+	[CQ_SUBS_DUE] = {
+		"SELECT user_id FROM credits.subscriptions WHERE renews_at <= $1"
+		" ORDER BY user_id FOR UPDATE",
+		1, {TIMESTAMPTZOID}, SPI_OK_SELECT
+	},
+	/* the last period k >= $3 of anchor $1 and length $2 starting by $4 */
+	[CQ_PERIOD] = {
+		"WITH RECURSIVE k(n) AS ("
+		"  SELECT $3 WHERE $1 + $2 * $3::pg_catalog.float8 <= $4"
+		"  UNION ALL SELECT n + 1 FROM k"
+		"  WHERE $1 + $2 * (n + 1)::pg_catalog.float8 <= $4)"
+		" SELECT n, $1 + $2 * n::pg_catalog.float8, $1 + $2 * (n + 1)::pg_catalog.float8"
+		" FROM k ORDER BY n DESC LIMIT 1",
+		4, {TIMESTAMPTZOID, INTERVALOID, INT8OID, TIMESTAMPTZOID}, SPI_OK_SELECT
+	},
+	[CQ_ALLOWANCE_INSERT] = {
+		"INSERT INTO credits.allowances (user_id, plan, period_start, period_end, allowance)"
+		" VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
+		5, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID},
+		SPI_OK_INSERT_RETURNING
+	},
+	/* record the carried credit; returns the allowance grant's metadata */
+	[CQ_ALLOWANCE_SET] = {
+		"UPDATE credits.allowances SET carried = $4"
+		" WHERE user_id = $1 AND plan = $2 AND period_start = $3"
+		" RETURNING pg_catalog.jsonb_build_object('plan', plan,"
+		" 'period_start', period_start, 'period_end', period_end,"
+		" 'allowance', allowance, 'carried', carried)",
+		4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, INT8OID}, SPI_OK_UPDATE_RETURNING
+	},
+	[CQ_ALLOWANCE_GRANT] = {
+		"UPDATE credits.allowances SET grant_id = $4, tx_id = $5"
+		" WHERE user_id = $1 AND plan = $2 AND period_start = $3",
+		5, {TEXTOID, TEXTOID, TIMESTAMPTZOID, INT8OID, INT8OID}, SPI_OK_UPDATE
+	},
+	[CQ_SUB_ADVANCE] = {
+		"UPDATE credits.subscriptions SET plan = $2, ends_at = $3, anchor = $4,"
+		" cycle = $5, period_start = $6, period_end = $7, grant_id = $8,"
+		" renews_at = LEAST($7, $3), updated_at = pg_catalog.now() WHERE user_id = $1",
+		8, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID,
+		TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}, SPI_OK_UPDATE
+	},
+	/* plan, plan end, period start, spent and tokens this period and ever */
+	[CQ_USAGE] = {
+		"WITH s AS (SELECT plan, ends_at, period_start,"
+		"  ends_at <= pg_catalog.now() AND plan <> 'free' AS lapsed"
+		"  FROM credits.subscriptions WHERE user_id = $1),"
+		" p AS (SELECT coalesce((SELECT period_start FROM s),"
+		"  pg_catalog.date_trunc('month', pg_catalog.now(), 'UTC')) AS start),"
+		" l AS (SELECT amount, created_at,"
+		"  CASE WHEN pg_catalog.jsonb_typeof(metadata -> 'tokens') = 'number'"
+		"   THEN (metadata ->> 'tokens')::pg_catalog.numeric"
+		"   WHEN action = 'llm_tokens'"
+		"    AND pg_catalog.jsonb_typeof(metadata #> '{price,quantity}') = 'number'"
+		"   THEN (metadata #>> '{price,quantity}')::pg_catalog.numeric"
+		"   ELSE 0 END AS tokens"
+		"  FROM credits.ledger WHERE user_id = $1 AND amount < 0 AND action <> 'expire')"
+		" SELECT (SELECT CASE WHEN lapsed THEN 'free' ELSE plan END FROM s),"
+		" (SELECT CASE WHEN lapsed THEN NULL ELSE ends_at END FROM s), p.start,"
+		" coalesce(pg_catalog.sum(-l.amount) FILTER (WHERE l.created_at >= p.start), 0)::pg_catalog.int8,"
+		" coalesce(pg_catalog.sum(-l.amount), 0)::pg_catalog.int8,"
+		" coalesce(pg_catalog.round(pg_catalog.sum(l.tokens) FILTER (WHERE l.created_at >= p.start)), 0)::pg_catalog.int8,"
+		" coalesce(pg_catalog.round(pg_catalog.sum(l.tokens)), 0)::pg_catalog.int8"
+		" FROM p LEFT JOIN l ON true GROUP BY p.start",
+		1, {TEXTOID}, SPI_OK_SELECT
+	},
+};
+
+/*
+ * Prepare and keep statement st under the pinned search_path (see
+ * ../search_path.c).  Caller is connected.
+ */
+static SPIPlanPtr
+prepare_statement(CreditsStatement *st)
+{
+	SPIPlanPtr	plan;
+	int			nest = credits_pin_search_path();
+
+	plan = SPI_prepare(st->sql, st->nargs, st->argtypes);
+	credits_unpin_search_path(nest);
+
+	if (plan == NULL)
+		elog(ERROR, "credits: SPI_prepare failed for \"%s\": %s",
+			 st->sql, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "credits: SPI_keepplan failed");
+	return plan;
+}
+
+/* Connect to SPI.  Every call must be matched by credits_finish(). */
+void
+credits_connect(void)
+{
+	int			rc = SPI_connect();
+
+	if (rc != SPI_OK_CONNECT)
+		elog(ERROR, "credits: SPI_connect failed: %s", SPI_result_code_string(rc));
+}
+
+/* Disconnect from SPI, freeing the call's SPI memory. */
+void
+credits_finish(void)
+{
+	int			rc = SPI_finish();
+
+	if (rc != SPI_OK_FINISH)
+		elog(ERROR, "credits: SPI_finish failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * Run statement q; returns SPI_processed.  Caller must be connected.
+ * read_only is true only for functions declared STABLE.
+ */
+uint64
+credits_exec(CreditsQuery q, Datum *values, const char *nulls,
+			 bool read_only, long tcount)
+{
+	CreditsStatement *st = &statements[q];
+	int			rc;
+	int			nest;
+
+	Assert(q >= 0 && q < CQ__COUNT);
+	if (st->plan == NULL)
+		st->plan = prepare_statement(st);
+
+	nest = credits_pin_search_path();
+	rc = SPI_execute_plan(st->plan, values, nulls, read_only, tcount);
+	credits_unpin_search_path(nest);
+	if (rc != st->expect)
+		elog(ERROR, "credits: unexpected SPI result %s for \"%s\"",
+			 SPI_result_code_string(rc), st->sql);
+	return SPI_processed;
+}
+
+/* Column col (1-based) of result row row (0-based).  Caller is connected. */
+Datum
+credits_get(int row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+						 col, isnull);
+}
+
+/* A NOT NULL bigint column of the last result. */
+int64
+credits_get_int64(int row, int col)
+{
+	bool		isnull;
+	Datum		d = credits_get(row, col, &isnull);
+
+	if (isnull)
+		elog(ERROR, "credits: unexpected null in column %d", col);
+	return DatumGetInt64(d);
+}
