@@ -147,6 +147,66 @@ REVOKE ALL ON FUNCTION credits.credit_release(bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credits.credit_release(bigint, text) TO credits_app;
 
 -- ---------------------------------------------------------------------
+-- Section: metered prices (prices.per_call; a carried fraction per user
+-- and action in credits.carries; ledger rows of charges record quantity,
+-- rate and carry; a charge that costs 0 writes an amount-0 row)
+-- ---------------------------------------------------------------------
+ALTER TABLE credits.ledger
+	ADD COLUMN quantity numeric,
+	ADD COLUMN rate numeric,
+	ADD COLUMN carry numeric,
+	DROP CONSTRAINT ledger_amount_nonzero,
+	ADD CONSTRAINT ledger_amount_nonzero CHECK (amount <> 0 OR action = 'init' OR quantity IS NOT NULL);
+COMMENT ON COLUMN credits.ledger.quantity IS
+	'Charges (credit_charge): the units charged; NULL for every other row';
+COMMENT ON COLUMN credits.ledger.rate IS
+	'Charges: the price''s rate in credits per unit';
+COMMENT ON COLUMN credits.ledger.carry IS
+	'Metered charges: the fraction of a credit carried for the user and action after this row (credits.carries); NULL for per-call prices';
+
+ALTER TABLE credits.prices ADD COLUMN per_call boolean NOT NULL DEFAULT false;
+COMMENT ON TABLE credits.prices IS
+	'Credits per unit of each action: metered exactly with a carried fraction (credits.carries), or, if per_call, each charge rounded to a whole credit as rounding says';
+COMMENT ON COLUMN credits.prices.per_call IS
+	'false: metered, a charge costs floor(carry + quantity * rate) and carries the rest; true: each charge costs quantity * rate rounded as rounding says';
+
+CREATE OR REPLACE VIEW credits.current_prices AS
+	SELECT DISTINCT ON (action) action, unit, rate, rounding, valid_from, per_call
+	  FROM credits.prices
+	 WHERE valid_from <= pg_catalog.now()
+	 ORDER BY action, valid_from DESC;
+
+CREATE TABLE credits.carries (
+	user_id			text NOT NULL,
+	action			text NOT NULL,
+	carry			numeric NOT NULL,
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (user_id, action),
+	CONSTRAINT carries_carry_fraction CHECK (carry >= 0 AND carry < 1)
+);
+
+COMMENT ON TABLE credits.carries IS
+	'Per user and metered action, the fraction of a credit charged but not yet deducted (the ledger''s carry column records it after every charge)';
+
+SELECT pg_catalog.pg_extension_config_dump('credits.carries', '');
+
+CREATE OR REPLACE VIEW credits.daily_usage AS
+	SELECT (l.created_at AT TIME ZONE 'UTC')::date AS day, l.user_id, l.action,
+		   pg_catalog.sum(-l.amount)::bigint AS credits,
+		   pg_catalog.sum(
+			   CASE WHEN pg_catalog.jsonb_typeof(l.metadata -> 'tokens') = 'number'
+					THEN (l.metadata ->> 'tokens')::numeric
+					WHEN l.action = 'llm_tokens' AND l.quantity IS NOT NULL
+					THEN l.quantity
+					WHEN l.action = 'llm_tokens'
+					 AND pg_catalog.jsonb_typeof(l.metadata #> '{price,quantity}') = 'number'
+					THEN (l.metadata #>> '{price,quantity}')::numeric
+					ELSE 0 END)::bigint AS tokens
+	  FROM credits.ledger l
+	 WHERE (l.amount < 0 OR l.quantity IS NOT NULL) AND l.action <> 'expire'
+	 GROUP BY 1, 2, 3;
+
+-- ---------------------------------------------------------------------
 -- Section: privileges, ownership and search_path (keep this section LAST,
 -- identical in sql/credits.sql and in every upgrade script)
 -- ---------------------------------------------------------------------

@@ -80,7 +80,10 @@ CREATE TABLE credits.ledger (
 	idempotency_key text,
 	created_at		timestamptz NOT NULL DEFAULT now(),
 	txid			bigint NOT NULL DEFAULT pg_catalog.txid_current(),
-	CONSTRAINT ledger_amount_nonzero CHECK (amount <> 0 OR action = 'init'),
+	quantity		numeric,
+	rate			numeric,
+	carry			numeric,
+	CONSTRAINT ledger_amount_nonzero CHECK (amount <> 0 OR action = 'init' OR quantity IS NOT NULL),
 	CONSTRAINT ledger_balance_after_nonnegative CHECK (balance_after >= 0),
 	CONSTRAINT ledger_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
 );
@@ -91,6 +94,12 @@ COMMENT ON TABLE credits.ledger IS
 	'Append-only record of every balance change; the source of truth';
 COMMENT ON COLUMN credits.ledger.txid IS
 	'Writing transaction (the 64-bit xid8 value as bigint); credits-sync advances past it only once it is no longer in progress';
+COMMENT ON COLUMN credits.ledger.quantity IS
+	'Charges (credit_charge): the units charged; NULL for every other row';
+COMMENT ON COLUMN credits.ledger.rate IS
+	'Charges: the price''s rate in credits per unit';
+COMMENT ON COLUMN credits.ledger.carry IS
+	'Metered charges: the fraction of a credit carried for the user and action after this row (credits.carries); NULL for per-call prices';
 
 CREATE INDEX ledger_user_time_idx ON credits.ledger (user_id, created_at DESC, id DESC);
 CREATE UNIQUE INDEX ledger_user_idempotency_key_idx ON credits.ledger (user_id, idempotency_key)
@@ -345,6 +354,7 @@ CREATE TABLE credits.prices (
 	rate			numeric NOT NULL,
 	rounding		text NOT NULL DEFAULT 'up',
 	valid_from		timestamptz NOT NULL DEFAULT now(),
+	per_call		boolean NOT NULL DEFAULT false,
 	PRIMARY KEY (action, valid_from),
 	CONSTRAINT prices_action_nonempty CHECK (action <> ''),
 	CONSTRAINT prices_rate_positive CHECK (rate > 0 AND rate < 'Infinity'),
@@ -352,7 +362,9 @@ CREATE TABLE credits.prices (
 );
 
 COMMENT ON TABLE credits.prices IS
-	'Credits per unit of each action: cost = round(quantity * rate) to a whole credit, as rounding says';
+	'Credits per unit of each action: metered exactly with a carried fraction (credits.carries), or, if per_call, each charge rounded to a whole credit as rounding says';
+COMMENT ON COLUMN credits.prices.per_call IS
+	'false: metered, a charge costs floor(carry + quantity * rate) and carries the rest; true: each charge costs quantity * rate rounded as rounding says';
 
 INSERT INTO credits.prices (action, unit, rate, rounding, valid_from) VALUES
 	('chat_message', 'message', 10, 'up', '-infinity'),
@@ -363,10 +375,24 @@ INSERT INTO credits.prices (action, unit, rate, rounding, valid_from) VALUES
 	('llm_tokens', 'token', 0.0005, 'up', '-infinity');
 
 CREATE VIEW credits.current_prices AS
-	SELECT DISTINCT ON (action) action, unit, rate, rounding, valid_from
+	SELECT DISTINCT ON (action) action, unit, rate, rounding, valid_from, per_call
 	  FROM credits.prices
 	 WHERE valid_from <= pg_catalog.now()
 	 ORDER BY action, valid_from DESC;
+
+-- The fraction of a credit each user carries per metered action: always
+-- in [0, 1), changed only by credit_charge under the account row lock.
+CREATE TABLE credits.carries (
+	user_id			text NOT NULL,
+	action			text NOT NULL,
+	carry			numeric NOT NULL,
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (user_id, action),
+	CONSTRAINT carries_carry_fraction CHECK (carry >= 0 AND carry < 1)
+);
+
+COMMENT ON TABLE credits.carries IS
+	'Per user and metered action, the fraction of a credit charged but not yet deducted (the ledger''s carry column records it after every charge)';
 
 CREATE TABLE credits.plans (
 	plan			text NOT NULL,
@@ -440,6 +466,7 @@ SELECT pg_catalog.pg_extension_config_dump('credits.holds_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.grants', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.grants_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.prices', $$WHERE valid_from <> '-infinity'$$);
+SELECT pg_catalog.pg_extension_config_dump('credits.carries', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.plans', $$WHERE valid_from <> '-infinity'$$);
 SELECT pg_catalog.pg_extension_config_dump('credits.subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.allowances', '');
@@ -466,20 +493,23 @@ CREATE VIEW credits.grant_balances AS
 	 WHERE a.balance > a.expiring;
 
 -- Spending per UTC day, user and action (captures count under the hold's
--- action; expiries are not spending).  tokens come from metadata.tokens, or
--- for llm_tokens charges from the priced quantity.
+-- action; expiries are not spending; charges that cost 0 count their
+-- tokens).  tokens come from metadata.tokens, or for llm_tokens charges from
+-- the charged quantity (1.0's rows: the priced quantity in metadata).
 CREATE VIEW credits.daily_usage AS
 	SELECT (l.created_at AT TIME ZONE 'UTC')::date AS day, l.user_id, l.action,
 		   pg_catalog.sum(-l.amount)::bigint AS credits,
 		   pg_catalog.sum(
 			   CASE WHEN pg_catalog.jsonb_typeof(l.metadata -> 'tokens') = 'number'
 					THEN (l.metadata ->> 'tokens')::numeric
+					WHEN l.action = 'llm_tokens' AND l.quantity IS NOT NULL
+					THEN l.quantity
 					WHEN l.action = 'llm_tokens'
 					 AND pg_catalog.jsonb_typeof(l.metadata #> '{price,quantity}') = 'number'
 					THEN (l.metadata #>> '{price,quantity}')::numeric
 					ELSE 0 END)::bigint AS tokens
 	  FROM credits.ledger l
-	 WHERE l.amount < 0 AND l.action <> 'expire'
+	 WHERE (l.amount < 0 OR l.quantity IS NOT NULL) AND l.action <> 'expire'
 	 GROUP BY 1, 2, 3;
 
 -- Billing functions (C; see src/holds.c, prices.c, grants.c, settle.c,

@@ -137,6 +137,7 @@ typedef enum CreditsQuery
 	CQ_GRANT_UPSERT,
 	CQ_GRANT_INSERT,
 	CQ_PRICE,
+	CQ_CARRY_SET,
 	CQ_PLAN,
 	CQ_SUB_INSERT,
 	CQ_SUB_LOCK,
@@ -176,9 +177,20 @@ typedef struct CreditsTx
 	TimestampTz created_at;
 } CreditsTx;
 
+/* What a charge records in its ledger row (credits_post_charge) */
+typedef struct CreditsCharge
+{
+	Numeric		quantity;
+	Numeric		rate;
+	Numeric		carry;			/* after the row; NULL for per-call prices */
+} CreditsCharge;
+
 extern void credits_post(text *user_id, int64 amount, int64 balance_after,
 						 text *action, Jsonb *metadata, text *idem_key,
 						 CreditsTx *tx);
+extern void credits_post_charge(text *user_id, int64 amount, int64 balance_after,
+								text *action, Jsonb *metadata, text *idem_key,
+								const CreditsCharge *charge, CreditsTx *tx);
 extern void credits_return_tx(FunctionCallInfo fcinfo, const CreditsTx *tx);
 extern int64 credits_active_held(text *user_id, int64 held);
 extern bool credits_lock_account(text *user_id, CreditsAccount *acct);

@@ -54,14 +54,17 @@ credits_active_held(text *user_id, int64 held)
 
 /*
  * Insert the ledger row for a change already applied to the account, and
- * fill *tx.  Caller must hold the account row lock and be connected to SPI.
+ * fill *tx; charge (NULL for anything but a charge) gives its quantity,
+ * rate and carry.  Caller must hold the account row lock and be connected
+ * to SPI.
  */
 void
-credits_post(text *user_id, int64 amount, int64 balance_after,
-			 text *action, Jsonb *metadata, text *idem_key, CreditsTx *tx)
+credits_post_charge(text *user_id, int64 amount, int64 balance_after,
+					text *action, Jsonb *metadata, text *idem_key,
+					const CreditsCharge *charge, CreditsTx *tx)
 {
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', 'n', 'n', 'n'};
 	bool		isnull;
 
 	values[0] = PointerGetDatum(user_id);
@@ -72,6 +75,18 @@ credits_post(text *user_id, int64 amount, int64 balance_after,
 	values[5] = PointerGetDatum(idem_key);
 	if (idem_key == NULL)
 		nulls[5] = 'n';
+	values[6] = values[7] = values[8] = (Datum) 0;
+	if (charge != NULL)
+	{
+		values[6] = NumericGetDatum(charge->quantity);
+		values[7] = NumericGetDatum(charge->rate);
+		nulls[6] = nulls[7] = ' ';
+		if (charge->carry != NULL)
+		{
+			values[8] = NumericGetDatum(charge->carry);
+			nulls[8] = ' ';
+		}
+	}
 
 	if (credits_exec(CQ_INSERT_LEDGER, values, nulls, false, 0) != 1)
 		elog(ERROR, "credits: ledger insert returned no row");
@@ -80,6 +95,15 @@ credits_post(text *user_id, int64 amount, int64 balance_after,
 	tx->created_at = DatumGetTimestampTz(credits_get(0, 2, &isnull));
 	tx->balance = balance_after;
 	credits_note_write();
+}
+
+/* credits_post_charge() for every row that is not a charge. */
+void
+credits_post(text *user_id, int64 amount, int64 balance_after,
+			 text *action, Jsonb *metadata, text *idem_key, CreditsTx *tx)
+{
+	credits_post_charge(user_id, amount, balance_after, action, metadata,
+						idem_key, NULL, tx);
 }
 
 /* Return *tx as the single row of a TABLE(tx_id, balance, created_at). */

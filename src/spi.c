@@ -99,11 +99,14 @@ static CreditsStatement statements[CQ__COUNT] = {
 		13, {TEXTOID, TEXTOID, TEXTOID, INT8OID, NUMERICOID, TEXTOID, TIMESTAMPTZOID,
 		INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID, TIMESTAMPTZOID}, SPI_OK_INSERT
 	},
+	/* $7-$9: a charge's quantity, rate and carry (NULL otherwise) */
 	[CQ_INSERT_LEDGER] = {
 		"INSERT INTO credits.ledger"
-		" (user_id, amount, balance_after, action, metadata, idempotency_key)"
-		" VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at",
-		6, {TEXTOID, INT8OID, INT8OID, TEXTOID, JSONBOID, TEXTOID},
+		" (user_id, amount, balance_after, action, metadata, idempotency_key,"
+		" quantity, rate, carry)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id, created_at",
+		9, {TEXTOID, INT8OID, INT8OID, TEXTOID, JSONBOID, TEXTOID,
+		NUMERICOID, NUMERICOID, NUMERICOID},
 		SPI_OK_INSERT_RETURNING
 	},
 	[CQ_BALANCE] = {
@@ -335,19 +338,34 @@ static CreditsStatement statements[CQ__COUNT] = {
 	 * exceeds bigint) and metadata $3 with the price used.
 	 */
 	[CQ_PRICE] = {
-		"SELECT c.cost, $3 || pg_catalog.jsonb_build_object('price',"
+		"SELECT c.cost, c.carry, p.rate, p.per_call,"
+		" $3 || pg_catalog.jsonb_build_object('price',"
 		"  pg_catalog.jsonb_build_object('rate', p.rate, 'unit', p.unit,"
-		"  'quantity', $2, 'rounding', p.rounding, 'valid_from', p.valid_from))"
-		" FROM (SELECT unit, rate, rounding, valid_from FROM credits.prices"
-		"  WHERE action = $1 AND valid_from <= pg_catalog.now()"
+		"  'quantity', $2, 'rounding', p.rounding, 'per_call', p.per_call,"
+		"  'valid_from', p.valid_from))"
+		" FROM (SELECT unit, rate, rounding, per_call, valid_from FROM credits.prices"
+		"  WHERE action = $1 AND valid_from <= $5"
 		"  ORDER BY valid_from DESC LIMIT 1) p"
-		" CROSS JOIN LATERAL (SELECT CASE p.rounding"
-		"  WHEN 'up' THEN pg_catalog.ceil($2 * p.rate)"
-		"  WHEN 'down' THEN pg_catalog.floor($2 * p.rate)"
-		"  ELSE pg_catalog.round($2 * p.rate) END AS raw) r"
+		" CROSS JOIN LATERAL (SELECT $2 * p.rate AS exact,"
+		"  CASE WHEN NOT p.per_call THEN coalesce((SELECT carry FROM credits.carries"
+		"   WHERE user_id = $4 AND action = $1), 0) END AS before) x"
+		" CROSS JOIN LATERAL (SELECT CASE WHEN NOT p.per_call"
+		"  THEN pg_catalog.floor(x.before + x.exact)"
+		"  WHEN p.rounding = 'up' THEN pg_catalog.ceil(x.exact)"
+		"  WHEN p.rounding = 'down' THEN pg_catalog.floor(x.exact)"
+		"  ELSE pg_catalog.round(x.exact) END AS raw) r"
 		" CROSS JOIN LATERAL (SELECT CASE WHEN r.raw <= 9223372036854775807"
-		"  THEN r.raw::pg_catalog.int8 END AS cost) c",
-		3, {TEXTOID, NUMERICOID, JSONBOID}, SPI_OK_SELECT
+		"  THEN r.raw::pg_catalog.int8 END AS cost,"
+		"  pg_catalog.trim_scale(x.before + x.exact - r.raw) AS carry) c",
+		5, {TEXTOID, NUMERICOID, JSONBOID, TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
+	},
+	/* a metered charge's carry after it; the account row is locked */
+	[CQ_CARRY_SET] = {
+		"INSERT INTO credits.carries AS c (user_id, action, carry, updated_at)"
+		" VALUES ($1, $2, $3, pg_catalog.now())"
+		" ON CONFLICT (user_id, action) DO UPDATE SET carry = excluded.carry,"
+		" updated_at = excluded.updated_at",
+		3, {TEXTOID, TEXTOID, NUMERICOID}, SPI_OK_INSERT
 	},
 
 	[CQ_PLAN] = {

@@ -22,8 +22,8 @@ SELECT columns_are('credits', 'holds', ARRAY['id', 'user_id', 'amount', 'action'
 	'grant_amounts', 'closed_at', 'captured', 'capture_tx_id', 'capture_key'], 'holds columns');
 SELECT columns_are('credits', 'grants', ARRAY['id', 'user_id', 'source', 'amount', 'expires_at',
 	'remaining', 'reserved', 'expired', 'metadata', 'idempotency_key', 'created_at'], 'grants columns');
-SELECT columns_are('credits', 'prices', ARRAY['action', 'unit', 'rate', 'rounding', 'valid_from'],
-				   'prices: action, unit, rate, rounding (and valid_from)');
+SELECT columns_are('credits', 'prices', ARRAY['action', 'unit', 'rate', 'rounding', 'valid_from', 'per_call'],
+				   'prices: action, unit, rate, rounding, per_call (and valid_from)');
 SELECT columns_are('credits', 'daily_usage', ARRAY['day', 'user_id', 'action', 'credits', 'tokens'],
 				   'daily_usage(day, user_id, action, credits, tokens)');
 SELECT col_type_is('credits', 'prices', 'rate', 'numeric', 'prices.rate is numeric');

@@ -28,7 +28,9 @@ CREATE TABLE hostile.plans (LIKE credits.plans);
 CREATE TABLE hostile.subscriptions (LIKE credits.subscriptions);
 CREATE TABLE hostile.allowances (LIKE credits.allowances);
 CREATE TABLE hostile.accounts (LIKE credits.accounts);
-INSERT INTO hostile.prices VALUES ('chat_message', 'message', 0.001, 'down', '-infinity');
+CREATE TABLE hostile.carries (LIKE credits.carries);
+CREATE TABLE hostile.idempotency_keys (LIKE credits.idempotency_keys);
+INSERT INTO hostile.prices VALUES ('chat_message', 'message', 0.001, 'down', '-infinity', true);
 INSERT INTO hostile.plans VALUES ('pro', 1, '1 day', 'reset', NULL, '-infinity');
 GRANT ALL ON ALL TABLES IN SCHEMA hostile TO PUBLIC;
 
@@ -71,6 +73,13 @@ CREATE FUNCTION hostile.unnest(a bigint[]) RETURNS SETOF bigint LANGUAGE sql AS
 $$SELECT hostile.log('unnest()'); SELECT 1::bigint$$;
 CREATE FUNCTION hostile.ceil(n numeric) RETURNS numeric LANGUAGE sql AS
 $$SELECT hostile.log('ceil()'); SELECT 1::numeric$$;
+CREATE FUNCTION hostile.floor(n numeric) RETURNS numeric LANGUAGE sql AS
+$$SELECT hostile.log('floor()'); SELECT 1::numeric$$;
+CREATE FUNCTION hostile.trim_scale(n numeric) RETURNS numeric LANGUAGE sql AS
+$$SELECT hostile.log('trim_scale()'); SELECT 0.5::numeric$$;
+CREATE FUNCTION hostile.n_add(a numeric, b numeric) RETURNS numeric LANGUAGE sql AS
+$$SELECT hostile.log('numeric +'); SELECT 0::numeric$$;
+CREATE OPERATOR hostile.+ (LEFTARG = numeric, RIGHTARG = numeric, FUNCTION = hostile.n_add);
 CREATE FUNCTION hostile.date_trunc(f text, t timestamptz, z text) RETURNS timestamptz LANGUAGE sql AS
 $$SELECT hostile.log('date_trunc()'); SELECT '2000-01-01'::timestamptz$$;
 CREATE FUNCTION hostile.agg_step(s bigint[], v bigint) RETURNS bigint[] LANGUAGE sql AS
@@ -129,8 +138,8 @@ SELECT is((SELECT a FROM bsp_result WHERE step = 'capture'), 30::bigint, 'credit
 SELECT results_eq($$SELECT h.amount, r.b FROM bsp_result r JOIN credits.holds h ON h.id = r.a WHERE r.step = 'hold 2'$$,
 				  $$VALUES (5::bigint, 25::bigint)$$, 'a keyed credit_hold: 5 held, 25 available');
 SELECT is((SELECT a FROM bsp_result WHERE step = 'release'), 30::bigint, 'credit_release: 30 available');
-SELECT results_eq($$SELECT a, b FROM bsp_result WHERE step = 'cost'$$, $$VALUES (3::bigint, 10::bigint)$$,
-				  'credit_cost uses credits.prices: 3 and 10');
+SELECT results_eq($$SELECT a, b FROM bsp_result WHERE step = 'cost'$$, $$VALUES (2::bigint, 10::bigint)$$,
+				  'credit_cost uses credits.prices (metered): 2 and 10');
 SELECT is((SELECT a FROM bsp_result WHERE step = 'charge'), 20::bigint, 'credit_charge: 20');
 SELECT results_eq($$SELECT a, b FROM bsp_result WHERE step = 'subscribe'$$, $$VALUES (100::bigint, 120::bigint)$$,
 				  'credit_subscribe uses credits.plans: 100 granted');
