@@ -112,6 +112,22 @@ SELECT credits.credit_release(:h5, 'R5');
 \echo :LAST_ERROR_SQLSTATE
 \set VERBOSITY default
 
+-- the same with credits' clock (credits.clock_offset): a keyed grant that
+-- expires in an hour, retried two hours later, returns the original row;
+-- a new key with that expires_at is CR010
+CREATE TEMP TABLE g3 AS
+  SELECT * FROM credits.credit_grant('ik-b', 5, 'promo', now() + interval '1 hour', '{}', 'G3');
+SELECT (SELECT expires_at FROM credits.grants WHERE idempotency_key = 'G3') AS g3_expires \gset
+SET credits.clock_offset = 7200;
+SELECT g.tx_id = g3.tx_id AND g.balance = g3.balance AS same_row
+  FROM credits.credit_grant('ik-b', 5, 'promo', :'g3_expires', '{}', 'G3') g, g3;
+\set VERBOSITY terse
+SELECT * FROM credits.credit_grant('ik-b', 5, 'promo', :'g3_expires', '{}', 'G4');
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+RESET credits.clock_offset;
+SELECT count(*) AS grants FROM credits.grants WHERE user_id = 'ik-b';
+
 -- keys stay per user
 SELECT balance FROM credits.credit_add('ik-c', 5, 'purchase', '{}', 'K');
 SELECT user_id, operation FROM credits.idempotency_keys WHERE key = 'K' ORDER BY user_id;

@@ -25,6 +25,7 @@ SELECT bool_and(ok) AS carries_chain
 		  FROM credits.ledger l WHERE l.user_id = 'm-a' AND l.action = 'llm_tokens') x;
 -- zero-cost charges count their tokens in daily_usage
 SELECT credits, tokens FROM credits.daily_usage WHERE user_id = 'm-a' AND action = 'llm_tokens';
+SELECT spent_lifetime, tokens_lifetime FROM credits.credit_usage('m-a');
 SELECT * FROM credits.credit_verify('m-a');
 
 -- N charges of varying q cost floor(sum(q) * rate), and the carry is the rest
