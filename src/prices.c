@@ -50,6 +50,7 @@ typedef struct Priced
 {
 	int64		cost;
 	bool		per_call;
+	bool		carry_unchanged;	/* metered: the carry is what it was */
 	CreditsCharge charge;
 	Jsonb	   *metadata;		/* the caller's, with the price used */
 } Priced;
@@ -97,6 +98,8 @@ price(text *user_id, text *action, Numeric quantity, Jsonb *metadata,
 	p->charge.quantity = quantity;
 	p->per_call = DatumGetBool(credits_get(0, 4, &isnull));
 	p->metadata = DatumGetJsonbP(credits_get(0, 5, &isnull));
+	d = credits_get(0, 6, &isnull);
+	p->carry_unchanged = !isnull && DatumGetBool(d);
 }
 
 /* credits.credit_cost(action, quantity): the cost of a charge with no carry. */
@@ -151,7 +154,7 @@ credit_charge(PG_FUNCTION_ARGS)
 		price(user_id, action, quantity, metadata, false, &p);
 		/* raises CR001 before the carry is written */
 		balance = credits_deduct_locked(user_id, p.cost, &acct);
-		if (!p.per_call)
+		if (!p.per_call && !p.carry_unchanged)
 		{
 			Datum		values[3];
 

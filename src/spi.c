@@ -342,7 +342,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" $3 || pg_catalog.jsonb_build_object('price',"
 		"  pg_catalog.jsonb_build_object('rate', p.rate, 'unit', p.unit,"
 		"  'quantity', $2, 'rounding', p.rounding, 'per_call', p.per_call,"
-		"  'valid_from', p.valid_from))"
+		"  'valid_from', p.valid_from)), c.carry = x.before"
 		" FROM (SELECT unit, rate, rounding, per_call, valid_from FROM credits.prices"
 		"  WHERE action = $1 AND valid_from <= $5"
 		"  ORDER BY valid_from DESC LIMIT 1) p"

@@ -9,6 +9,9 @@
 //
 // Every mutating route passes the Idempotency-Key header to the SQL function,
 // so a retried request returns the original result instead of charging twice.
+// A user's keys share one namespace across every function (a key is bound
+// to the first operation that used it), so a route that makes several
+// keyed calls derives one key per step from the header (stepKey).
 
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -126,9 +129,14 @@ function idempotencyKey(req) {
 	const k = req.headers['idempotency-key'];
 	if (k === undefined)
 		return null;
-	if (k.length === 0 || k.length > 255)
-		throw new HttpError(400, 'invalid_request', 'Idempotency-Key must be 1 to 255 characters');
+	if (k.length === 0 || k.length > 240)
+		throw new HttpError(400, 'invalid_request', 'Idempotency-Key must be 1 to 240 characters');
 	return k;
+}
+
+// The key of one step (hold, capture, release) of a route's request.
+function stepKey(key, step) {
+	return key === null ? null : `${key}:${step}`;
 }
 
 async function readBody(req) {
@@ -248,20 +256,20 @@ export function createHandler({ credits, cache, log = console, signupGrant = 100
 			const estimated = quantity(body, 'estimated_seconds');
 			const key = idempotencyKey(req);
 			const hold = await credits.holdFor(user, 'video_generation', estimated,
-				{ app: 'video', estimated_seconds: estimated }, '15 minutes', key);
+				{ app: 'video', estimated_seconds: estimated }, '15 minutes', stepKey(key, 'hold'));
 			// ... the render happens here; the example takes its outcome from
 			// the request.
 			if (body.fail === true) {
-				const available = await credits.release(hold.hold_id);
+				const available = await credits.release(hold.hold_id, stepKey(key, 'release'));
 				return [200, { user_id: user, hold_id: hold.hold_id, status: 'released', available }];
 			}
 			const actual = quantity(body, 'actual_seconds');
 			try {
-				// The same key makes the capture retry-safe too: a retried
+				// A key per step makes the capture retry-safe too: a retried
 				// request gets the original hold back, then the original
 				// capture.
 				const row = await credits.captureFor(hold.hold_id, 'video_generation', actual,
-					{ app: 'video', actual_seconds: actual }, key);
+					{ app: 'video', actual_seconds: actual }, stepKey(key, 'capture'));
 				return [200, txBody(user, row, { hold_id: hold.hold_id, status: 'captured', actual_seconds: actual })];
 			} catch (e) {
 				// Capturing more than was held needs the difference to be
@@ -290,7 +298,8 @@ export function createHandler({ credits, cache, log = console, signupGrant = 100
 		'POST /api/train/webhook': async ({ req, body }) => {
 			const holdId = integer(body, 'hold_id');
 			if (body.status === 'failed') {
-				const available = await credits.release(holdId);
+				// a redelivered failure with the same key gets the same answer
+				const available = await credits.release(holdId, idempotencyKey(req));
 				return [200, { hold_id: holdId, status: 'released', available }];
 			}
 			if (body.status !== 'succeeded')

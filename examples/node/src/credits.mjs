@@ -155,9 +155,11 @@ export class Credits {
 										  ${json(metadata)}::jsonb, ${key}::text)`);
 	}
 
-	async release(holdId) {
+	// Release an open hold.  With a key, a retried release returns the
+	// original available balance.
+	async release(holdId, key = null) {
 		const row = await one(this.prisma.$queryRaw`
-			SELECT credits.credit_release(${holdId}::bigint) AS available`);
+			SELECT credits.credit_release(${holdId}::bigint, ${key}::text) AS available`);
 		return row.available;
 	}
 
