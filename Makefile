@@ -44,7 +44,7 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql credits.control
 
 all: sql/$(EXTENSION)--$(EXTVERSION).sql sync-build
 
-.PHONY: sync-build sync-install deps dev-up dev-down demo test bench check-version
+.PHONY: sync-build sync-install deps dev-up dev-down demo test bench fuzz
 
 sync-build:
 	$(MAKE) -C sync EXTVERSION=$(EXTVERSION) PG_CONFIG=$(PG_CONFIG)
@@ -81,3 +81,37 @@ test: dev-up
 
 bench: dev-up
 	bench/run.sh
+
+# The reference model against the extension, long: make fuzz SEEDS=1-200 OPS=5000
+# (test/model/fuzz.py; make test runs a few short seeds).
+SEEDS ?= 1-20
+OPS ?= 5000
+fuzz: dev-up
+	set -a && . "$${CREDITS_RUN_DIR:-.run}/env" && set +a && \
+	/usr/bin/python3 test/model/fuzz.py --seeds '$(SEEDS)' --ops '$(OPS)'
+
+# --- release -------------------------------------------------------------
+#
+# make dist: the release archive for PGXN, dist/credits-<version>.zip, made
+# by git archive from the committed tree (HEAD), like pgvector's.  The
+# version is default_version in credits.control as semver ("1.1" ->
+# "1.1.0"); check-release refuses a META.json or CHANGELOG.md that says
+# otherwise, so credits.control stays the one version source.
+
+DIST_VERSION = $(shell echo '$(EXTVERSION)' | awk -F. '{ print (NF == 2) ? $$0 ".0" : $$0 }')
+
+.PHONY: dist check-release
+check-release:
+	@python3 -c 'import json, sys; m = json.load(open("META.json")); \
+		v = {m["version"], m["provides"]["$(EXTENSION)"]["version"]}; \
+		sys.exit(0 if v == {"$(DIST_VERSION)"} else "META.json says %s, credits.control says $(EXTVERSION) ($(DIST_VERSION))" % sorted(v))'
+	@grep -q '^## $(EXTVERSION) ' CHANGELOG.md || \
+		{ echo "CHANGELOG.md has no '## $(EXTVERSION) ' entry" >&2; exit 1; }
+	@test -f sql/$(EXTENSION)--$(EXTVERSION).sql -o -f sql/$(EXTENSION).sql
+	@echo "release $(DIST_VERSION): META.json and CHANGELOG.md agree with credits.control"
+
+dist: check-release
+	@git diff --quiet HEAD || echo "dist: WARNING: uncommitted changes are not in the archive" >&2
+	mkdir -p dist
+	git archive --format zip --prefix=$(EXTENSION)-$(DIST_VERSION)/ \
+		--output dist/$(EXTENSION)-$(DIST_VERSION).zip HEAD

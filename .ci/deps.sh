@@ -26,6 +26,8 @@ CREDITS_PACKAGES=(
   build-essential
   pkg-config
   valgrind
+  python3                         # test/model: the reference model and fuzzer, the bank test
+  python3-psycopg2
   util-linux                      # runuser (run PostgreSQL as user postgres)
   procps                          # ps, used by the stack's status report
   ca-certificates

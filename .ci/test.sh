@@ -7,13 +7,14 @@
 #   3. every executable test/stress/*.sh and test/integration/*.sh
 #   4. test/sync/run.sh, when present (credits-sync integration suite)
 #   5. examples/node/test.sh, when present (the Node example app)
+#   6. clients/node/test.sh, when present (@credits/client, the Node client)
 #
 # Each part reports PASS or FAIL and a failing part never skips the others.
 # pg_regress tests, isolation specs, pgTAP files and stress scripts count one
 # each; the sync and Node suites count one each.  The last line is
 # `N passed, N failed`, and the exit status is non-zero if anything failed.
 #
-# CREDITS_TEST_ONLY="regress isolation pgtap stress integration sync node"
+# CREDITS_TEST_ONLY="regress isolation pgtap stress integration sync node client"
 # picks parts.
 # CREDITS_TEST_TIMEOUT (seconds, default 1200) bounds each part (CI has 90
 # minutes in all).
@@ -23,7 +24,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 RUN_DIR=${CREDITS_RUN_DIR:-$REPO/.run}
 PGBIN=${CREDITS_PGBIN:-/usr/lib/postgresql/15/bin}
-PARTS=${CREDITS_TEST_ONLY:-regress isolation pgtap stress integration sync node}
+PARTS=${CREDITS_TEST_ONLY:-regress isolation pgtap stress integration sync node client}
 PART_TIMEOUT=${CREDITS_TEST_TIMEOUT:-1200}
 LOG_DIR=$RUN_DIR/test-logs
 
@@ -194,6 +195,7 @@ suite() {
 
 wanted sync && suite sync test/sync/run.sh
 wanted node && suite node examples/node/test.sh
+wanted client && suite client clients/node/test.sh
 
 # --- summary ------------------------------------------------------------------
 banner "summary"

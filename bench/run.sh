@@ -44,10 +44,11 @@ if [ "$seeded" -lt "$USERS" ]; then
 fi
 psql -X -q -c "VACUUM ANALYZE credits.accounts" -c "CHECKPOINT"
 
-# run_one LABEL SCRIPT USERS: one pgbench run; appends "label<TAB>tps".
+# run_one LABEL SCRIPT USERS [CLIENTS]: one pgbench run; appends
+# "label<TAB>tps".
 run_one() {
-	local label=$1 script=$2 users=$3 tps
-	tps=$("$PGBENCH" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECONDS_PER_RUN" \
+	local label=$1 script=$2 users=$3 clients=${4:-$CLIENTS} tps
+	tps=$("$PGBENCH" -n -M prepared -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$SECONDS_PER_RUN" \
 		-D users="$users" -f "bench/$script.pgbench" 2>&1 |
 		sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p')
 	[ -n "$tps" ] || { echo "pgbench failed for $label" >&2; exit 1; }
@@ -64,6 +65,58 @@ for round in $(seq 1 "$ROUNDS"); do
 			v=${variants[$(( (i + round) % 3 ))]}
 			run_one "$workload/$v" "$v" "$users"
 		done
+	done
+done
+
+# The SET search_path clause: credit_deduct (spread, durable, BENCH_CLIENTS
+# clients) and credit_balance (1 client: the per-call overhead, unhidden by
+# commits) against the same C functions declared without the clause
+# (bench/schema.sql), alternating which goes first.  The sessions start
+# with search_path already pinned, so that the library's own pinning for
+# definitions without the clause (src/search_path.c) does nothing and the
+# difference is the clause alone.
+for round in $(seq 1 "$ROUNDS"); do
+	echo "SET clause round $round/$ROUNDS"
+	for pair in "balance 1" "deduct $CLIENTS"; do
+		set -- $pair
+		if [ $((round % 2)) -eq 1 ]; then order="$1 ${1}_noset"; else order="${1}_noset $1"; fi
+		for v in $order; do
+			PGOPTIONS="-c search_path=pg_catalog,\\ pg_temp" run_one "setclause/$v" "$v" "$USERS" "$2"
+		done
+	done
+done
+
+# The same, in one backend: N calls in one statement (credit_deduct's in a
+# transaction that is rolled back), the backend's CPU microseconds per call
+# (/proc/self/schedstat, so other processes' load does not count), over
+# BENCH_PERCALL_ROUNDS (21) alternating rounds on 1,000 accounts (cached).
+# No client round trip or commit hides the clause's cost here.  The
+# summary pairs each round's two runs (the machine's load drifts; a pair
+# shares it) and reports the medians of the paired differences and ratios.
+PERCALL_ROUNDS=${BENCH_PERCALL_ROUNDS:-21}
+percall() { # LABEL FUNCTION-CALL N
+	local us
+	us=$(psql -X -qAt -v ON_ERROR_STOP=1 -c "BEGIN" -c "SET LOCAL search_path = pg_catalog, pg_temp" \
+		-c "SELECT credits_bench.per_call_us(\$q\$SELECT count(*) FROM generate_series(1, \$1) g, LATERAL $2 x\$q\$, $3)" \
+		-c "ROLLBACK")
+	printf '%s\t%s\n' "$1" "$us" >> "$RAW"
+	printf '  %-22s %10.2f CPU us per call\n' "$1" "$us"
+}
+for round in $(seq 1 "$PERCALL_ROUNDS"); do
+	echo "SET clause, in-backend round $round/$PERCALL_ROUNDS"
+	for f in balance deduct; do
+		if [ "$f" = balance ]; then
+			args="('bench-' || (g % 1000 + 1))" n=20000
+			with="credits.credit_balance$args" without="credits_bench.balance_noset$args"
+		else
+			args="('bench-' || (g % 1000 + 1), 1, 'bench')" n=2000
+			with="credits.credit_deduct$args" without="credits_bench.deduct_noset$args"
+		fi
+		if [ $((round % 2)) -eq 1 ]; then
+			percall "percall/$f" "$with" $n; percall "percall/${f}_noset" "$without" $n
+		else
+			percall "percall/${f}_noset" "$without" $n; percall "percall/$f" "$with" $n
+		fi
 	done
 done
 
@@ -134,6 +187,32 @@ for w in ("spread", "hot"):
     if None in (d, f, p):
         continue
     print(f"| {w} | {d:.0f} | {f:.0f} | {p:.0f} | {d/f:.2f} | {d/p:.2f} |")
+def paired(a, b):
+    """medians of the per-round ratio a/b and difference a-b"""
+    ra, rb = runs.get(a, []), runs.get(b, [])
+    n = min(len(ra), len(rb))
+    if n == 0:
+        return None
+    return (statistics.median(x / y for x, y in zip(ra[:n], rb[:n])),
+            statistics.median(x - y for x, y in zip(ra[:n], rb[:n])), n)
+if "setclause/deduct" in runs:
+    print()
+    print("SET search_path = pg_catalog, pg_temp: the functions against the same C functions declared without the clause (medians of per-round pairs):")
+    print()
+    print("| call (pgbench) | clients | with SET tps | without SET tps | with / without |")
+    print("|---|---:|---:|---:|---:|")
+    for f, n in (("balance", 1), ("deduct", int(clients))):
+        p = paired(f"setclause/{f}", f"setclause/{f}_noset")
+        if p:
+            print(f"| credit_{f} | {n} | {med[f'setclause/{f}']:.0f} | {med[f'setclause/{f}_noset']:.0f} | {p[0]:.3f} |")
+if "percall/deduct" in runs:
+    print()
+    print("| call (in one backend) | with SET, CPU us per call | without SET | with / without | the clause, CPU us per call |")
+    print("|---|---:|---:|---:|---:|")
+    for f in ("balance", "deduct"):
+        p = paired(f"percall/{f}", f"percall/{f}_noset")
+        if p:
+            print(f"| credit_{f} ({p[2]} pairs) | {med[f'percall/{f}']:.2f} | {med[f'percall/{f}_noset']:.2f} | {p[0]:.3f} | {p[1]:.2f} |")
 if any(k.endswith("+sync") for k in med):
     print()
     print("| workload | deduct, credits-sync running | deduct, credits-sync stopped | ratio |")

@@ -36,3 +36,44 @@ BEGIN
 	RETURN b;
 END
 $$;
+
+-- deduct_noset, balance_noset: credit_deduct and credit_balance exactly as
+-- the extension defines them (same C function, owner, SECURITY DEFINER)
+-- but without the SET search_path clause every function of the extension
+-- has.  make bench compares them, to show what the clause costs per call.
+DO $$
+DECLARE
+	f record;
+	def text;
+BEGIN
+	FOR f IN SELECT * FROM (VALUES ('credit_deduct', 'deduct_noset'), ('credit_balance', 'balance_noset')) v(fn, copy)
+	LOOP
+		def := pg_get_functiondef(('credits.' || f.fn)::regproc);
+		def := replace(def, 'FUNCTION credits.' || f.fn || '(', 'FUNCTION credits_bench.' || f.copy || '(');
+		def := regexp_replace(def, E'\n SET search_path[^\n]*', '');
+		EXECUTE def;
+		EXECUTE format('ALTER FUNCTION %s OWNER TO credits_owner',
+					   ('credits_bench.' || f.copy)::regproc::regprocedure);
+	END LOOP;
+END
+$$;
+
+-- The CPU time this backend has used, in ns (Linux: /proc/self/schedstat),
+-- so that a measurement does not count the time other processes of a
+-- loaded machine ran.
+CREATE FUNCTION credits_bench.cpu_ns()
+RETURNS bigint LANGUAGE sql AS $$
+	SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint
+$$;
+
+-- CPU microseconds per call of query q (which takes the call count as $1),
+-- run in this backend: the per-call cost, without client round trips.
+CREATE FUNCTION credits_bench.per_call_us(q text, n int)
+RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE
+	t0 bigint := credits_bench.cpu_ns();
+BEGIN
+	EXECUTE q USING n;
+	RETURN (credits_bench.cpu_ns() - t0) / 1000.0 / n;
+END
+$$;

@@ -147,6 +147,111 @@ REVOKE ALL ON FUNCTION credits.credit_release(bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credits.credit_release(bigint, text) TO credits_app;
 
 -- ---------------------------------------------------------------------
+-- Section: history order and the ledger's hash chain (chain: ids and
+-- created_at assigned under the account row lock, history paged by id,
+-- per-user sha256 chain, credit_balance_at)
+-- ---------------------------------------------------------------------
+ALTER TABLE credits.accounts
+	ADD COLUMN last_tx_id bigint,
+	ADD COLUMN last_tx_at timestamptz,
+	ADD COLUMN last_hash bytea;
+COMMENT ON COLUMN credits.accounts.last_tx_id IS
+	'Id of the user''s newest ledger row (the head of its hash chain)';
+COMMENT ON COLUMN credits.accounts.last_tx_at IS
+	'Latest created_at of the user''s ledger rows; the next row''s is never earlier';
+COMMENT ON COLUMN credits.accounts.last_hash IS
+	'hash of the user''s newest ledger row; the next row''s hash chains from it';
+
+ALTER TABLE credits.ledger ADD COLUMN hash bytea;
+COMMENT ON COLUMN credits.ledger.hash IS
+	'sha256 over the user''s previous row''s hash and this row''s fields (credits.ledger_row_hash)';
+
+DROP INDEX credits.ledger_user_time_idx;
+CREATE INDEX ledger_user_id_idx ON credits.ledger (user_id, id);
+
+CREATE FUNCTION credits.ledger_row_hash(prev bytea, id bigint, user_id text,
+										amount bigint, balance_after bigint,
+										action text, metadata jsonb,
+										idempotency_key text,
+										created_at timestamptz,
+										quantity numeric, rate numeric,
+										carry numeric)
+	RETURNS bytea
+	AS 'MODULE_PATHNAME', 'credits_ledger_row_hash'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE;
+REVOKE ALL ON FUNCTION credits.ledger_row_hash(bytea, bigint, text, bigint, bigint, text,
+	jsonb, text, timestamptz, numeric, numeric, numeric) FROM PUBLIC;
+
+-- Backfill the chain of the 1.0 rows, per user in id order (the order
+-- 1.0 assigned ids in, under the account row lock): a running aggregate
+-- whose step is ledger_row_hash gives each row its hash.  The append-only
+-- trigger is off for this one UPDATE, which changes only the new column.
+CREATE AGGREGATE credits.ledger_chain_backfill(bigint, text, bigint, bigint, text,
+											   jsonb, text, timestamptz,
+											   numeric, numeric, numeric) (
+	SFUNC = credits.ledger_row_hash,
+	STYPE = bytea
+);
+ALTER TABLE credits.ledger DISABLE TRIGGER ledger_refuse_update_delete;
+UPDATE credits.ledger l SET hash = c.hash
+  FROM (SELECT id, credits.ledger_chain_backfill(id, user_id, amount, balance_after,
+				   action, metadata, idempotency_key, created_at,
+				   NULL::numeric, NULL::numeric, NULL::numeric)
+				   OVER (PARTITION BY user_id ORDER BY id) AS hash
+		  FROM credits.ledger) c
+ WHERE l.id = c.id;
+ALTER TABLE credits.ledger ENABLE ALWAYS TRIGGER ledger_refuse_update_delete;
+DROP AGGREGATE credits.ledger_chain_backfill(bigint, text, bigint, bigint, text,
+											 jsonb, text, timestamptz,
+											 numeric, numeric, numeric);
+
+-- The head of each chain; 1.0's created_at (the transaction start) may go
+-- backwards along ids, so the next row starts from the latest one.
+UPDATE credits.accounts a
+   SET last_tx_id = h.id, last_tx_at = h.latest, last_hash = h.hash
+  FROM (SELECT DISTINCT ON (user_id) user_id, id, hash,
+			   max(created_at) OVER (PARTITION BY user_id) AS latest
+		  FROM credits.ledger ORDER BY user_id, id DESC) h
+ WHERE h.user_id = a.user_id;
+
+CREATE FUNCTION credits.credit_balance_at(user_id text, at timestamptz)
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'credit_balance_at'
+	LANGUAGE C STABLE SECURITY DEFINER;
+REVOKE ALL ON FUNCTION credits.credit_balance_at(text, timestamptz) FROM PUBLIC;
+
+-- credit_history: a cursor argument, and a result type without txid
+DROP FUNCTION credits.credit_history(text, int, timestamptz, timestamptz);
+CREATE FUNCTION credits.credit_history(user_id text, lim int DEFAULT 50,
+									   start_time timestamptz DEFAULT NULL,
+									   end_time timestamptz DEFAULT NULL,
+									   before_tx_id bigint DEFAULT NULL)
+	RETURNS TABLE(id bigint, user_id text, amount bigint, balance_after bigint,
+				  action text, metadata jsonb, idempotency_key text,
+				  created_at timestamptz)
+	AS 'MODULE_PATHNAME', 'credit_history_1_1'
+	LANGUAGE C STABLE SECURITY DEFINER ROWS 50;
+REVOKE ALL ON FUNCTION credits.credit_history(text, int, timestamptz, timestamptz, bigint) FROM PUBLIC;
+
+-- credit_verify and credit_verify_all: the first break in the chain
+DROP FUNCTION credits.credit_verify(text);
+CREATE FUNCTION credits.credit_verify(user_id text)
+	RETURNS TABLE(valid boolean, cached bigint, calculated bigint, difference bigint,
+				  broken_tx_id bigint, problem text)
+	AS 'MODULE_PATHNAME', 'credit_verify_1_1'
+	LANGUAGE C STABLE SECURITY DEFINER ROWS 1;
+REVOKE ALL ON FUNCTION credits.credit_verify(text) FROM PUBLIC;
+
+DROP FUNCTION credits.credit_verify_all();
+CREATE FUNCTION credits.credit_verify_all()
+	RETURNS TABLE(user_id text, cached bigint, calculated bigint, difference bigint,
+				  broken_tx_id bigint, problem text)
+	AS 'MODULE_PATHNAME', 'credit_verify_all_1_1'
+	LANGUAGE C STABLE SECURITY DEFINER;
+REVOKE ALL ON FUNCTION credits.credit_verify_all() FROM PUBLIC;
+-- (privileges of these functions: the last section)
+
+-- ---------------------------------------------------------------------
 -- Section: metered prices (prices.per_call; a carried fraction per user
 -- and action in credits.carries; ledger rows of charges record quantity,
 -- rate and carry; a charge that costs 0 writes an amount-0 row)
@@ -164,7 +269,13 @@ COMMENT ON COLUMN credits.ledger.rate IS
 COMMENT ON COLUMN credits.ledger.carry IS
 	'Metered charges: the fraction of a credit carried for the user and action after this row (credits.carries); NULL for per-call prices';
 
-ALTER TABLE credits.prices ADD COLUMN per_call boolean NOT NULL DEFAULT false;
+-- (added without a default, then filled, so that no "missing value" is
+-- left in the catalog: a fresh install has none)
+ALTER TABLE credits.prices ADD COLUMN per_call boolean;
+UPDATE credits.prices SET per_call = false;
+ALTER TABLE credits.prices
+	ALTER COLUMN per_call SET DEFAULT false,
+	ALTER COLUMN per_call SET NOT NULL;
 COMMENT ON TABLE credits.prices IS
 	'Credits per unit of each action: metered exactly with a carried fraction (credits.carries), or, if per_call, each charge rounded to a whole credit as rounding says';
 COMMENT ON COLUMN credits.prices.per_call IS
@@ -207,6 +318,76 @@ CREATE OR REPLACE VIEW credits.daily_usage AS
 	 GROUP BY 1, 2, 3;
 
 -- ---------------------------------------------------------------------
+-- Section: plans and jobs (the clock, plan changes, idempotent subscribe,
+-- jobs in chunks; owner: plans)
+-- ---------------------------------------------------------------------
+
+-- credit_renew no longer takes "now" from its caller (issue 8, defect 2).
+DROP FUNCTION credits.credit_renew(timestamptz);
+CREATE FUNCTION credits.credit_renew()
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'credit_renew_1_1'
+	LANGUAGE C VOLATILE SECURITY DEFINER;
+
+-- credit_subscribe takes an idempotency key.
+DROP FUNCTION credits.credit_subscribe(text, text, timestamptz);
+CREATE FUNCTION credits.credit_subscribe(user_id text, plan text,
+										 ends_at timestamptz DEFAULT NULL,
+										 idempotency_key text DEFAULT NULL)
+	RETURNS TABLE(period_start timestamptz, period_end timestamptz,
+				  granted bigint, balance bigint)
+	AS 'MODULE_PATHNAME', 'credit_subscribe_1_1'
+	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
+
+CREATE TABLE credits.subscription_keys (
+	user_id			text NOT NULL,
+	idempotency_key text NOT NULL,
+	plan			text NOT NULL,
+	ends_at			timestamptz,
+	period_start	timestamptz,
+	period_end		timestamptz,
+	granted			bigint NOT NULL,
+	balance			bigint,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (user_id, idempotency_key)
+);
+
+COMMENT ON TABLE credits.subscription_keys IS
+	'Idempotency keys of credit_subscribe: the plan and ends_at the key is bound to, and the result returned to retries';
+
+CREATE TABLE credits.job_failures (
+	id				bigserial PRIMARY KEY,
+	job				text NOT NULL,
+	user_id			text NOT NULL,
+	sqlstate		text NOT NULL,
+	message			text NOT NULL,
+	detail			text,
+	failed_at		timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE credits.job_failures IS
+	'Accounts a job (credits.run_jobs, credit_expire_holds, credit_expire_grants, credit_renew) skipped because their work failed; retried by the next run';
+
+CREATE INDEX job_failures_failed_at_idx ON credits.job_failures (failed_at);
+
+SELECT pg_catalog.pg_extension_config_dump('credits.subscription_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.job_failures', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.job_failures_id_seq', '');
+
+CREATE FUNCTION credits.run_job_step(job text, after text, batch_size integer)
+	RETURNS TABLE(last_user_id text, accounts bigint, items bigint,
+				  skipped bigint, failed bigint)
+	AS 'MODULE_PATHNAME', 'credits_run_job_step'
+	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
+
+CREATE PROCEDURE credits.run_jobs(batch_size integer DEFAULT 50,
+								  jobs text[] DEFAULT '{expire_holds,expire_grants,renew}')
+	AS 'MODULE_PATHNAME', 'credits_run_jobs'
+	LANGUAGE C;
+
+-- Privileges: the last section (the jobs are credits_ops' only).
+
+-- ---------------------------------------------------------------------
 -- Section: privileges, ownership and search_path (keep this section LAST,
 -- identical in sql/credits.sql and in every upgrade script)
 -- ---------------------------------------------------------------------
@@ -226,7 +407,9 @@ CREATE OR REPLACE VIEW credits.daily_usage AS
 --     rights.  The schema is owned by it too.
 --   * Every function has SET search_path = pg_catalog, pg_temp in its
 --     definition, except procedures that are not SECURITY DEFINER (the
---     clause would forbid their COMMIT).
+--     clause would forbid their COMMIT) and credits.ledger_row_hash (an
+--     IMMUTABLE C function that only the owner may call and that resolves
+--     no names; it runs for every ledger row written or verified).
 
 REVOKE ALL ON ALL TABLES IN SCHEMA credits FROM PUBLIC, credits_app;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA credits FROM PUBLIC, credits_app;
@@ -240,6 +423,33 @@ DECLARE
 	ext oid := (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'credits');
 	r record;
 BEGIN
+	-- The roles are cluster-wide and may predate this database (README,
+	-- Roles): refuse existing ones that would give more than the grants
+	-- below, rather than adopt them silently.
+	FOR r IN
+		SELECT x.rolname FROM pg_catalog.pg_roles x
+		 WHERE x.rolname IN ('credits_app', 'credits_ops', 'credits_reader', 'credits_owner')
+		   AND (x.rolsuper OR x.rolbypassrls OR x.rolcreaterole OR x.rolcreatedb OR x.rolreplication
+				OR (x.rolname = 'credits_owner' AND x.rolcanlogin))
+	LOOP
+		RAISE EXCEPTION 'role % has attributes the credits extension does not allow', r.rolname
+			USING ERRCODE = 'invalid_role_specification',
+				  DETAIL = 'credits_owner must be NOLOGIN; none of credits_app, credits_ops, credits_reader and credits_owner may be SUPERUSER, BYPASSRLS, CREATEROLE, CREATEDB or REPLICATION.',
+				  HINT = 'The roles are shared by every database of the cluster: fix or rename the existing role, then retry.';
+	END LOOP;
+	FOR r IN
+		SELECT a.rolname AS member, b.rolname AS of
+		  FROM pg_catalog.pg_roles a, pg_catalog.pg_roles b
+		 WHERE a.rolname IN ('credits_app', 'credits_ops', 'credits_reader', 'credits_owner')
+		   AND b.rolname IN ('credits_app', 'credits_ops', 'credits_reader', 'credits_owner')
+		   AND a.oid <> b.oid AND pg_catalog.pg_has_role(a.oid, b.oid, 'MEMBER')
+	LOOP
+		RAISE EXCEPTION 'role % is a member of role %', r.member, r.of
+			USING ERRCODE = 'invalid_role_specification',
+				  DETAIL = 'Each of credits_app, credits_ops, credits_reader and credits_owner must have only its own privileges.',
+				  HINT = 'REVOKE the membership, then retry.';
+	END LOOP;
+
 	-- C symbols: an entry point that 1.0 also had is compiled as <name>_1_1
 	-- for 1.1 (the plain name runs the frozen 1.0 code; src/credits.c), so
 	-- a definition still bound to the plain name (an upgraded 1.0 function)
@@ -289,6 +499,8 @@ BEGIN
 			('credit_renew', 'credits_ops'),
 			('credit_expire_holds', 'credits_ops'),
 			('credit_expire_grants', 'credits_ops'),
+			('run_job_step', 'credits_ops'),
+			('run_jobs', 'credits_ops'),
 			('sync_sleep', 'credits_reader'),
 			('ledger_refuse_change', NULL)
 		  ) AS t(name, roles) ON t.name = p.proname
@@ -336,6 +548,9 @@ BEGIN
 		 WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
 		   AND d.refobjid = ext AND d.deptype = 'e'
 		   AND (p.prokind <> 'p' OR p.prosecdef)
+		   -- ledger_row_hash: not SECURITY DEFINER, resolves no names, and
+		   -- runs once per ledger row, where the clause costs ~7 us a call
+		   AND p.proname <> 'ledger_row_hash'
 	LOOP
 		EXECUTE pg_catalog.format('ALTER ROUTINE %s SET search_path = pg_catalog, pg_temp', r.fn);
 	END LOOP;

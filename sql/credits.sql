@@ -9,7 +9,11 @@
 --     for every role by ENABLE ALWAYS triggers.
 --   * accounts.balance = sum(ledger.amount) for the user, at every commit.
 --   * Every write goes through the C functions below, which lock the
---     account row first, so one user's ledger ids grow in commit order.
+--     account row first and assign the ledger row's id and created_at
+--     under that lock, so one user's ledger ids follow the order in which
+--     the balance changed, and created_at never goes backwards along them.
+--   * Each ledger row's hash chains it to the user's previous row
+--     (credits.ledger_row_hash); accounts.last_* record the newest row.
 --   * ledger.txid and account_events.txid hold the writing transaction's
 --     id (bigint, the 64-bit value of xid8, so every client can read it);
 --     credits-sync reads both tables with pgq's snapshot technique.
@@ -53,6 +57,9 @@ CREATE TABLE credits.accounts (
 	version		bigint NOT NULL DEFAULT 1,
 	created_at	timestamptz NOT NULL DEFAULT now(),
 	updated_at	timestamptz NOT NULL DEFAULT now(),
+	last_tx_id	bigint,
+	last_tx_at	timestamptz,
+	last_hash	bytea,
 	CONSTRAINT accounts_balance_nonnegative CHECK (balance >= 0),
 	CONSTRAINT accounts_held_nonnegative CHECK (held >= 0),
 	CONSTRAINT accounts_expiring_range CHECK (expiring >= 0 AND expiring <= balance),
@@ -67,6 +74,12 @@ COMMENT ON COLUMN credits.accounts.expiring IS
 	'Credit in grants that expire and whose expiry is not yet posted (sum of credits.grants remaining + reserved); 0 lets credit_deduct skip grant bookkeeping';
 COMMENT ON COLUMN credits.accounts.version IS
 	'Incremented by every change to the row; credits-sync uses it to refuse stale writes';
+COMMENT ON COLUMN credits.accounts.last_tx_id IS
+	'Id of the user''s newest ledger row (the head of its hash chain)';
+COMMENT ON COLUMN credits.accounts.last_tx_at IS
+	'Latest created_at of the user''s ledger rows; the next row''s is never earlier';
+COMMENT ON COLUMN credits.accounts.last_hash IS
+	'hash of the user''s newest ledger row; the next row''s hash chains from it';
 
 CREATE SEQUENCE credits.ledger_id_seq AS bigint;
 
@@ -80,6 +93,7 @@ CREATE TABLE credits.ledger (
 	idempotency_key text,
 	created_at		timestamptz NOT NULL DEFAULT now(),
 	txid			bigint NOT NULL DEFAULT pg_catalog.txid_current(),
+	hash			bytea,
 	quantity		numeric,
 	rate			numeric,
 	carry			numeric,
@@ -94,6 +108,8 @@ COMMENT ON TABLE credits.ledger IS
 	'Append-only record of every balance change; the source of truth';
 COMMENT ON COLUMN credits.ledger.txid IS
 	'Writing transaction (the 64-bit xid8 value as bigint); credits-sync advances past it only once it is no longer in progress';
+COMMENT ON COLUMN credits.ledger.hash IS
+	'sha256 over the user''s previous row''s hash and this row''s fields (credits.ledger_row_hash)';
 COMMENT ON COLUMN credits.ledger.quantity IS
 	'Charges (credit_charge): the units charged; NULL for every other row';
 COMMENT ON COLUMN credits.ledger.rate IS
@@ -101,7 +117,7 @@ COMMENT ON COLUMN credits.ledger.rate IS
 COMMENT ON COLUMN credits.ledger.carry IS
 	'Metered charges: the fraction of a credit carried for the user and action after this row (credits.carries); NULL for per-call prices';
 
-CREATE INDEX ledger_user_time_idx ON credits.ledger (user_id, created_at DESC, id DESC);
+CREATE INDEX ledger_user_id_idx ON credits.ledger (user_id, id);
 CREATE UNIQUE INDEX ledger_user_idempotency_key_idx ON credits.ledger (user_id, idempotency_key)
 	WHERE idempotency_key IS NOT NULL;
 CREATE INDEX ledger_txid_idx ON credits.ledger (txid, id);
@@ -158,7 +174,6 @@ SELECT pg_catalog.pg_extension_config_dump('credits.ledger', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.ledger_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.account_events', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.account_events_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('credits.idempotency_keys', '');
 
 -- ---------------------------------------------------------------------
 -- Section: append-only ledger
@@ -180,6 +195,20 @@ ALTER TABLE credits.ledger ENABLE ALWAYS TRIGGER ledger_refuse_truncate;
 -- ---------------------------------------------------------------------
 -- Section: core functions (C; see src/)
 -- ---------------------------------------------------------------------
+
+-- The ledger's hash chain (src/chain.c): hash of a row from the previous
+-- row's hash (NULL for a user's first row) and the row's fields.  Used by
+-- the functions only; README.md shows the same computation in plain SQL.
+CREATE FUNCTION credits.ledger_row_hash(prev bytea, id bigint, user_id text,
+										amount bigint, balance_after bigint,
+										action text, metadata jsonb,
+										idempotency_key text,
+										created_at timestamptz,
+										quantity numeric, rate numeric,
+										carry numeric)
+	RETURNS bytea
+	AS 'MODULE_PATHNAME', 'credits_ledger_row_hash'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 CREATE FUNCTION credits.credit_init(user_id text, amount bigint DEFAULT NULL,
 									metadata jsonb DEFAULT '{}')
@@ -206,20 +235,30 @@ CREATE FUNCTION credits.credit_balance(user_id text)
 	AS 'MODULE_PATHNAME', 'credit_balance_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER;
 
+CREATE FUNCTION credits.credit_balance_at(user_id text, at timestamptz)
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'credit_balance_at'
+	LANGUAGE C STABLE SECURITY DEFINER;
+
 CREATE FUNCTION credits.credit_history(user_id text, lim int DEFAULT 50,
 									   start_time timestamptz DEFAULT NULL,
-									   end_time timestamptz DEFAULT NULL)
-	RETURNS SETOF credits.ledger
+									   end_time timestamptz DEFAULT NULL,
+									   before_tx_id bigint DEFAULT NULL)
+	RETURNS TABLE(id bigint, user_id text, amount bigint, balance_after bigint,
+				  action text, metadata jsonb, idempotency_key text,
+				  created_at timestamptz)
 	AS 'MODULE_PATHNAME', 'credit_history_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER ROWS 50;
 
 CREATE FUNCTION credits.credit_verify(user_id text)
-	RETURNS TABLE(valid boolean, cached bigint, calculated bigint, difference bigint)
+	RETURNS TABLE(valid boolean, cached bigint, calculated bigint, difference bigint,
+				  broken_tx_id bigint, problem text)
 	AS 'MODULE_PATHNAME', 'credit_verify_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION credits.credit_verify_all()
-	RETURNS TABLE(user_id text, cached bigint, calculated bigint, difference bigint)
+	RETURNS TABLE(user_id text, cached bigint, calculated bigint, difference bigint,
+				  broken_tx_id bigint, problem text)
 	AS 'MODULE_PATHNAME', 'credit_verify_all_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER;
 
@@ -461,15 +500,56 @@ CREATE TABLE credits.allowances (
 	PRIMARY KEY (user_id, plan, period_start)
 );
 
+-- Keys of keyed credit_subscribe calls: the binding (plan, ends_at) and the
+-- original result, returned again to a retry.  (Kept apart from the other
+-- functions' keys until idempotency keys share one table per user.)
+CREATE TABLE credits.subscription_keys (
+	user_id			text NOT NULL,
+	idempotency_key text NOT NULL,
+	plan			text NOT NULL,
+	ends_at			timestamptz,
+	period_start	timestamptz,
+	period_end		timestamptz,
+	granted			bigint NOT NULL,
+	balance			bigint,
+	created_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (user_id, idempotency_key)
+);
+
+COMMENT ON TABLE credits.subscription_keys IS
+	'Idempotency keys of credit_subscribe: the plan and ends_at the key is bound to, and the result returned to retries';
+
+-- One row per account a job could not process (the error is also raised
+-- as a WARNING); the account is retried by the next run.
+CREATE TABLE credits.job_failures (
+	id				bigserial PRIMARY KEY,
+	job				text NOT NULL,
+	user_id			text NOT NULL,
+	sqlstate		text NOT NULL,
+	message			text NOT NULL,
+	detail			text,
+	failed_at		timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE credits.job_failures IS
+	'Accounts a job (credits.run_jobs, credit_expire_holds, credit_expire_grants, credit_renew) skipped because their work failed; retried by the next run';
+
+CREATE INDEX job_failures_failed_at_idx ON credits.job_failures (failed_at);
+
 SELECT pg_catalog.pg_extension_config_dump('credits.holds', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.holds_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.grants', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.grants_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.prices', $$WHERE valid_from <> '-infinity'$$);
-SELECT pg_catalog.pg_extension_config_dump('credits.carries', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.plans', $$WHERE valid_from <> '-infinity'$$);
 SELECT pg_catalog.pg_extension_config_dump('credits.subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.allowances', '');
+-- (in the order the 1.0 -> 1.1 upgrade script adds them)
+SELECT pg_catalog.pg_extension_config_dump('credits.idempotency_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.carries', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.subscription_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.job_failures', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.job_failures_id_seq', '');
 
 -- Each user's remaining credit per grant: one row per unexpired grant with
 -- credit left, and one pooled row (grant_id NULL) for non-expiring credit.
@@ -572,16 +652,30 @@ CREATE FUNCTION credits.credit_expire_grants()
 	LANGUAGE C VOLATILE SECURITY DEFINER;
 
 CREATE FUNCTION credits.credit_subscribe(user_id text, plan text,
-										 ends_at timestamptz DEFAULT NULL)
+										 ends_at timestamptz DEFAULT NULL,
+										 idempotency_key text DEFAULT NULL)
 	RETURNS TABLE(period_start timestamptz, period_end timestamptz,
 				  granted bigint, balance bigint)
 	AS 'MODULE_PATHNAME', 'credit_subscribe_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
-CREATE FUNCTION credits.credit_renew(now timestamptz DEFAULT now())
+CREATE FUNCTION credits.credit_renew()
 	RETURNS integer
 	AS 'MODULE_PATHNAME', 'credit_renew_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER;
+
+-- The jobs in chunks that commit separately (src/jobs.c): CALL
+-- credits.run_jobs() from pg_cron.  run_job_step is one chunk.
+CREATE FUNCTION credits.run_job_step(job text, after text, batch_size integer)
+	RETURNS TABLE(last_user_id text, accounts bigint, items bigint,
+				  skipped bigint, failed bigint)
+	AS 'MODULE_PATHNAME', 'credits_run_job_step'
+	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
+
+CREATE PROCEDURE credits.run_jobs(batch_size integer DEFAULT 50,
+								  jobs text[] DEFAULT '{expire_holds,expire_grants,renew}')
+	AS 'MODULE_PATHNAME', 'credits_run_jobs'
+	LANGUAGE C;
 
 CREATE FUNCTION credits.credit_usage(user_id text)
 	RETURNS TABLE(balance bigint, available bigint, held bigint, plan text,
@@ -599,15 +693,15 @@ GRANT EXECUTE ON FUNCTION
 	credits.credit_capture(bigint, bigint, jsonb, text),
 	credits.credit_release(bigint, text),
 	credits.credit_available(text),
-	credits.credit_expire_holds(),
 	credits.credit_cost(text, numeric),
 	credits.credit_charge(text, text, numeric, jsonb, text),
 	credits.credit_grant(text, bigint, text, timestamptz, jsonb, text),
-	credits.credit_expire_grants(),
-	credits.credit_subscribe(text, text, timestamptz),
-	credits.credit_renew(timestamptz),
+	credits.credit_subscribe(text, text, timestamptz, text),
 	credits.credit_usage(text)
 	TO credits_app;
+
+-- The jobs (credit_expire_holds, credit_expire_grants, credit_renew,
+-- run_job_step, run_jobs) are credits_ops' only: see the last section.
 
 -- credits_reader: the billing tables and views, and the functions that
 -- only read.
@@ -641,7 +735,9 @@ GRANT EXECUTE ON FUNCTION
 --     rights.  The schema is owned by it too.
 --   * Every function has SET search_path = pg_catalog, pg_temp in its
 --     definition, except procedures that are not SECURITY DEFINER (the
---     clause would forbid their COMMIT).
+--     clause would forbid their COMMIT) and credits.ledger_row_hash (an
+--     IMMUTABLE C function that only the owner may call and that resolves
+--     no names; it runs for every ledger row written or verified).
 
 REVOKE ALL ON ALL TABLES IN SCHEMA credits FROM PUBLIC, credits_app;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA credits FROM PUBLIC, credits_app;
@@ -655,6 +751,33 @@ DECLARE
 	ext oid := (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'credits');
 	r record;
 BEGIN
+	-- The roles are cluster-wide and may predate this database (README,
+	-- Roles): refuse existing ones that would give more than the grants
+	-- below, rather than adopt them silently.
+	FOR r IN
+		SELECT x.rolname FROM pg_catalog.pg_roles x
+		 WHERE x.rolname IN ('credits_app', 'credits_ops', 'credits_reader', 'credits_owner')
+		   AND (x.rolsuper OR x.rolbypassrls OR x.rolcreaterole OR x.rolcreatedb OR x.rolreplication
+				OR (x.rolname = 'credits_owner' AND x.rolcanlogin))
+	LOOP
+		RAISE EXCEPTION 'role % has attributes the credits extension does not allow', r.rolname
+			USING ERRCODE = 'invalid_role_specification',
+				  DETAIL = 'credits_owner must be NOLOGIN; none of credits_app, credits_ops, credits_reader and credits_owner may be SUPERUSER, BYPASSRLS, CREATEROLE, CREATEDB or REPLICATION.',
+				  HINT = 'The roles are shared by every database of the cluster: fix or rename the existing role, then retry.';
+	END LOOP;
+	FOR r IN
+		SELECT a.rolname AS member, b.rolname AS of
+		  FROM pg_catalog.pg_roles a, pg_catalog.pg_roles b
+		 WHERE a.rolname IN ('credits_app', 'credits_ops', 'credits_reader', 'credits_owner')
+		   AND b.rolname IN ('credits_app', 'credits_ops', 'credits_reader', 'credits_owner')
+		   AND a.oid <> b.oid AND pg_catalog.pg_has_role(a.oid, b.oid, 'MEMBER')
+	LOOP
+		RAISE EXCEPTION 'role % is a member of role %', r.member, r.of
+			USING ERRCODE = 'invalid_role_specification',
+				  DETAIL = 'Each of credits_app, credits_ops, credits_reader and credits_owner must have only its own privileges.',
+				  HINT = 'REVOKE the membership, then retry.';
+	END LOOP;
+
 	-- C symbols: an entry point that 1.0 also had is compiled as <name>_1_1
 	-- for 1.1 (the plain name runs the frozen 1.0 code; src/credits.c), so
 	-- a definition still bound to the plain name (an upgraded 1.0 function)
@@ -693,6 +816,7 @@ BEGIN
 			('credit_grant', 'credits_app'),
 			('credit_subscribe', 'credits_app'),
 			('credit_balance', 'credits_app, credits_ops, credits_reader'),
+			('credit_balance_at', 'credits_app, credits_ops, credits_reader'),
 			('credit_available', 'credits_app, credits_ops, credits_reader'),
 			('credit_history', 'credits_app, credits_ops, credits_reader'),
 			('credit_usage', 'credits_app, credits_ops, credits_reader'),
@@ -704,8 +828,11 @@ BEGIN
 			('credit_renew', 'credits_ops'),
 			('credit_expire_holds', 'credits_ops'),
 			('credit_expire_grants', 'credits_ops'),
+			('run_job_step', 'credits_ops'),
+			('run_jobs', 'credits_ops'),
 			('sync_sleep', 'credits_reader'),
-			('ledger_refuse_change', NULL)
+			('ledger_refuse_change', NULL),
+			('ledger_row_hash', NULL)
 		  ) AS t(name, roles) ON t.name = p.proname
 		 WHERE p.pronamespace = 'credits'::pg_catalog.regnamespace
 	LOOP
@@ -751,6 +878,9 @@ BEGIN
 		 WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
 		   AND d.refobjid = ext AND d.deptype = 'e'
 		   AND (p.prokind <> 'p' OR p.prosecdef)
+		   -- ledger_row_hash: not SECURITY DEFINER, resolves no names, and
+		   -- runs once per ledger row, where the clause costs ~7 us a call
+		   AND p.proname <> 'ledger_row_hash'
 	LOOP
 		EXECUTE pg_catalog.format('ALTER ROUTINE %s SET search_path = pg_catalog, pg_temp', r.fn);
 	END LOOP;

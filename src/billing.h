@@ -34,13 +34,25 @@ extern void credits_check_future(const char *name, TimestampTz t);
 extern int	credits_settle_holds(text *user_id, CreditsAccount *acct);
 extern int	credits_settle_grants(text *user_id, CreditsAccount *acct);
 extern void credits_settle(text *user_id, CreditsAccount *acct);
-extern int	credits_settle_due(CreditsQuery users_query, bool count_holds);
 extern void credits_hold_account(text *user_id, int64 held_delta,
 								 int64 expiring_delta, CreditsAccount *acct);
 extern void credits_hold_event(text *user_id, const char *event, int64 hold_id);
 extern int64 credits_unreserve(Datum grant_ids, Datum grant_amounts, int64 consume);
 extern int64 credits_spend(text *user_id, int64 amount, int64 draw);
 extern int64 credits_close_grant(text *user_id, int64 grant_id, CreditsAccount *acct);
+
+/* plans.c */
+extern int	credits_renew_account(text *user_id, TimestampTz now);
+
+/* jobs.c: the batch jobs, in bounded chunks (see the file header) */
+typedef enum CreditsJob
+{
+	CREDITS_JOB_EXPIRE_HOLDS,
+	CREDITS_JOB_EXPIRE_GRANTS,
+	CREDITS_JOB_RENEW
+} CreditsJob;
+
+extern int64 credits_job_all(CreditsJob job);
 
 /* grants.c */
 extern int64 credits_grant_post(text *user_id, int64 amount, text *source,

@@ -92,7 +92,7 @@ credits_arg_future(FunctionCallInfo fcinfo, int argno, const char *name,
 	if (TIMESTAMP_NOT_FINITE(t))
 		credits_invalid_parameter(name, "must be finite",
 								  "Pass NULL for no end.");
-	if (t <= GetCurrentTransactionStartTimestamp())
+	if (t <= credits_now())
 		credits_invalid_parameter(name, "must be in the future",
 								  psprintf("The %s given was %s.", name,
 										   timestamptz_to_str(t)));

@@ -17,6 +17,15 @@
 
 #include "postgres.h"
 
+/*
+ * Built and tested on PostgreSQL 15.  Nothing here uses an API removed in
+ * 16 or 17; where 17 has a better one, search_path.c uses it behind a
+ * PG_VERSION_NUM guard.
+ */
+#if PG_VERSION_NUM < 150000
+#error "credits needs PostgreSQL 15 or later"
+#endif
+
 #include "executor/spi.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
@@ -100,19 +109,24 @@ extern void credits_unpin_search_path(int nest);
 typedef enum CreditsQuery
 {
 	CQ_DEDUCT_FAST,
+	CQ_DEDUCT_CHAINED,
 	CQ_DEDUCT_LOCKED,
 	CQ_ADD_UPSERT,
 	CQ_LOCK_ACCOUNT,
+	CQ_LOCK_ACCOUNT_SKIP,
 	CQ_OPEN_ACCOUNT,
 	CQ_INIT_ACCOUNT,
 	CQ_INIT_EXISTING,
 	CQ_FIND_KEY,
 	CQ_KEY_RECORD,
 	CQ_INSERT_LEDGER,
+	CQ_POST,
 	CQ_BALANCE,
-	CQ_HISTORY,
+	CQ_BALANCE_AT,
+	CQ_HISTORY_PAGE,
 	CQ_VERIFY,
-	CQ_VERIFY_ALL,
+	CQ_VERIFY_CHAIN,
+	CQ_VERIFY_ALL_CHAIN,
 	CQ_REBUILD,
 	CQ_INSERT_EVENT,
 	/* billing (holds, grants, prices, plans, usage) */
@@ -124,7 +138,7 @@ typedef enum CreditsQuery
 	CQ_HOLD_EVENT,
 	CQ_DUE_GRANTS,
 	CQ_EXPIRE_GRANT,
-	CQ_GRANT_GET,
+	CQ_GRANT_CLOSE,
 	CQ_SPEND,
 	CQ_RESERVE,
 	CQ_HOLD_INSERT,
@@ -144,7 +158,11 @@ typedef enum CreditsQuery
 	CQ_SUB_SET_PLAN,
 	CQ_SUB_SET_END,
 	CQ_SUBS_DUE,
-	CQ_PERIOD,
+	CQ_SUB_KEY_FIND,
+	CQ_KEY_ELSEWHERE,
+	CQ_SUB_KEY_INSERT,
+	CQ_JOB_STEP,
+	CQ_JOB_FAILURE,
 	CQ_ALLOWANCE_INSERT,
 	CQ_ALLOWANCE_SET,
 	CQ_ALLOWANCE_GRANT,

@@ -19,10 +19,11 @@
  * Locking: like credit_add, an unkeyed grant locks the account row with its
  * INSERT ... ON CONFLICT DO UPDATE; a keyed one locks (or opens) the row
  * first and then looks the key up (idempotency.c), before checking that
- * expires_at is in the future.  credit_expire_grants locks accounts
- * one at a time in user_id order, so it cannot deadlock with itself or
- * with single-account writes, and a deduction racing it either settles the
- * account first (the job then finds nothing to do) or waits for it.
+ * expires_at is in the future.  credit_expire_grants (jobs.c) never
+ * waits for an account lock: it skips accounts locked by others (SKIP
+ * LOCKED), so it cannot deadlock with itself or with single-account
+ * writes; a deduction racing it either settles the account first (the job
+ * then finds nothing to do, or skips it) or waits for it.
  *
  *-------------------------------------------------------------------------
  */
@@ -140,17 +141,12 @@ done:
 /*
  * credits.credit_expire_grants(): post the expiry of every grant past its
  * expires_at (settling each account it touches, so expired holds that
- * reserved such credit are closed too).  Returns the number of grants
- * whose expiry was posted.
+ * reserved such credit are closed too), in the caller's transaction, like
+ * credit_expire_holds.  Returns the number of grants whose expiry was
+ * posted.
  */
 Datum
 credit_expire_grants(PG_FUNCTION_ARGS)
 {
-	int			expired;
-
-	credits_connect();
-	expired = credits_settle_due(CQ_USERS_DUE_GRANTS, false);
-	credits_finish();
-
-	PG_RETURN_INT32(expired);
+	PG_RETURN_INT32((int32) credits_job_all(CREDITS_JOB_EXPIRE_GRANTS));
 }

@@ -16,8 +16,8 @@
  * hold's state, so concurrent captures, releases and expiry jobs on one
  * hold are serialised and the later ones see the earlier ones' result.
  *
- * Expiry: a hold counts until expires_at, compared with now() (the
- * transaction's start), so a transaction that began before the expiry may
+ * Expiry: a hold counts until expires_at, compared with credits_now() (the
+ * transaction's start plus credits.clock_offset), so a transaction that began before the expiry may
  * still capture it.  Expired holds are closed lazily by the next write to
  * the account (settle.c) or in bulk by credit_expire_holds().
  *
@@ -90,7 +90,7 @@ hold_not_open(int64 hold_id, const HoldRow *h)
 static void
 lock_hold(int64 hold_id, Jsonb *metadata, CreditsAccount *acct, HoldRow *h)
 {
-	Datum		values[2];
+	Datum		values[3];
 	SPITupleTable *tt;
 	HeapTuple	row;
 	bool		isnull;
@@ -104,6 +104,7 @@ lock_hold(int64 hold_id, Jsonb *metadata, CreditsAccount *acct, HoldRow *h)
 		elog(ERROR, "credits: account of hold " INT64_FORMAT " not found", hold_id);
 
 	values[1] = JsonbPGetDatum(metadata);
+	values[2] = TimestampTzGetDatum(credits_now());
 	if (credits_exec(CQ_HOLD_GET, values, NULL, false, 0) != 1)
 		elog(ERROR, "credits: hold " INT64_FORMAT " vanished", hold_id);
 	tt = SPI_tuptable;
@@ -158,7 +159,7 @@ close_hold(int64 hold_id, const char *status, int64 captured, int64 tx_id,
 
 /*
  * credits.credit_hold(user_id, amount, action, metadata, ttl, idempotency_key):
- * reserve amount until now() + ttl.  Returns the hold, its amount and the
+ * reserve amount until credits_now() + ttl.  Returns the hold, its amount and the
  * available balance after it.
  */
 Datum
@@ -190,8 +191,8 @@ credit_hold(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		Datum		values[9];
-		char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+		Datum		values[10];
+		char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 		Datum		empty = PointerGetDatum(construct_empty_array(INT8OID));
 
 		credits_settle(user_id, &acct);
@@ -202,7 +203,8 @@ credit_hold(PG_FUNCTION_ARGS)
 		values[6] = values[7] = empty;
 		if (acct.expiring > 0)
 		{
-			Datum		reserve[2] = {PointerGetDatum(user_id), Int64GetDatum(amount)};
+			Datum		reserve[3] = {PointerGetDatum(user_id), Int64GetDatum(amount),
+			TimestampTzGetDatum(credits_now())};
 			bool		isnull;
 
 			if (credits_exec(CQ_RESERVE, reserve, NULL, false, 0) != 1)
@@ -222,6 +224,7 @@ credit_hold(PG_FUNCTION_ARGS)
 		if (key == NULL)
 			nulls[5] = 'n';
 		values[8] = Int64GetDatum(available);
+		values[9] = TimestampTzGetDatum(credits_now());
 		if (credits_exec(CQ_HOLD_INSERT, values, nulls, false, 0) != 1)
 			elog(ERROR, "credits: hold insert returned no row");
 		hold_id = credits_get_int64(0, 1);
@@ -373,7 +376,7 @@ Datum
 credit_available(PG_FUNCTION_ARGS)
 {
 	text	   *user_id = credits_arg_user_id(fcinfo, 0);
-	Datum		values[1] = {PointerGetDatum(user_id)};
+	Datum		values[2] = {PointerGetDatum(user_id), TimestampTzGetDatum(credits_now())};
 	bool		found;
 	int64		available = 0;
 
@@ -390,19 +393,14 @@ credit_available(PG_FUNCTION_ARGS)
 }
 
 /*
- * credits.credit_expire_holds(): close every open hold past its expiry.
- * Accounts are locked one after another in user_id order (waiting for
- * writers), so two runs, or a run and any single-account write, cannot
- * deadlock.  Returns the number of holds closed.
+ * credits.credit_expire_holds(): close every open hold past its expiry, in
+ * the caller's transaction (jobs.c: accounts locked by others are skipped,
+ * one account's failure is reported and skipped).  Returns the number of
+ * holds closed.  CALL credits.run_jobs() does the same in chunks that
+ * commit separately.
  */
 Datum
 credit_expire_holds(PG_FUNCTION_ARGS)
 {
-	int			closed;
-
-	credits_connect();
-	closed = credits_settle_due(CQ_USERS_DUE_HOLDS, true);
-	credits_finish();
-
-	PG_RETURN_INT32(closed);
+	PG_RETURN_INT32((int32) credits_job_all(CREDITS_JOB_EXPIRE_HOLDS));
 }

@@ -24,6 +24,16 @@
  * The ledger row is inserted after the account row is changed, in the same
  * transaction, so accounts.balance always equals the sum of the ledger.
  *
+ * History order and the hash chain: the row's id, created_at and hash are
+ * assigned by an UPDATE of the locked account row that also records them
+ * as the account's last_tx_id, last_tx_at and last_hash (src/spi.c,
+ * CHAIN_SET; src/chain.c).  credit_deduct's one-UPDATE path does it in
+ * that UPDATE itself (CQ_DEDUCT_CHAINED); every other path changes the
+ * balance first and then calls credits_post, whose one statement advances
+ * the chain and inserts the row (CQ_POST).  So ids follow the row-lock
+ * order, created_at never goes backwards along them, and balance_after
+ * chains along them (test/specs/history_lock_order.spec).
+ *
  *-------------------------------------------------------------------------
  */
 #include "credits.h"
@@ -43,7 +53,7 @@ PG_FUNCTION_INFO_V1(credit_add);
 int64
 credits_active_held(text *user_id, int64 held)
 {
-	Datum		values[1] = {PointerGetDatum(user_id)};
+	Datum		values[2] = {PointerGetDatum(user_id), TimestampTzGetDatum(credits_now())};
 
 	if (held == 0)
 		return 0;
@@ -55,8 +65,9 @@ credits_active_held(text *user_id, int64 held)
 /*
  * Insert the ledger row for a change already applied to the account, and
  * fill *tx; charge (NULL for anything but a charge) gives its quantity,
- * rate and carry.  Caller must hold the account row lock and be connected
- * to SPI.
+ * rate and carry.  The same statement advances the account's hash chain
+ * (id, created_at and hash of the new row, src/chain.c).  Caller must hold
+ * the account row lock and be connected to SPI.
  */
 void
 credits_post_charge(text *user_id, int64 amount, int64 balance_after,
@@ -88,8 +99,8 @@ credits_post_charge(text *user_id, int64 amount, int64 balance_after,
 		}
 	}
 
-	if (credits_exec(CQ_INSERT_LEDGER, values, nulls, false, 0) != 1)
-		elog(ERROR, "credits: ledger insert returned no row");
+	if (credits_exec(CQ_POST, values, nulls, false, 0) != 1)
+		elog(ERROR, "credits: ledger insert returned no row (account row vanished)");
 
 	tx->tx_id = credits_get_int64(0, 1);
 	tx->created_at = DatumGetTimestampTz(credits_get(0, 2, &isnull));
@@ -104,6 +115,47 @@ credits_post(text *user_id, int64 amount, int64 balance_after,
 {
 	credits_post_charge(user_id, amount, balance_after, action, metadata,
 						idem_key, NULL, tx);
+}
+
+/*
+ * The unkeyed deduction's fast path: one UPDATE locks, checks and changes
+ * the account row and advances its hash chain, then the ledger row is
+ * inserted with the id, created_at and hash that UPDATE assigned.  Returns
+ * false, having written nothing, if the guarded UPDATE matched no row (see
+ * credits_deduct_unkeyed for why).  Caller is connected.
+ */
+static bool
+deduct_fast(text *user_id, int64 amount, text *action, Jsonb *metadata,
+			CreditsTx *tx)
+{
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+
+	values[0] = PointerGetDatum(user_id);
+	values[1] = Int64GetDatum(amount);
+	values[2] = PointerGetDatum(action);
+	values[3] = JsonbPGetDatum(metadata);
+	if (credits_exec(CQ_DEDUCT_CHAINED, values, NULL, false, 0) != 1)
+		return false;
+
+	tx->balance = credits_get_int64(0, 1);
+	tx->tx_id = credits_get_int64(0, 2);
+	tx->created_at = DatumGetTimestampTz(credits_get(0, 3, &isnull));
+
+	/* id, user_id, amount, balance_after, action, metadata, key, created_at, hash */
+	values[0] = Int64GetDatum(tx->tx_id);
+	values[1] = PointerGetDatum(user_id);
+	values[2] = Int64GetDatum(-amount);
+	values[3] = Int64GetDatum(tx->balance);
+	values[4] = PointerGetDatum(action);
+	values[5] = JsonbPGetDatum(metadata);
+	nulls[6] = 'n';
+	values[7] = TimestampTzGetDatum(tx->created_at);
+	values[8] = credits_get(0, 4, &isnull);
+	(void) credits_exec(CQ_INSERT_LEDGER, values, nulls, false, 0);
+	credits_note_write();
+	return true;
 }
 
 /* Return *tx as the single row of a TABLE(tx_id, balance, created_at). */
@@ -234,8 +286,18 @@ credit_deduct(PG_FUNCTION_ARGS)
 
 	credits_connect();
 	if (key == NULL)
-		credits_post(user_id, -amount, credits_deduct_unkeyed(user_id, amount),
-					 action, metadata, NULL, &tx);
+	{
+		if (!deduct_fast(user_id, amount, action, metadata, &tx))
+		{
+			CreditsAccount acct;
+
+			if (!credits_lock_account(user_id, &acct))
+				credits_unknown_account(user_id);
+			credits_post(user_id, -amount,
+						 credits_deduct_locked(user_id, amount, &acct),
+						 action, metadata, NULL, &tx);
+		}
+	}
 	else
 	{
 		CreditsAccount acct;

@@ -1,48 +1,75 @@
 /*-------------------------------------------------------------------------
  *
  * plans.c
- *		Plans, subscriptions and monthly allowances: credit_subscribe and
- *		credit_renew.
+ *		Plans, subscriptions and allowances: credit_subscribe, and the
+ *		renewal of one subscription (run by the renew job, jobs.c).
  *
- * A subscription's periods are anchor + k * period (k = 0, 1, ...), with
- * the anchor set when the plan starts, so monthly periods do not drift.
- * Each period's allowance is a grant (source 'plan') that expires at the
- * period's end, or at the subscription's end if sooner.  Renewing a
- * subscription (at or after its renews_at):
+ * Time: every decision uses credits_now() (credits.c), never a time from
+ * the caller.  A subscription's periods are anchor + k * period (k = 0, 1,
+ * ...), computed in UTC whatever the session's TimeZone (the anchor, read
+ * as a UTC timestamp, plus the interval k * period), and the period that
+ * contains a time t is found in O(1): k is estimated from the period's
+ * average length and corrected by a few steps.  Monthly periods do not
+ * drift: the k-th period is always counted from the anchor.
  *
+ * The anchor is set when the user first subscribes, and when a subscription
+ * lapses at ends_at (periods of free then start there).  Changing plans
+ * keeps it.  Each period's allowance is a grant (source 'plan') that
+ * expires at the period's end, or at the subscription's end if sooner.
+ *
+ * Plan change (credit_subscribe to another plan; shared semantics S2):
+ *	- the current allowance grant is closed: its expires_at becomes now and
+ *	  its unspent, unreserved remainder is posted as an 'expire' ledger row
+ *	  (credit reserved by open holds stays reserved, and expires when the
+ *	  hold gives it back);
+ *	- the new plan's allowance for the period containing now is granted,
+ *	  unless credits.allowances already has a row for (user, new plan, that
+ *	  period's start): switching back to a plan within a period it was
+ *	  granted for grants nothing.
+ * So the live plan-allowance credit (remaining + reserved of unexpired
+ * 'plan' grants) never exceeds the current plan's allowance plus its
+ * rollover cap (test/sql/plan_switch.sql).
+ *
+ * Renewing a subscription (at or after its renews_at):
  *	- if it has ended, moves it to the free plan, with periods anchored at
  *	  the end;
- *	- closes the previous period's allowance grant, posting its unspent
- *	  credit as expired (credit reserved by open holds stays reserved);
+ *	- closes the previous period's allowance grant;
  *	- for a rollover plan, carries up to rollover_cap of that expired
  *	  credit into the new allowance; a reset plan carries nothing;
- *	- grants the allowance of the period that contains the renewal time.
- *	  Periods missed entirely (credit_renew not run for a whole period) are
- *	  not granted after the fact.
+ *	- grants the allowance of the period that contains now.  Periods missed
+ *	  entirely (no renewal run for a whole period) are not granted after the
+ *	  fact.
  *
  * Exactly once: credits.allowances has one row per (user, plan, period
- * start), inserted with ON CONFLICT DO NOTHING before anything is granted.
- * credit_renew first locks every due subscription row (SELECT ... FOR
- * UPDATE, in user_id order); a second run at the same time waits for those
- * locks and then, under READ COMMITTED, re-checks each row and skips the
- * ones the first run renewed.  Nothing errors; the unique key is the
- * backstop.
+ * start), inserted with ON CONFLICT DO NOTHING before anything is granted,
+ * and subscriptions.cycle records the last period granted.
  *
- * Locking order: subscription rows, then account rows, both in user_id
- * order; credit_subscribe locks one subscription row, then its account.
- * Deductions lock only account rows, so none of these can deadlock.
+ * Locking (the order every writer follows, see jobs.c): the account row
+ * first, then the account's subscription row (and its grants and holds).
+ * credit_subscribe locks (or opens) the account, then the subscription;
+ * the renew job takes the account with SKIP LOCKED, then the subscription
+ * row, and re-reads renews_at under the locks.  An application transaction
+ * that has written to the account and then subscribes therefore never
+ * waits for the job while holding what the job needs
+ * (test/specs/plan_job_lock_order.spec).
  *
  *-------------------------------------------------------------------------
  */
 #include "billing.h"
 
-#include "utils/builtins.h"
-#include "utils/timestamp.h"
+#include <math.h>
 
+#include "common/int.h"
 #include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(credit_subscribe);
 PG_FUNCTION_INFO_V1(credit_renew);
+
+/* Average length of a month, for the first estimate of k only */
+#define CREDITS_AVG_MONTH_USECS	((double) 30.436875 * USECS_PER_DAY)
 
 /* A plan's settings in force at some time. */
 typedef struct PlanConfig
@@ -75,6 +102,18 @@ unknown_plan(const char *plan)
 			errhint("Add the plan to credits.plans."));
 }
 
+/* Raise CR003 for a subscribe key. */
+static void
+key_mismatch(text *key)
+{
+	ereport(ERROR,
+			errcode(ERRCODE_CREDITS_IDEMPOTENCY_MISMATCH),
+			errmsg("idempotency key reused with different parameters"),
+			errdetail("The key \"%s\" was first used for a different operation.",
+					  text_to_cstring(key)),
+			errhint("Use a new idempotency key for a different operation."));
+}
+
 /* Read plan's settings in force at time at; false if none.  Connected. */
 static bool
 plan_config(text *plan, TimestampTz at, PlanConfig *cfg)
@@ -91,15 +130,92 @@ plan_config(text *plan, TimestampTz at, PlanConfig *cfg)
 	cap = credits_get(0, 4, &cfg->capped);
 	cfg->capped = !cfg->capped;
 	cfg->cap = cfg->capped ? DatumGetInt64(cap) : 0;
+	if (cfg->period->month < 0 || cfg->period->day < 0 || cfg->period->time < 0)
+		ereport(ERROR,
+				errcode(ERRCODE_CREDITS_INVALID_PARAMETER),
+				errmsg("invalid plan period"),
+				errdetail("The period of plan \"%s\" has a negative field.",
+						  text_to_cstring(plan)),
+				errhint("Insert a row for the plan with a period like '1 month' or '7 days'."));
 	return true;
 }
 
 /*
- * Renew user_id's subscription as of time t (see the file header).  Caller
- * holds the subscription row lock and is connected.
+ * anchor + k * period, in UTC: the anchor is read as a timestamp without
+ * time zone (its UTC wall clock), so month and day arithmetic never depends
+ * on the session's TimeZone.  Raises 22008 if out of range.
+ */
+static TimestampTz
+period_start(TimestampTz anchor, const Interval *period, int64 k)
+{
+	Interval	step;
+	int64		months;
+	int64		days;
+
+	if (pg_mul_s64_overflow((int64) period->month, k, &months) ||
+		months > PG_INT32_MAX ||
+		pg_mul_s64_overflow((int64) period->day, k, &days) || days > PG_INT32_MAX ||
+		pg_mul_s64_overflow(period->time, k, &step.time))
+		ereport(ERROR,
+				errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				errmsg("plan period out of range"));
+	step.month = (int32) months;
+	step.day = (int32) days;
+	return DatumGetTimestamp(DirectFunctionCall2(timestamp_pl_interval,
+												 TimestampGetDatum(anchor),
+												 IntervalPGetDatum(&step)));
+}
+
+/*
+ * The period of (anchor, period) that contains t: sets *k, *start, *end and
+ * returns true, or false if t is before the anchor.  O(1): k is estimated
+ * from the period's average length, then corrected (periods have no
+ * negative field, so starts grow strictly with k).
+ */
+static bool
+period_containing(TimestampTz anchor, const Interval *period, TimestampTz t,
+				  int64 *k, TimestampTz *start, TimestampTz *end)
+{
+	double		avg = period->month * CREDITS_AVG_MONTH_USECS +
+		(double) period->day * USECS_PER_DAY + (double) period->time;
+	int64		n;
+
+	if (t < anchor)
+		return false;
+	if (!(avg > 0))
+		elog(ERROR, "credits: plan period has no length");
+	n = (int64) floor((double) (t - anchor) / avg);
+	for (int step = 0;; step++)
+	{
+		TimestampTz s;
+
+		if (step > 64)
+			elog(ERROR, "credits: period search did not converge");
+		s = period_start(anchor, period, n);
+		if (s > t)
+		{
+			n--;
+			continue;
+		}
+		*end = period_start(anchor, period, n + 1);
+		if (*end <= t)
+		{
+			n++;
+			continue;
+		}
+		*start = s;
+		*k = n;
+		return true;
+	}
+}
+
+/*
+ * Renew user_id's subscription as of now (see the file header).  Caller
+ * holds the account row lock and the subscription row lock, and is
+ * connected.
  */
 static void
-renew_one(text *user_id, TimestampTz t, Renewal *r)
+renew_one(text *user_id, TimestampTz now, CreditsAccount *acct, Renewal *r)
 {
 	Datum		values[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
@@ -136,7 +252,7 @@ renew_one(text *user_id, TimestampTz t, Renewal *r)
 	if (has_prev)
 		prev_grant = DatumGetInt64(d);
 
-	if (has_end && ends_at <= t && strcmp(text_to_cstring(plan), "free") != 0)
+	if (has_end && ends_at <= now && strcmp(text_to_cstring(plan), "free") != 0)
 	{
 		lapsed = true;
 		plan = cstring_to_text("free");
@@ -144,19 +260,12 @@ renew_one(text *user_id, TimestampTz t, Renewal *r)
 		has_end = false;
 		cycle = -1;
 	}
-	if (!plan_config(plan, t, &cfg))
+	if (!plan_config(plan, now, &cfg))
 		unknown_plan(text_to_cstring(plan));
 
-	/* The period containing t. */
-	values[0] = TimestampTzGetDatum(anchor);
-	values[1] = IntervalPGetDatum(cfg.period);
-	values[2] = Int64GetDatum(Max(cycle, 0));
-	values[3] = TimestampTzGetDatum(t);
-	if (credits_exec(CQ_PERIOD, values, NULL, false, 0) != 1)
-		return;					/* t is before the anchor */
-	k = credits_get_int64(0, 1);
-	r->period_start = DatumGetTimestampTz(credits_get(0, 2, &isnull));
-	r->period_end = DatumGetTimestampTz(credits_get(0, 3, &isnull));
+	if (!period_containing(anchor, cfg.period, now, &k, &r->period_start,
+						   &r->period_end))
+		return;					/* now is before the anchor */
 	r->has_period = true;
 	if (k <= cycle)
 		return;					/* already granted */
@@ -167,20 +276,18 @@ renew_one(text *user_id, TimestampTz t, Renewal *r)
 	values[3] = TimestampTzGetDatum(r->period_end);
 	values[4] = Int64GetDatum(cfg.allowance);
 	r->renewed = credits_exec(CQ_ALLOWANCE_INSERT, values, NULL, false, 0) == 1;
+	if (has_prev)
+	{
+		int64		expired = credits_close_grant(user_id, prev_grant, acct);
+
+		if (r->renewed && !lapsed && cfg.rollover)
+			carried = cfg.capped ? Min(expired, cfg.cap) : expired;
+	}
 	if (r->renewed)
 	{
-		CreditsAccount acct;
 		Jsonb	   *metadata;
 		CreditsTx	tx;
 
-		credits_lock_or_open(user_id, &acct);
-		if (has_prev)
-		{
-			int64		expired = credits_close_grant(user_id, prev_grant, &acct);
-
-			if (!lapsed && cfg.rollover)
-				carried = cfg.capped ? Min(expired, cfg.cap) : expired;
-		}
 		if (pg_add_s64_overflow(cfg.allowance, carried, &amount))
 			ereport(ERROR,
 					errcode(ERRCODE_CREDITS_BALANCE_OVERFLOW),
@@ -193,7 +300,7 @@ renew_one(text *user_id, TimestampTz t, Renewal *r)
 		metadata = DatumGetJsonbP(credits_get(0, 1, &isnull));
 
 		expires_at = has_end ? Min(r->period_end, ends_at) : r->period_end;
-		if (amount > 0 && expires_at > GetCurrentTransactionStartTimestamp())
+		if (amount > 0 && expires_at > now)
 		{
 			grant_id = credits_grant_post(user_id, amount, cstring_to_text("plan"),
 										  true, expires_at, metadata, NULL, &tx);
@@ -219,43 +326,121 @@ renew_one(text *user_id, TimestampTz t, Renewal *r)
 }
 
 /*
- * credits.credit_subscribe(user_id, plan, ends_at): put user_id on plan
- * until ends_at (NULL: no end), opening the account if needed.  A new plan
- * starts a period now and grants its allowance at once; the same plan
- * again only changes ends_at.  Returns the current period, the credits
- * granted by this call and the balance.
+ * Renew user_id's subscription if it is due by now (the renew job, jobs.c).
+ * Returns 1 if an allowance was granted, else 0.  Caller holds the account
+ * row lock and is connected.
+ */
+int
+credits_renew_account(text *user_id, TimestampTz now)
+{
+	Datum		values[1] = {PointerGetDatum(user_id)};
+	CreditsAccount acct;
+	bool		isnull;
+	Renewal		r;
+
+	/* Re-read under the locks: another run may have renewed it. */
+	if (credits_exec(CQ_SUB_LOCK, values, NULL, false, 0) != 1)
+		return 0;
+	if (DatumGetTimestampTz(credits_get(0, 6, &isnull)) > now)
+		return 0;
+	if (!credits_lock_account(user_id, &acct))
+		elog(ERROR, "credits: locked account row vanished");
+	renew_one(user_id, now, &acct, &r);
+	return r.renewed ? 1 : 0;
+}
+
+/*
+ * Look up a credit_subscribe key (account locked): true with the original
+ * result in result/result_nulls if it was used by a subscribe with the
+ * same plan and ends_at; CR003 if it was used by anything else.
+ */
+static bool
+find_subscribe_key(text *user_id, text *key, text *plan, bool has_end,
+				   TimestampTz ends_at, Datum *result, bool *result_nulls)
+{
+	Datum		values[2] = {PointerGetDatum(user_id), PointerGetDatum(key)};
+	bool		isnull;
+	Datum		d;
+
+	if (credits_exec(CQ_SUB_KEY_FIND, values, NULL, false, 0) == 1)
+	{
+		if (strcmp(TextDatumGetCString(credits_get(0, 1, &isnull)),
+				   text_to_cstring(plan)) != 0)
+			key_mismatch(key);
+		d = credits_get(0, 2, &isnull);
+		if (isnull != !has_end || (has_end && DatumGetTimestampTz(d) != ends_at))
+			key_mismatch(key);
+		for (int col = 0; col < 4; col++)
+			result[col] = credits_get(0, col + 3, &result_nulls[col]);
+		return true;
+	}
+	if (credits_exec(CQ_KEY_ELSEWHERE, values, NULL, false, 0) != 1)
+		elog(ERROR, "credits: key lookup returned no row");
+	if (DatumGetBool(credits_get(0, 1, &isnull)))
+		key_mismatch(key);
+	return false;
+}
+
+/*
+ * credits.credit_subscribe(user_id, plan, ends_at, idempotency_key): put
+ * user_id on plan until ends_at (NULL: no end), opening the account if
+ * needed.  Another plan closes the current allowance and grants the new
+ * plan's (see the file header); the same plan again only changes ends_at.
+ * Returns the current period, the credits granted by this call and the
+ * balance.  A retry with the same key returns the original result, even
+ * after ends_at has passed.
  */
 Datum
 credit_subscribe(PG_FUNCTION_ARGS)
 {
 	text	   *user_id = credits_arg_user_id(fcinfo, 0);
 	text	   *plan = credits_arg_required_text(fcinfo, 1, "plan");
-	TimestampTz ends_at = 0;
-	bool		has_end = credits_arg_future(fcinfo, 2, "ends_at", &ends_at);
+	bool		has_end = !PG_ARGISNULL(2);
+	TimestampTz ends_at = has_end ? PG_GETARG_TIMESTAMPTZ(2) : 0;
+	text	   *key = PG_NARGS() > 3 ? credits_arg_idempotency_key(fcinfo, 3) : NULL;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TimestampTz now = credits_now();
+	CreditsAccount acct;
 	PlanConfig	cfg;
 	Renewal		r;
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Datum		result[4];
 	bool		result_nulls[4] = {false, false, false, false};
 
+	if (has_end && TIMESTAMP_NOT_FINITE(ends_at))
+		credits_invalid_parameter("ends_at", "must be finite", "Pass NULL for no end.");
+
 	credits_connect();
-	if (!plan_config(plan, GetCurrentTransactionStartTimestamp(), &cfg))
+	/* Lock order: the account row first (file header). */
+	credits_lock_or_open(user_id, &acct);
+	if (key != NULL && find_subscribe_key(user_id, key, plan, has_end, ends_at,
+										  result, result_nulls))
+		goto done;
+
+	/* Checks that depend on time come after the key lookup. */
+	if (has_end && ends_at <= now)
+		credits_invalid_parameter("ends_at", "must be in the future",
+								  psprintf("The ends_at given was %s.",
+										   timestamptz_to_str(ends_at)));
+	if (!plan_config(plan, now, &cfg))
 		unknown_plan(text_to_cstring(plan));
 
 	values[0] = PointerGetDatum(user_id);
 	values[1] = PointerGetDatum(plan);
 	values[2] = TimestampTzGetDatum(ends_at);
 	nulls[2] = has_end ? ' ' : 'n';
+	values[3] = TimestampTzGetDatum(now);
 	if (credits_exec(CQ_SUB_INSERT, values, nulls, false, 0) == 0)
 	{
 		bool		isnull;
 		char	   *current;
+		Datum		grant;
 
 		if (credits_exec(CQ_SUB_LOCK, values, NULL, false, 0) != 1)
 			elog(ERROR, "credits: subscription vanished");
 		current = TextDatumGetCString(credits_get(0, 1, &isnull));
+		grant = credits_get(0, 5, &isnull);
 		if (strcmp(current, text_to_cstring(plan)) == 0)
 		{
 			values[1] = values[2];
@@ -263,12 +448,17 @@ credit_subscribe(PG_FUNCTION_ARGS)
 			(void) credits_exec(CQ_SUB_SET_END, values, nulls, false, 0);
 		}
 		else
+		{
+			/* S2: close the previous plan's allowance, then switch. */
+			if (!isnull)
+				(void) credits_close_grant(user_id, DatumGetInt64(grant), &acct);
+			values[1] = PointerGetDatum(plan);
+			nulls[1] = ' ';
 			(void) credits_exec(CQ_SUB_SET_PLAN, values, nulls, false, 0);
+		}
 	}
-	renew_one(user_id, GetCurrentTransactionStartTimestamp(), &r);
+	renew_one(user_id, now, &acct, &r);
 
-	InitMaterializedSRF(fcinfo, rsinfo != NULL && rsinfo->expectedDesc != NULL ?
-						MAT_SRF_USE_EXPECTED_DESC : 0);
 	result[0] = TimestampTzGetDatum(r.period_start);
 	result[1] = TimestampTzGetDatum(r.period_end);
 	result_nulls[0] = result_nulls[1] = !r.has_period;
@@ -277,6 +467,24 @@ credit_subscribe(PG_FUNCTION_ARGS)
 		result[3] = Int64GetDatum(credits_get_int64(0, 1));
 	else
 		result_nulls[3] = true;
+
+	if (key != NULL)
+	{
+		values[0] = PointerGetDatum(user_id);
+		values[1] = PointerGetDatum(key);
+		values[2] = PointerGetDatum(plan);
+		values[3] = TimestampTzGetDatum(ends_at);
+		nulls[3] = has_end ? ' ' : 'n';
+		for (int col = 0; col < 4; col++)
+		{
+			values[4 + col] = result[col];
+			nulls[4 + col] = result_nulls[col] ? 'n' : ' ';
+		}
+		(void) credits_exec(CQ_SUB_KEY_INSERT, values, nulls, false, 0);
+	}
+done:
+	InitMaterializedSRF(fcinfo, rsinfo != NULL && rsinfo->expectedDesc != NULL ?
+						MAT_SRF_USE_EXPECTED_DESC : 0);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, result, result_nulls);
 	credits_finish();
 
@@ -284,41 +492,14 @@ credit_subscribe(PG_FUNCTION_ARGS)
 }
 
 /*
- * credits.credit_renew(now): renew every subscription due by now (default
- * now()).  Returns the number of allowances granted.  Run it from a
- * scheduler (pg_cron) at least once per period; running it twice, or
- * twice at once, grants nothing more.
+ * credits.credit_renew(): renew every subscription due by credits_now(),
+ * in the caller's transaction (jobs.c: accounts locked by others are
+ * skipped, one account's failure is reported and skipped).  Returns the
+ * number of allowances granted.  CALL credits.run_jobs() does the same in
+ * chunks that commit separately.
  */
 Datum
 credit_renew(PG_FUNCTION_ARGS)
 {
-	TimestampTz t;
-	Datum		values[1];
-	SPITupleTable *tt;
-	uint64		n;
-	int			renewed = 0;
-
-	if (PG_ARGISNULL(0))
-		credits_invalid_parameter("now", "must not be null", NULL);
-	t = PG_GETARG_TIMESTAMPTZ(0);
-	if (TIMESTAMP_NOT_FINITE(t))
-		credits_invalid_parameter("now", "must be finite", NULL);
-
-	credits_connect();
-	values[0] = TimestampTzGetDatum(t);
-	n = credits_exec(CQ_SUBS_DUE, values, NULL, false, 0);
-	tt = SPI_tuptable;
-	for (uint64 i = 0; i < n; i++)
-	{
-		bool		isnull;
-		text	   *user_id = DatumGetTextPP(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
-		Renewal		r;
-
-		renew_one(user_id, t, &r);
-		if (r.renewed)
-			renewed++;
-	}
-	credits_finish();
-
-	PG_RETURN_INT32(renewed);
+	PG_RETURN_INT32((int32) credits_job_all(CREDITS_JOB_RENEW));
 }

@@ -52,9 +52,14 @@ credits_pin_search_path(void)
 	if (search_path_is_pinned())
 		return -1;
 	nest = NewGUCNestLevel();
+#if PG_VERSION_NUM >= 170000
+	/* 17 has this very step, with the same path (GUC_SAFE_SEARCH_PATH) */
+	RestrictSearchPath();
+#else
 	(void) set_config_option("search_path", CREDITS_SEARCH_PATH,
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+#endif
 	return nest;
 }
 

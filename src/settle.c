@@ -5,7 +5,7 @@
  *		draw-down shared by deductions, holds and captures.
  *
  * Holds and grants expire by time alone: every reader compares expires_at
- * with now(), so nothing has to run for an expired hold to stop counting or
+ * with credits_now() (credits.c), so nothing has to run for an expired hold to stop counting or
  * for expired credit to stop being spendable.  The tables catch up here,
  * always under the account row lock ("settling" the account):
  *
@@ -131,7 +131,7 @@ credits_unreserve(Datum grant_ids, Datum grant_amounts, int64 consume)
 int
 credits_settle_holds(text *user_id, CreditsAccount *acct)
 {
-	Datum		values[1] = {PointerGetDatum(user_id)};
+	Datum		values[2] = {PointerGetDatum(user_id), TimestampTzGetDatum(credits_now())};
 	SPITupleTable *tt;
 	uint64		n;
 
@@ -176,7 +176,7 @@ expire_grant(text *user_id, int64 grant_id, int64 amount, Jsonb *metadata,
 int
 credits_settle_grants(text *user_id, CreditsAccount *acct)
 {
-	Datum		values[1] = {PointerGetDatum(user_id)};
+	Datum		values[2] = {PointerGetDatum(user_id), TimestampTzGetDatum(credits_now())};
 	SPITupleTable *tt;
 	uint64		n;
 
@@ -205,47 +205,16 @@ credits_settle(text *user_id, CreditsAccount *acct)
 }
 
 /*
- * Settle every account that users_query lists (one user_id column, in
- * user_id order), locking them one after another and keeping the locks
- * until commit, so two runs, or a run and any single-account write, cannot
- * deadlock.  Returns the number of holds closed if count_holds, else the
- * number of grants whose expiry was posted.  Caller is connected.
- */
-int
-credits_settle_due(CreditsQuery users_query, bool count_holds)
-{
-	SPITupleTable *tt;
-	uint64		n;
-	int			count = 0;
-
-	n = credits_exec(users_query, NULL, NULL, false, 0);
-	tt = SPI_tuptable;
-	for (uint64 i = 0; i < n; i++)
-	{
-		bool		isnull;
-		text	   *user_id = DatumGetTextPP(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
-		CreditsAccount acct;
-		int			holds;
-		int			grants;
-
-		if (!credits_lock_account(user_id, &acct))
-			continue;
-		holds = credits_settle_holds(user_id, &acct);
-		grants = credits_settle_grants(user_id, &acct);
-		count += count_holds ? holds : grants;
-	}
-	return count;
-}
-
-/*
- * Expire what is left of grant_id now, whatever its expires_at (a plan's
- * renewal closing the previous period's allowance).  Returns the grant's
- * total expired credit.  Credit reserved by open holds is left alone.
+ * Close grant_id now (a plan's renewal or plan change closing an allowance):
+ * its expires_at becomes at most credits_now() and what is left of it is
+ * posted as expired.  Returns the grant's total expired credit.  Credit
+ * reserved by open holds stays reserved; since the grant has expired, the
+ * part a hold gives back expires as soon as the hold closes.
  */
 int64
 credits_close_grant(text *user_id, int64 grant_id, CreditsAccount *acct)
 {
-	Datum		values[2];
+	Datum		values[3];
 	bool		isnull;
 	int64		remaining;
 	int64		expired;
@@ -253,7 +222,8 @@ credits_close_grant(text *user_id, int64 grant_id, CreditsAccount *acct)
 
 	values[0] = Int64GetDatum(grant_id);
 	values[1] = PointerGetDatum(user_id);
-	if (credits_exec(CQ_GRANT_GET, values, NULL, false, 0) != 1)
+	values[2] = TimestampTzGetDatum(credits_now());
+	if (credits_exec(CQ_GRANT_CLOSE, values, NULL, false, 0) != 1)
 		return 0;
 	remaining = credits_get_int64(0, 1);
 	expired = credits_get_int64(0, 2);
@@ -271,11 +241,12 @@ credits_close_grant(text *user_id, int64 grant_id, CreditsAccount *acct)
 int64
 credits_spend(text *user_id, int64 amount, int64 draw)
 {
-	Datum		values[3];
+	Datum		values[4];
 
 	values[0] = PointerGetDatum(user_id);
 	values[1] = Int64GetDatum(amount);
 	values[2] = Int64GetDatum(draw);
+	values[3] = TimestampTzGetDatum(credits_now());
 	if (credits_exec(CQ_SPEND, values, NULL, false, 0) != 1)
 		elog(ERROR, "credits: locked account row vanished");
 	return credits_get_int64(0, 1);

@@ -35,6 +35,28 @@ typedef struct CreditsStatement
 } CreditsStatement;
 
 /*
+ * The hash chain (src/chain.c).  CHAIN_SET is the SET clause, in an UPDATE
+ * of accounts row a, that assigns the user's next ledger row its id (the
+ * ledger's sequence), its created_at (the clock, but never before the
+ * user's previous row: last_tx_at) and its hash (from last_hash and the
+ * row's fields), and records them as the account's last_*.  The UPDATE
+ * holds the account row lock; if another transaction changed the row
+ * before the lock was taken, the executor evaluates the SET clause again
+ * on the newest row version (EvalPlanQual), with a new id, so ids, and
+ * created_at, follow the row-lock order (test/specs/history_lock_order.spec).
+ * ROW_HASH recomputes the hash of ledger row l from prev.
+ */
+#define CHAIN_SET(amount, balance_after, action, metadata, key, quantity, rate, carry) \
+	"(last_tx_id, last_tx_at, last_hash) = (SELECT v.id, v.at," \
+	" credits.ledger_row_hash(a.last_hash, v.id, a.user_id, " amount ", " balance_after "," \
+	" " action ", " metadata ", " key ", v.at, " quantity ", " rate ", " carry ")" \
+	" FROM (SELECT pg_catalog.nextval('credits.ledger_id_seq'::pg_catalog.regclass) AS id," \
+	" GREATEST(pg_catalog.clock_timestamp(), a.last_tx_at) AS at) v)"
+#define ROW_HASH(prev) \
+	"credits.ledger_row_hash(" prev ", l.id, l.user_id, l.amount, l.balance_after," \
+	" l.action, l.metadata, l.idempotency_key, l.created_at, l.quantity, l.rate, l.carry)"
+
+/*
  * The unkeyed deduction: one UPDATE that locks, checks and changes the row.
  * The check subtracts every open hold (expired ones too), which is never
  * more permissive than the exact rule; when it fails, the caller re-checks
@@ -48,6 +70,14 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" updated_at = pg_catalog.now()"
 		" WHERE user_id = $1 AND balance - held >= $2 AND expiring = 0 RETURNING balance",
 		2, {TEXTOID, INT8OID}, SPI_OK_UPDATE_RETURNING
+	},
+	/* the same, advancing the hash chain: credit_deduct's one-UPDATE path */
+	[CQ_DEDUCT_CHAINED] = {
+		"UPDATE credits.accounts a SET balance = a.balance - $2, version = a.version + 1,"
+		" updated_at = pg_catalog.now(), " CHAIN_SET("-$2", "a.balance - $2", "$3", "$4", "NULL", "NULL", "NULL", "NULL")
+		" WHERE a.user_id = $1 AND a.balance - a.held >= $2 AND a.expiring = 0"
+		" RETURNING a.balance, a.last_tx_id, a.last_tx_at, a.last_hash",
+		4, {TEXTOID, INT8OID, TEXTOID, JSONBOID}, SPI_OK_UPDATE_RETURNING
 	},
 	[CQ_DEDUCT_LOCKED] = {
 		"UPDATE credits.accounts SET balance = balance - $2, version = version + 1,"
@@ -67,6 +97,12 @@ static CreditsStatement statements[CQ__COUNT] = {
 		"SELECT balance, held, expiring FROM credits.accounts WHERE user_id = $1 FOR UPDATE",
 		1, {TEXTOID}, SPI_OK_SELECT
 	},
+	/* a job's lock: no row if another transaction holds it */
+	[CQ_LOCK_ACCOUNT_SKIP] = {
+		"SELECT balance, held, expiring FROM credits.accounts WHERE user_id = $1"
+		" FOR UPDATE SKIP LOCKED",
+		1, {TEXTOID}, SPI_OK_SELECT
+	},
 	[CQ_OPEN_ACCOUNT] = {
 		"INSERT INTO credits.accounts (user_id, balance) VALUES ($1, 0)"
 		" ON CONFLICT (user_id) DO NOTHING",
@@ -80,7 +116,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 	[CQ_INIT_EXISTING] = {
 		"SELECT l.id, a.balance, l.created_at FROM credits.accounts a"
 		" LEFT JOIN LATERAL (SELECT id, created_at FROM credits.ledger"
-		"  WHERE user_id = a.user_id ORDER BY created_at, id LIMIT 1) l ON true"
+		"  WHERE user_id = a.user_id ORDER BY id LIMIT 1) l ON true"
 		" WHERE a.user_id = $1",
 		1, {TEXTOID}, SPI_OK_SELECT
 	},
@@ -99,12 +135,27 @@ static CreditsStatement statements[CQ__COUNT] = {
 		13, {TEXTOID, TEXTOID, TEXTOID, INT8OID, NUMERICOID, TEXTOID, TIMESTAMPTZOID,
 		INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID, TIMESTAMPTZOID}, SPI_OK_INSERT
 	},
-	/* $7-$9: a charge's quantity, rate and carry (NULL otherwise) */
+	/* a ledger row whose id, created_at and hash CQ_DEDUCT_CHAINED assigned */
 	[CQ_INSERT_LEDGER] = {
-		"INSERT INTO credits.ledger"
-		" (user_id, amount, balance_after, action, metadata, idempotency_key,"
-		" quantity, rate, carry)"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id, created_at",
+		"INSERT INTO credits.ledger (id, user_id, amount, balance_after, action,"
+		" metadata, idempotency_key, created_at, hash)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+		9, {INT8OID, TEXTOID, INT8OID, INT8OID, TEXTOID, JSONBOID, TEXTOID,
+		TIMESTAMPTZOID, BYTEAOID}, SPI_OK_INSERT
+	},
+	/*
+	 * advance the locked account's chain and insert the ledger row; $7-$9: a
+	 * charge's quantity, rate and carry (NULL otherwise)
+	 */
+	[CQ_POST] = {
+		"WITH a AS (UPDATE credits.accounts a SET "
+		CHAIN_SET("$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9")
+		"  WHERE a.user_id = $1 RETURNING a.last_tx_id, a.last_tx_at, a.last_hash)"
+		" INSERT INTO credits.ledger (id, user_id, amount, balance_after, action,"
+		" metadata, idempotency_key, created_at, hash, quantity, rate, carry)"
+		" SELECT a.last_tx_id, $1, $2, $3, $4, $5, $6, a.last_tx_at, a.last_hash,"
+		" $7, $8, $9 FROM a"
+		" RETURNING id, created_at",
 		9, {TEXTOID, INT8OID, INT8OID, TEXTOID, JSONBOID, TEXTOID,
 		NUMERICOID, NUMERICOID, NUMERICOID},
 		SPI_OK_INSERT_RETURNING
@@ -113,12 +164,21 @@ static CreditsStatement statements[CQ__COUNT] = {
 		"SELECT balance FROM credits.accounts WHERE user_id = $1",
 		1, {TEXTOID}, SPI_OK_SELECT
 	},
-	[CQ_HISTORY] = {
+	/* the balance after the user's last row with created_at <= $2 */
+	[CQ_BALANCE_AT] = {
+		"SELECT coalesce((SELECT l.balance_after FROM credits.ledger l"
+		"  WHERE l.user_id = a.user_id AND l.created_at <= $2"
+		"  ORDER BY l.id DESC LIMIT 1), 0)"
+		" FROM credits.accounts a WHERE a.user_id = $1",
+		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
+	},
+	/* credit_history: newest first by id, rows with id < $5 */
+	[CQ_HISTORY_PAGE] = {
 		"SELECT id, user_id, amount, balance_after, action, metadata,"
-		" idempotency_key, created_at, txid FROM credits.ledger"
-		" WHERE user_id = $1 AND created_at >= $3 AND created_at < $4"
-		" ORDER BY created_at DESC, id DESC LIMIT $2",
-		4, {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_SELECT
+		" idempotency_key, created_at FROM credits.ledger"
+		" WHERE user_id = $1 AND created_at >= $3 AND created_at < $4 AND id < $5"
+		" ORDER BY id DESC LIMIT $2",
+		5, {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}, SPI_OK_SELECT
 	},
 	[CQ_VERIFY] = {
 		"SELECT a.balance, (SELECT pg_catalog.sum(amount) FROM credits.ledger"
@@ -126,12 +186,56 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" FROM credits.accounts a WHERE a.user_id = $1",
 		1, {TEXTOID}, SPI_OK_SELECT
 	},
-	[CQ_VERIFY_ALL] = {
-		"SELECT coalesce(a.user_id, l.user_id), a.balance, coalesce(l.total, 0)"
-		" FROM credits.accounts a FULL JOIN"
-		" (SELECT user_id, pg_catalog.sum(amount)::pg_catalog.int8 AS total FROM credits.ledger"
-		"  GROUP BY user_id) l ON l.user_id = a.user_id"
-		" WHERE a.balance IS DISTINCT FROM coalesce(l.total, 0)"
+	/*
+	 * The first break in user $1's hash chain (id, problem), if any: a row
+	 * whose hash does not match its fields and the previous row's hash, a
+	 * row after the account's last_tx_id, the row last_tx_id missing, or
+	 * its hash differing from last_hash.
+	 */
+	[CQ_VERIFY_CHAIN] = {
+		"WITH r AS (SELECT l.id, l.hash, l.hash IS NOT DISTINCT FROM "
+		ROW_HASH("pg_catalog.lag(l.hash) OVER w") " AS ok"
+		"  FROM credits.ledger l WHERE l.user_id = $1 WINDOW w AS (ORDER BY l.id)),"
+		" a AS (SELECT last_tx_id, last_hash FROM credits.accounts WHERE user_id = $1)"
+		" SELECT id, problem FROM ("
+		"  SELECT r.id, 1 AS prio, 'hash mismatch' AS problem FROM r WHERE NOT r.ok"
+		"  UNION ALL SELECT r.id, 2, 'row not in chain' FROM r, a"
+		"   WHERE r.id > coalesce(a.last_tx_id, 0)"
+		"  UNION ALL SELECT a.last_tx_id, 3, 'newest row missing' FROM a"
+		"   WHERE a.last_tx_id IS NOT NULL AND NOT EXISTS (SELECT FROM r WHERE r.id = a.last_tx_id)"
+		"  UNION ALL SELECT r.id, 4, 'chain head mismatch' FROM r, a"
+		"   WHERE r.id = a.last_tx_id AND r.hash IS DISTINCT FROM a.last_hash"
+		" ) x ORDER BY id, prio LIMIT 1",
+		1, {TEXTOID}, SPI_OK_SELECT
+	},
+	/*
+	 * Every account whose cache differs from its ledger or whose chain is
+	 * broken (the first break, as in CQ_VERIFY_CHAIN), and every ledger
+	 * user without an account.
+	 */
+	[CQ_VERIFY_ALL_CHAIN] = {
+		"WITH r AS (SELECT l.user_id, l.id, l.hash IS NOT DISTINCT FROM "
+		ROW_HASH("pg_catalog.lag(l.hash) OVER w") " AS ok"
+		"  FROM credits.ledger l WINDOW w AS (PARTITION BY l.user_id ORDER BY l.id)),"
+		" bad AS ("
+		"  SELECT r.user_id, r.id, 1 AS prio, 'hash mismatch' AS problem FROM r WHERE NOT r.ok"
+		"  UNION ALL SELECT r.user_id, r.id, 2, 'row not in chain' FROM r"
+		"   LEFT JOIN credits.accounts a ON a.user_id = r.user_id"
+		"   WHERE r.id > coalesce(a.last_tx_id, 0)"
+		"  UNION ALL SELECT a.user_id, a.last_tx_id, 3, 'newest row missing' FROM credits.accounts a"
+		"   WHERE a.last_tx_id IS NOT NULL AND NOT EXISTS (SELECT FROM credits.ledger l"
+		"    WHERE l.id = a.last_tx_id AND l.user_id = a.user_id)"
+		"  UNION ALL SELECT a.user_id, a.last_tx_id, 4, 'chain head mismatch' FROM credits.accounts a"
+		"   JOIN credits.ledger l ON l.id = a.last_tx_id AND l.user_id = a.user_id"
+		"   WHERE l.hash IS DISTINCT FROM a.last_hash),"
+		" f AS (SELECT DISTINCT ON (user_id) user_id, id, problem FROM bad"
+		"  ORDER BY user_id, id, prio),"
+		" s AS (SELECT user_id, pg_catalog.sum(amount)::pg_catalog.int8 AS total"
+		"  FROM credits.ledger GROUP BY user_id)"
+		" SELECT coalesce(a.user_id, s.user_id), a.balance, coalesce(s.total, 0), f.id, f.problem"
+		" FROM credits.accounts a FULL JOIN s ON s.user_id = a.user_id"
+		" LEFT JOIN f ON f.user_id = coalesce(a.user_id, s.user_id)"
+		" WHERE a.balance IS DISTINCT FROM coalesce(s.total, 0) OR f.user_id IS NOT NULL"
 		" ORDER BY 1",
 		0, {InvalidOid}, SPI_OK_SELECT
 	},
@@ -155,8 +259,8 @@ static CreditsStatement statements[CQ__COUNT] = {
 	 */
 	[CQ_ACTIVE_HELD] = {
 		"SELECT coalesce(pg_catalog.sum(amount), 0)::pg_catalog.int8 FROM credits.holds"
-		" WHERE user_id = $1 AND status = 'open' AND expires_at > pg_catalog.now()",
-		1, {TEXTOID}, SPI_OK_SELECT
+		" WHERE user_id = $1 AND status = 'open' AND expires_at > $2",
+		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
 	/* balance, unexpired holds, unspent credit of expired, unposted grants */
 	[CQ_AVAILABLE] = {
@@ -164,27 +268,27 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" CASE WHEN a.held = 0 THEN 0 ELSE"
 		"  (SELECT coalesce(pg_catalog.sum(h.amount), 0) FROM credits.holds h"
 		"   WHERE h.user_id = a.user_id AND h.status = 'open'"
-		"   AND h.expires_at > pg_catalog.now())::pg_catalog.int8 END,"
+		"   AND h.expires_at > $2)::pg_catalog.int8 END,"
 		" CASE WHEN a.expiring = 0 THEN 0 ELSE"
 		"  ((SELECT coalesce(pg_catalog.sum(g.remaining), 0) FROM credits.grants g"
-		"    WHERE g.user_id = a.user_id AND g.expires_at <= pg_catalog.now()"
+		"    WHERE g.user_id = a.user_id AND g.expires_at <= $2"
 		"    AND g.remaining > 0)"
 		"  + (SELECT coalesce(pg_catalog.sum(r.amount), 0) FROM credits.holds h"
 		"     CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(h.grant_ids),"
 		"      pg_catalog.unnest(h.grant_amounts)) AS r(grant_id, amount)"
 		"     JOIN credits.grants g ON g.id = r.grant_id"
 		"     WHERE h.user_id = a.user_id AND h.status = 'open'"
-		"     AND h.expires_at <= pg_catalog.now()"
-		"     AND g.expires_at <= pg_catalog.now()))::pg_catalog.int8 END"
+		"     AND h.expires_at <= $2"
+		"     AND g.expires_at <= $2))::pg_catalog.int8 END"
 		" FROM credits.accounts a WHERE a.user_id = $1",
-		1, {TEXTOID}, SPI_OK_SELECT
+		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
 	[CQ_EXPIRE_HOLDS] = {
 		"WITH h AS (UPDATE credits.holds SET status = 'expired', closed_at = pg_catalog.now()"
-		"  WHERE user_id = $1 AND status = 'open' AND expires_at <= pg_catalog.now()"
+		"  WHERE user_id = $1 AND status = 'open' AND expires_at <= $2"
 		"  RETURNING id, amount, grant_ids, grant_amounts)"
 		" SELECT id, amount, grant_ids, grant_amounts FROM h ORDER BY id",
-		1, {TEXTOID}, SPI_OK_SELECT
+		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
 	/* give back reserved credit: reserved -= res, remaining += ret */
 	[CQ_UNRESERVE] = {
@@ -215,9 +319,9 @@ static CreditsStatement statements[CQ__COUNT] = {
 	[CQ_DUE_GRANTS] = {
 		"SELECT id, remaining, pg_catalog.jsonb_build_object('grant_id', id,"
 		" 'source', source, 'expires_at', expires_at)"
-		" FROM credits.grants WHERE user_id = $1 AND expires_at <= pg_catalog.now()"
+		" FROM credits.grants WHERE user_id = $1 AND expires_at <= $2"
 		" AND remaining > 0 ORDER BY expires_at, id",
-		1, {TEXTOID}, SPI_OK_SELECT
+		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
 	/* move $3 of grant $2's remaining credit to expired, off the balance */
 	[CQ_EXPIRE_GRANT] = {
@@ -228,11 +332,12 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" WHERE user_id = $1 AND EXISTS (SELECT FROM g) RETURNING balance, held, expiring",
 		3, {TEXTOID, INT8OID, INT8OID}, SPI_OK_UPDATE_RETURNING
 	},
-	[CQ_GRANT_GET] = {
-		"SELECT remaining, expired, pg_catalog.jsonb_build_object('grant_id', id,"
-		" 'source', source, 'expires_at', expires_at)"
-		" FROM credits.grants WHERE id = $1 AND user_id = $2 AND expires_at IS NOT NULL",
-		2, {INT8OID, TEXTOID}, SPI_OK_SELECT
+	[CQ_GRANT_CLOSE] = {
+		"UPDATE credits.grants SET expires_at = LEAST(expires_at, $3)"
+		" WHERE id = $1 AND user_id = $2 AND expires_at IS NOT NULL"
+		" RETURNING remaining, expired, pg_catalog.jsonb_build_object('grant_id', id,"
+		" 'source', source, 'expires_at', expires_at)",
+		3, {INT8OID, TEXTOID, TIMESTAMPTZOID}, SPI_OK_UPDATE_RETURNING
 	},
 	/*
 	 * Spend $2 from a settled account, drawing up to $3 of it from unexpired
@@ -241,7 +346,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 	[CQ_SPEND] = {
 		"WITH c AS (SELECT id, remaining,"
 		"  pg_catalog.sum(remaining) OVER (ORDER BY expires_at, id) AS upto"
-		"  FROM credits.grants WHERE user_id = $1 AND expires_at > pg_catalog.now()"
+		"  FROM credits.grants WHERE user_id = $1 AND expires_at > $4"
 		"  AND remaining > 0),"
 		" d AS (SELECT id, LEAST(remaining::pg_catalog.numeric, $3 - (upto - remaining))"
 		"  ::pg_catalog.int8 AS take FROM c WHERE upto - remaining < $3),"
@@ -251,13 +356,13 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" expiring = expiring - (SELECT coalesce(pg_catalog.sum(take), 0) FROM g)::pg_catalog.int8,"
 		" version = version + 1, updated_at = pg_catalog.now()"
 		" WHERE user_id = $1 RETURNING balance",
-		3, {TEXTOID, INT8OID, INT8OID}, SPI_OK_UPDATE_RETURNING
+		4, {TEXTOID, INT8OID, INT8OID, TIMESTAMPTZOID}, SPI_OK_UPDATE_RETURNING
 	},
 	/* reserve up to $2 from unexpired grants the same way, for a hold */
 	[CQ_RESERVE] = {
 		"WITH c AS (SELECT id, remaining,"
 		"  pg_catalog.sum(remaining) OVER (ORDER BY expires_at, id) AS upto"
-		"  FROM credits.grants WHERE user_id = $1 AND expires_at > pg_catalog.now()"
+		"  FROM credits.grants WHERE user_id = $1 AND expires_at > $3"
 		"  AND remaining > 0),"
 		" d AS (SELECT id, LEAST(remaining::pg_catalog.numeric, $2 - (upto - remaining))"
 		"  ::pg_catalog.int8 AS take FROM c WHERE upto - remaining < $2),"
@@ -267,15 +372,15 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" SELECT coalesce(pg_catalog.array_agg(id ORDER BY expires_at, id), '{}'),"
 		" coalesce(pg_catalog.array_agg(take ORDER BY expires_at, id), '{}'),"
 		" coalesce(pg_catalog.sum(take), 0)::pg_catalog.int8 FROM g",
-		2, {TEXTOID, INT8OID}, SPI_OK_SELECT
+		3, {TEXTOID, INT8OID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
 
 	[CQ_HOLD_INSERT] = {
 		"INSERT INTO credits.holds (user_id, amount, action, metadata, expires_at,"
 		" idempotency_key, grant_ids, grant_amounts, available_after)"
-		" VALUES ($1, $2, $3, $4, pg_catalog.now() + $5, $6, $7, $8, $9) RETURNING id",
-		9, {TEXTOID, INT8OID, TEXTOID, JSONBOID, INTERVALOID, TEXTOID,
-		INT8ARRAYOID, INT8ARRAYOID, INT8OID}, SPI_OK_INSERT_RETURNING
+		" VALUES ($1, $2, $3, $4, $10 + $5, $6, $7, $8, $9) RETURNING id",
+		10, {TEXTOID, INT8OID, TEXTOID, JSONBOID, INTERVALOID, TEXTOID,
+		INT8ARRAYOID, INT8ARRAYOID, INT8OID, TIMESTAMPTZOID}, SPI_OK_INSERT_RETURNING
 	},
 	[CQ_HOLD_USER] = {
 		"SELECT user_id FROM credits.holds WHERE id = $1",
@@ -283,11 +388,11 @@ static CreditsStatement statements[CQ__COUNT] = {
 	},
 	/* a hold, and the ledger metadata of its capture with metadata $2 */
 	[CQ_HOLD_GET] = {
-		"SELECT user_id, amount, action, status, expires_at <= pg_catalog.now(),"
+		"SELECT user_id, amount, action, status, expires_at <= $3,"
 		" grant_ids, grant_amounts, captured, capture_tx_id, capture_key,"
 		" metadata || $2 || pg_catalog.jsonb_build_object('hold_id', id, 'held', amount),"
 		" expires_at FROM credits.holds WHERE id = $1",
-		2, {INT8OID, JSONBOID}, SPI_OK_SELECT
+		3, {INT8OID, JSONBOID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
 	[CQ_HOLD_CLOSE] = {
 		"UPDATE credits.holds SET status = $2, closed_at = pg_catalog.now(),"
@@ -301,14 +406,15 @@ static CreditsStatement statements[CQ__COUNT] = {
 	},
 	[CQ_USERS_DUE_HOLDS] = {
 		"SELECT DISTINCT user_id FROM credits.holds"
-		" WHERE status = 'open' AND expires_at <= pg_catalog.now() ORDER BY user_id",
-		0, {InvalidOid}, SPI_OK_SELECT
+		" WHERE status = 'open' AND expires_at <= $1 AND user_id > $2"
+		" ORDER BY user_id LIMIT $3",
+		3, {TIMESTAMPTZOID, TEXTOID, INT4OID}, SPI_OK_SELECT
 	},
 	[CQ_USERS_DUE_GRANTS] = {
 		"SELECT DISTINCT user_id FROM credits.grants"
-		" WHERE expires_at <= pg_catalog.now() AND (remaining > 0 OR reserved > 0)"
-		" ORDER BY user_id",
-		0, {InvalidOid}, SPI_OK_SELECT
+		" WHERE expires_at <= $1 AND (remaining > 0 OR reserved > 0) AND user_id > $2"
+		" ORDER BY user_id LIMIT $3",
+		3, {TIMESTAMPTZOID, TEXTOID, INT4OID}, SPI_OK_SELECT
 	},
 	/* add $2 to the balance, $3 of it expiring; opens the account */
 	[CQ_GRANT_UPSERT] = {
@@ -349,7 +455,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" CROSS JOIN LATERAL (SELECT $2 * p.rate AS exact,"
 		"  CASE WHEN NOT p.per_call THEN coalesce((SELECT carry FROM credits.carries"
 		"   WHERE user_id = $4 AND action = $1), 0) END AS before) x"
-		" CROSS JOIN LATERAL (SELECT CASE WHEN NOT p.per_call"
+		" CROSS JOIN LATERAL (SELECT CASE WHEN NOT p.per_call AND $4 IS NOT NULL"
 		"  THEN pg_catalog.floor(x.before + x.exact)"
 		"  WHEN p.rounding = 'up' THEN pg_catalog.ceil(x.exact)"
 		"  WHEN p.rounding = 'down' THEN pg_catalog.floor(x.exact)"
@@ -374,22 +480,23 @@ static CreditsStatement statements[CQ__COUNT] = {
 		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
 	[CQ_SUB_INSERT] = {
-		"INSERT INTO credits.subscriptions (user_id, plan, ends_at) VALUES ($1, $2, $3)"
+		"INSERT INTO credits.subscriptions (user_id, plan, ends_at, anchor, renews_at)"
+		" VALUES ($1, $2, $3, $4, $4)"
 		" ON CONFLICT (user_id) DO NOTHING RETURNING user_id",
-		3, {TEXTOID, TEXTOID, TIMESTAMPTZOID}, SPI_OK_INSERT_RETURNING
+		4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_INSERT_RETURNING
 	},
 	[CQ_SUB_LOCK] = {
-		"SELECT plan, ends_at, anchor, cycle, grant_id FROM credits.subscriptions"
+		"SELECT plan, ends_at, anchor, cycle, grant_id, renews_at FROM credits.subscriptions"
 		" WHERE user_id = $1 FOR UPDATE",
 		1, {TEXTOID}, SPI_OK_SELECT
 	},
-	/* a new plan: its periods start now, the old allowance runs out alone */
+	/* a new plan: same anchor, no period granted yet, due now ($4) */
 	[CQ_SUB_SET_PLAN] = {
 		"UPDATE credits.subscriptions SET plan = $2, ends_at = $3,"
-		" anchor = pg_catalog.now(), cycle = -1, period_start = NULL, period_end = NULL,"
-		" grant_id = NULL, renews_at = pg_catalog.now(), updated_at = pg_catalog.now()"
+		" cycle = -1, period_start = NULL, period_end = NULL,"
+		" grant_id = NULL, renews_at = $4, updated_at = pg_catalog.now()"
 		" WHERE user_id = $1",
-		3, {TEXTOID, TEXTOID, TIMESTAMPTZOID}, SPI_OK_UPDATE
+		4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_UPDATE
 	},
 	[CQ_SUB_SET_END] = {
 		"UPDATE credits.subscriptions SET ends_at = $2,"
@@ -398,21 +505,43 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" updated_at = pg_catalog.now() WHERE user_id = $1",
 		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_UPDATE
 	},
-	/* locks every due subscription, in user_id order */
+	/* the next $3 subscriptions due by $1 after user $2 (not locked) */
 	[CQ_SUBS_DUE] = {
-		"SELECT user_id FROM credits.subscriptions WHERE renews_at <= $1"
-		" ORDER BY user_id FOR UPDATE",
-		1, {TIMESTAMPTZOID}, SPI_OK_SELECT
+		"SELECT user_id FROM credits.subscriptions WHERE renews_at <= $1 AND user_id > $2"
+		" ORDER BY user_id LIMIT $3",
+		3, {TIMESTAMPTZOID, TEXTOID, INT4OID}, SPI_OK_SELECT
 	},
-	/* the last period k >= $3 of anchor $1 and length $2 starting by $4 */
-	[CQ_PERIOD] = {
-		"WITH RECURSIVE k(n) AS ("
-		"  SELECT $3 WHERE $1 + $2 * $3::pg_catalog.float8 <= $4"
-		"  UNION ALL SELECT n + 1 FROM k"
-		"  WHERE $1 + $2 * (n + 1)::pg_catalog.float8 <= $4)"
-		" SELECT n, $1 + $2 * n::pg_catalog.float8, $1 + $2 * (n + 1)::pg_catalog.float8"
-		" FROM k ORDER BY n DESC LIMIT 1",
-		4, {TIMESTAMPTZOID, INTERVALOID, INT8OID, TIMESTAMPTZOID}, SPI_OK_SELECT
+	/* a subscribe key: its binding and original result */
+	[CQ_SUB_KEY_FIND] = {
+		"SELECT plan, ends_at, period_start, period_end, granted, balance"
+		" FROM credits.subscription_keys WHERE user_id = $1 AND idempotency_key = $2",
+		2, {TEXTOID, TEXTOID}, SPI_OK_SELECT
+	},
+	/* whether key $2 is used by another keyed operation of user $1 */
+	[CQ_KEY_ELSEWHERE] = {
+		"SELECT EXISTS (SELECT FROM credits.ledger WHERE user_id = $1 AND idempotency_key = $2)"
+		" OR EXISTS (SELECT FROM credits.holds WHERE user_id = $1"
+		"  AND (idempotency_key = $2 OR capture_key = $2))"
+		" OR EXISTS (SELECT FROM credits.grants WHERE user_id = $1 AND idempotency_key = $2)",
+		2, {TEXTOID, TEXTOID}, SPI_OK_SELECT
+	},
+	[CQ_SUB_KEY_INSERT] = {
+		"INSERT INTO credits.subscription_keys (user_id, idempotency_key, plan, ends_at,"
+		" period_start, period_end, granted, balance) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+		8, {TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+		INT8OID, INT8OID}, SPI_OK_INSERT
+	},
+	/* one chunk of a job, for credits.run_jobs() (jobs.c) */
+	[CQ_JOB_STEP] = {
+		"SELECT last_user_id, accounts, items, skipped, failed"
+		" FROM credits.run_job_step($1, $2, $3)",
+		3, {TEXTOID, TEXTOID, INT4OID}, SPI_OK_SELECT
+	},
+	/* a job's failure on one account (jobs.c) */
+	[CQ_JOB_FAILURE] = {
+		"INSERT INTO credits.job_failures (job, user_id, sqlstate, message, detail)"
+		" VALUES ($1, $2, $3, $4, $5)",
+		5, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}, SPI_OK_INSERT
 	},
 	[CQ_ALLOWANCE_INSERT] = {
 		"INSERT INTO credits.allowances (user_id, plan, period_start, period_end, allowance)"
@@ -444,10 +573,10 @@ static CreditsStatement statements[CQ__COUNT] = {
 	/* plan, plan end, period start, spent and tokens this period and ever */
 	[CQ_USAGE] = {
 		"WITH s AS (SELECT plan, ends_at, period_start,"
-		"  ends_at <= pg_catalog.now() AND plan <> 'free' AS lapsed"
+		"  ends_at <= $2 AND plan <> 'free' AS lapsed"
 		"  FROM credits.subscriptions WHERE user_id = $1),"
 		" p AS (SELECT coalesce((SELECT period_start FROM s),"
-		"  pg_catalog.date_trunc('month', pg_catalog.now(), 'UTC')) AS start),"
+		"  pg_catalog.date_trunc('month', $2, 'UTC')) AS start),"
 		" l AS (SELECT amount, created_at,"
 		"  CASE WHEN pg_catalog.jsonb_typeof(metadata -> 'tokens') = 'number'"
 		"   THEN (metadata ->> 'tokens')::pg_catalog.numeric"
@@ -465,7 +594,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" coalesce(pg_catalog.round(pg_catalog.sum(l.tokens) FILTER (WHERE l.created_at >= p.start)), 0)::pg_catalog.int8,"
 		" coalesce(pg_catalog.round(pg_catalog.sum(l.tokens)), 0)::pg_catalog.int8"
 		" FROM p LEFT JOIN l ON true GROUP BY p.start",
-		1, {TEXTOID}, SPI_OK_SELECT
+		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
 };
 

@@ -29,7 +29,7 @@ credit_usage(PG_FUNCTION_ARGS)
 {
 	text	   *user_id = credits_arg_user_id(fcinfo, 0);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Datum		values[1] = {PointerGetDatum(user_id)};
+	Datum		values[2] = {PointerGetDatum(user_id), TimestampTzGetDatum(credits_now())};
 	Datum		result[10];
 	bool		nulls[10];
 	int64		balance;

@@ -1,11 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * verify.c
- *		Checking and repairing the balance cache: credit_verify,
+ *		Checking the ledger and repairing the balance cache: credit_verify,
  *		credit_verify_all and credit_rebuild.
  *
  * The ledger is the source of truth and accounts.balance caches its sum.
- * The verify functions only read, under the calling statement's snapshot.
+ * The verify functions also check each user's hash chain (src/chain.c):
+ * every row's hash must match its fields and the previous row's hash, and
+ * the account's last_tx_id and last_hash must name the newest row; they
+ * report the first break by id.  They only read, under the calling
+ * statement's snapshot.
  * credit_rebuild locks the account row first; since every writer locks
  * that row before inserting a ledger row, the sum it computes cannot move
  * until it commits.
@@ -40,34 +44,48 @@ read_balances(text *user_id, bool read_only, int64 *cached, int64 *calc)
 	*calc = isnull ? 0 : DatumGetInt64(d);
 }
 
-/* credits.credit_verify(user_id): does the cache match the ledger? */
+/*
+ * credits.credit_verify(user_id): valid (the cache matches the ledger
+ * and the chain is intact), cached, calculated, difference, and the first
+ * break in the chain: broken_tx_id and problem (NULL when intact).
+ */
 Datum
 credit_verify(PG_FUNCTION_ARGS)
 {
 	text	   *user_id = credits_arg_user_id(fcinfo, 0);
+	Datum		values[1] = {PointerGetDatum(user_id)};
 	ReturnSetInfo *rsinfo;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	Datum		out[6];
+	bool		nulls[6] = {false, false, false, false, true, true};
 	int64		cached;
 	int64		calc;
 
-	credits_connect();
-	read_balances(user_id, true, &cached, &calc);
-	credits_finish();
-
 	InitMaterializedSRF(fcinfo, 0);
 	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	values[0] = BoolGetDatum(cached == calc);
-	values[1] = Int64GetDatum(cached);
-	values[2] = Int64GetDatum(calc);
-	values[3] = Int64GetDatum(cached - calc);
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+
+	credits_connect();
+	read_balances(user_id, true, &cached, &calc);
+	if (credits_exec(CQ_VERIFY_CHAIN, values, NULL, true, 0) == 1)
+	{
+		out[4] = credits_get(0, 1, &nulls[4]);
+		out[5] = credits_get(0, 2, &nulls[5]);
+	}
+	out[0] = BoolGetDatum(cached == calc && nulls[5]);
+	out[1] = Int64GetDatum(cached);
+	out[2] = Int64GetDatum(calc);
+	out[3] = Int64GetDatum(cached - calc);
+	/* the tuplestore copies the values before SPI's memory goes */
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
+	credits_finish();
+
 	return (Datum) 0;
 }
 
 /*
- * credits.credit_verify_all(): every account whose cache differs from its
- * ledger, and every ledger user without an account (cached is then NULL).
+ * credits.credit_verify_all(): every account whose cache differs from
+ * its ledger or whose chain is broken, and every ledger user without an
+ * account (cached is then NULL): user_id, cached, calculated, difference,
+ * broken_tx_id, problem.
  */
 Datum
 credit_verify_all(PG_FUNCTION_ARGS)
@@ -79,11 +97,11 @@ credit_verify_all(PG_FUNCTION_ARGS)
 	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
 	credits_connect();
-	n = credits_exec(CQ_VERIFY_ALL, NULL, NULL, true, 0);
+	n = credits_exec(CQ_VERIFY_ALL_CHAIN, NULL, NULL, true, 0);
 	for (uint64 i = 0; i < n; i++)
 	{
-		Datum		values[4];
-		bool		nulls[4] = {false, false, false, false};
+		Datum		values[6];
+		bool		nulls[6];
 
 		values[0] = credits_get(i, 1, &nulls[0]);
 		values[1] = credits_get(i, 2, &nulls[1]);
@@ -92,6 +110,8 @@ credit_verify_all(PG_FUNCTION_ARGS)
 		if (!nulls[3])
 			values[3] = Int64GetDatum(DatumGetInt64(values[1]) -
 									  DatumGetInt64(values[2]));
+		values[4] = credits_get(i, 4, &nulls[4]);
+		values[5] = credits_get(i, 5, &nulls[5]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	credits_finish();

@@ -26,9 +26,11 @@
  *	  crash can only replay rows, never skip them.  Applying rows is
  *	  idempotent (versions for balances, ZADD of identical members for txs).
  *	* The cursor starts with an epoch token, created by the rebuild that
- *	  filled this Redis.  A write whose epoch does not match (Redis was
- *	  flushed or restarted empty, or another daemon rebuilt it) is refused
- *	  inside the script, and the daemon re-reads the cursor or rebuilds.
+ *	  filled this Redis.  Every write compares the whole cursor (and
+ *	  sync:checked) with what the daemon wrote or read last; on a mismatch
+ *	  (Redis was flushed, restarted empty or rolled back, or another daemon
+ *	  wrote) it is refused inside the script, and the daemon resumes from
+ *	  the cursor Redis holds, or rebuilds if there is none.
  *
  * The process is single-threaded.  Signal handlers only set the flags
  * declared below; the main loop acts on them between batches.
@@ -299,7 +301,8 @@ extern RedisStatus redis_get_cursor(char **value);
 extern RedisStatus redis_get_checked(char **value);
 extern RedisStatus redis_rebuild_register(const char *token);
 extern RedisStatus redis_apply(const SyncBatch *b, ApplyMode mode,
-							   const char *epoch, const char *cursor,
+							   const char *epoch, const char *expect_checked,
+							   const char *cursor,
 							   const char *const *status, int nstatus,
 							   RepairList *repairs);
 extern RedisStatus redis_scan_users(char **scan, char ***uids, int *n);

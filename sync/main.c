@@ -71,6 +71,9 @@ static char **saved_argv;
 /* Position and epoch; valid while have_cursor */
 static SyncCursor cursor;
 static char *epoch = NULL;
+static char *redis_cursor = NULL;	/* the cursor text Redis holds, as far
+									 * as this daemon knows: every apply
+									 * compares it */
 static bool have_cursor = false;
 static bool history_checked = false;	/* cursor compared with the server */
 
@@ -507,7 +510,7 @@ rebuild(bool replace)
 		if (b.nusers == 0)
 			break;
 		rs = redis_apply(&b, replace ? APPLY_REPLACE : APPLY_REBUILD, token,
-						 NULL, st_fields, status_fields(NULL), NULL);
+						 NULL, NULL, st_fields, status_fields(NULL), NULL);
 		if (rs == RS_STALE)
 		{
 			log_warning("rebuild token vanished from Redis (flushed or restarted?); starting over");
@@ -549,7 +552,7 @@ rebuild(bool replace)
 	state_name = "running";
 	/* Every value was read as of the rebuild's now(): expiries from then on */
 	snprintf(b.checked, sizeof(b.checked), "%s", as_of);
-	rs = redis_apply(&b, APPLY_FINISH, token, text, st_fields,
+	rs = redis_apply(&b, APPLY_FINISH, token, NULL, text, st_fields,
 					 status_fields(text), NULL);
 	if (rs == RS_STALE)
 		log_warning("rebuild token vanished from Redis (flushed or restarted?); starting over");
@@ -558,7 +561,9 @@ rebuild(bool replace)
 
 	free(epoch);
 	epoch = strdup(token);
-	if (epoch == NULL)
+	free(redis_cursor);
+	redis_cursor = strdup(text);
+	if (epoch == NULL || redis_cursor == NULL)
 		goto done;
 	have_cursor = true;
 	history_checked = true;
@@ -609,7 +614,8 @@ load_cursor(void)
 		free(value);
 		return rebuild(false);
 	}
-	free(value);
+	free(redis_cursor);
+	redis_cursor = value;
 	if (w != cfg.window)
 	{
 		log_info("the window changed from %d to %d", w, cfg.window);
@@ -649,6 +655,19 @@ load_cursor(void)
 }
 
 /*
+ * An apply found another cursor (or sync:checked) in Redis than the one
+ * this daemon wrote or read last: flushed, restarted empty, rolled back (a
+ * replica promoted, an older dump restored), or written by another
+ * daemon.  Resume from what Redis holds (load_cursor rebuilds if nothing).
+ */
+static void
+stale_cursor(void)
+{
+	log_info("the cursor in Redis is not the one this daemon wrote last (flushed, restarted empty, rolled back, or written by another daemon): resuming from it");
+	have_cursor = false;
+}
+
+/*
  * Both connected, have_cursor.  Rewrites the txs keys (and values) of the
  * users in r, whose txs key had the wrong type and was deleted.
  */
@@ -668,10 +687,10 @@ repair_users(RepairList *r)
 			pg_disconnect();
 			return false;
 		}
-		rs = redis_apply(&b, APPLY_BATCH, epoch, NULL, NULL, 0, NULL);
+		rs = redis_apply(&b, APPLY_BATCH, redis_cursor, checked, NULL, NULL, 0, NULL);
 		batch_clear(&b);
 		if (rs == RS_STALE)
-			have_cursor = false;
+			stale_cursor();
 		if (rs != RS_OK)
 			return rs == RS_STALE;
 	}
@@ -700,7 +719,7 @@ apply_expiries(void)
 			return false;
 		}
 		more = b.ledger_more;
-		rs = redis_apply(&b, APPLY_BATCH, epoch, NULL, NULL, 0, NULL);
+		rs = redis_apply(&b, APPLY_BATCH, redis_cursor, checked, NULL, NULL, 0, NULL);
 		if (rs == RS_OK)
 		{
 			if (b.nusers > 0)
@@ -710,8 +729,7 @@ apply_expiries(void)
 		batch_clear(&b);
 		if (rs == RS_STALE)
 		{
-			log_info("the cursor in Redis changed epoch (flushed, restarted empty, or rebuilt by another daemon): re-reading it");
-			have_cursor = false;
+			stale_cursor();
 			return true;
 		}
 		if (rs != RS_OK)
@@ -856,7 +874,7 @@ sync_page(void)
 		goto done;
 	rows_synced += b.ledger_rows;	/* as the status written with the rows says */
 	with_status = empty || now_ms() - last_status_write >= STATUS_WRITE_MIN_MS;
-	rs = redis_apply(&b, APPLY_BATCH, epoch, text, st_fields,
+	rs = redis_apply(&b, APPLY_BATCH, redis_cursor, checked, text, st_fields,
 					 with_status ? status_fields(text) : 0, &repairs);
 	if (rs != RS_OK)
 		rows_synced -= b.ledger_rows;
@@ -864,11 +882,13 @@ sync_page(void)
 		goto done;
 	if (rs == RS_STALE)
 	{
-		log_info("the cursor in Redis changed epoch (flushed, restarted empty, or rebuilt by another daemon): re-reading it");
-		have_cursor = false;
+		stale_cursor();
 		result = PAGE_BUSY;
 		goto done;
 	}
+	free(redis_cursor);
+	redis_cursor = text;
+	text = NULL;
 	last_cursor_write = now_ms();
 	if (with_status)
 	{
@@ -1227,6 +1247,7 @@ main(int argc, char **argv)
 	redis_disconnect();
 	cursor_clear(&cursor);
 	free(epoch);
+	free(redis_cursor);
 	if (cfg.pidfile != NULL)
 		remove_pidfile();
 	config_free(&cfg);

@@ -25,10 +25,12 @@
  * lengths, never through a format string.
  *
  * Every write of rows goes through one Lua script (APPLY_LUA), so each call
- * is atomic.  The script first checks that the Redis it writes to is the
- * one the daemon's cursor belongs to (the epoch in sync:cursor, or for a
- * rebuild, its token in sync:rebuild); after FLUSHALL, an empty restart or
- * another daemon's rebuild the check fails and nothing is written.  Then,
+ * is atomic.  The script first checks that Redis holds exactly the cursor
+ * (and sync:checked) the daemon wrote or read last, or for a rebuild, that
+ * its token is in sync:rebuild; after FLUSHALL, an empty restart, a
+ * rollback (a replica promoted, a restored dump) or another daemon's write
+ * the check fails, nothing is written, and the daemon resumes from what
+ * Redis holds.  Then,
  * per user, it writes the balance only if the version is newer than the
  * one in sync:version, and available/held only if (version, as_of) is
  * greater than the pair in sync:asof: time alone changes them at one
@@ -67,11 +69,12 @@
  * KEYS[1] cursor, KEYS[2] version hash, KEYS[3] rebuild token set, KEYS[4]
  * as_of hash, KEYS[5] checked time, then per user: nv value keys and its
  * txs key.
- * ARGV[1] mode (b, r, R or f: see ApplyMode), ARGV[2] epoch (b) or
- * rebuild token (r, R, f),
+ * ARGV[1] mode (b, r, R or f: see ApplyMode), ARGV[2] the whole cursor
+ * the daemon last wrote or read (b) or the rebuild token (r, R, f),
  * ARGV[3] new cursor or '', ARGV[4] window, ARGV[5] nv, ARGV[6] nb (the
  * first nb values are guarded by the version alone, the rest by (version,
- * as_of)), ARGV[7] new checked time or '', then per user: id, version (''
+ * as_of)), ARGV[7] new checked time or '', ARGV[8] the checked time
+ * the daemon last wrote or read ('' for no check), then per user: id, version (''
  * if none), as_of, nv values, number of rows, (score, member) pairs.
  * Returns {'OK', number of values refused as older than Redis's, ids whose
  * txs key had to be deleted...} or {'STALE'}.
@@ -79,10 +82,10 @@
 static const char APPLY_LUA[] =
 "local mode, epoch, cursor = ARGV[1], ARGV[2], ARGV[3]\n"
 "local window, nv, nb = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
-"local checked = ARGV[7]\n"
+"local checked, expect_checked = ARGV[7], ARGV[8]\n"
 "if mode == 'b' then\n"
-"  local c = redis.pcall('GET', KEYS[1])\n"
-"  if type(c) ~= 'string' or string.sub(c, 1, #epoch + 1) ~= epoch .. ' ' then\n"
+"  if redis.pcall('GET', KEYS[1]) ~= epoch then return {'STALE'} end\n"
+"  if expect_checked ~= '' and redis.pcall('GET', KEYS[5]) ~= expect_checked then\n"
 "    return {'STALE'}\n"
 "  end\n"
 "else\n"
@@ -96,7 +99,7 @@ static const char APPLY_LUA[] =
 "  if t ~= 'hash' and t ~= 'none' then redis.call('DEL', h) end\n"
 "end\n"
 "local users, fields = {}, {}\n"
-"local k, a = 6, 8\n"
+"local k, a = 6, 9\n"
 "while a <= #ARGV do\n"
 "  local u = {uid = ARGV[a], ver = ARGV[a + 1], asof = ARGV[a + 2], vals = a + 3, k = k}\n"
 "  a = a + 3 + nv\n"
@@ -632,7 +635,7 @@ plan_calls(const SyncBatch *b, Piece **pieces, int *npieces, Call **calls,
 static bool
 append_call(const SyncBatch *b, const Piece *pieces, int first, int count,
 			ApplyMode mode, const char *epoch, const char *cursor,
-			const char *checked, bool use_eval)
+			const char *checked, const char *expect_checked, bool use_eval)
 {
 	Argv		keys = {0};
 	Argv		args = {0};
@@ -674,7 +677,9 @@ append_call(const SyncBatch *b, const Piece *pieces, int first, int count,
 		!argv_push(&args, winstr, strlen(winstr)) ||
 		!argv_push(&args, nvstr, strlen(nvstr)) ||
 		!argv_push(&args, nbstr, strlen(nbstr)) ||
-		!argv_push(&args, checked ? checked : "", checked ? strlen(checked) : 0))
+		!argv_push(&args, checked ? checked : "", checked ? strlen(checked) : 0) ||
+		!argv_push(&args, expect_checked ? expect_checked : "",
+				   expect_checked ? strlen(expect_checked) : 0))
 		goto done;
 
 	for (int i = first; i < first + count; i++)
@@ -906,8 +911,9 @@ read_status_reply(void)
 static RedisStatus
 send_calls(const SyncBatch *b, const Piece *pieces, const Call *calls,
 		   int ncalls, int from, int to, ApplyMode mode, const char *epoch,
-		   const char *cursor, const char *const *status, int nstatus,
-		   bool *stale, RepairList *repairs)
+		   const char *expect_checked, const char *cursor,
+		   const char *const *status, int nstatus, bool *stale,
+		   RepairList *repairs)
 {
 	bool	   *again = calloc((size_t) (to - from) + 1, sizeof(bool));
 	RedisStatus st = RS_OK;
@@ -922,7 +928,8 @@ send_calls(const SyncBatch *b, const Piece *pieces, const Call *calls,
 	{
 		if (!append_call(b, pieces, calls[c].first, calls[c].count, mode, epoch,
 						 c == ncalls - 1 ? cursor : NULL,
-						 c == ncalls - 1 && b->checked[0] ? b->checked : NULL, false))
+						 c == ncalls - 1 && b->checked[0] ? b->checked : NULL,
+						 expect_checked, false))
 		{
 			free(again);
 			return RS_ERROR;
@@ -953,7 +960,8 @@ send_calls(const SyncBatch *b, const Piece *pieces, const Call *calls,
 			if (again[c - from] &&
 				!append_call(b, pieces, calls[c].first, calls[c].count, mode,
 							 epoch, c == ncalls - 1 ? cursor : NULL,
-							 c == ncalls - 1 && b->checked[0] ? b->checked : NULL, true))
+							 c == ncalls - 1 && b->checked[0] ? b->checked : NULL,
+							 expect_checked, true))
 				st = RS_ERROR;
 		}
 		for (int c = from; c < to && st == RS_OK; c++)
@@ -976,8 +984,10 @@ send_calls(const SyncBatch *b, const Piece *pieces, const Call *calls,
 
 /*
  * redis_connected(); b is a filled batch (may have no users).  Applies it
- * with the script in the given mode; epoch is the cursor's epoch (mode b)
- * or the rebuild token (r, f).  cursor (or NULL) is stored by the last
+ * with the script in the given mode; epoch is the whole cursor text the
+ * caller last wrote or read (mode b: compare-and-set, so a Redis that went
+ * back, or another daemon's write, is noticed) or the rebuild token (r, R,
+ * f); expect_checked (mode b, or NULL) likewise sync:checked.  cursor (or NULL) is stored by the last
  * call, sent only after the others succeeded.  The nstatus field/value
  * pairs in status are written to sync:status in the same pipeline.  Users
  * whose txs key had the wrong type are added to repairs (or NULL).  On
@@ -985,8 +995,8 @@ send_calls(const SyncBatch *b, const Piece *pieces, const Call *calls,
  */
 RedisStatus
 redis_apply(const SyncBatch *b, ApplyMode mode, const char *epoch,
-			const char *cursor, const char *const *status, int nstatus,
-			RepairList *repairs)
+			const char *expect_checked, const char *cursor,
+			const char *const *status, int nstatus, RepairList *repairs)
 {
 	Piece	   *pieces = NULL;
 	Call	   *calls = NULL;
@@ -1005,10 +1015,11 @@ redis_apply(const SyncBatch *b, ApplyMode mode, const char *epoch,
 		st = RS_OK;
 		if (ncalls > 1)
 			st = send_calls(b, pieces, calls, ncalls, 0, ncalls - 1, mode, epoch,
-							cursor, NULL, 0, &stale, repairs);
+							expect_checked, cursor, NULL, 0, &stale, repairs);
 		if (st == RS_OK && !stale)
 			st = send_calls(b, pieces, calls, ncalls, ncalls - 1, ncalls, mode,
-							epoch, cursor, status, nstatus, &stale, repairs);
+							epoch, expect_checked, cursor, status, nstatus,
+							&stale, repairs);
 		if (st == RS_OK && stale)
 			st = RS_STALE;
 	}

@@ -5,7 +5,7 @@
 SET client_min_messages = warning;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(81);
+SELECT plan(82);
 
 SELECT has_extension('credits', 'extension credits is installed');
 SELECT has_schema('credits');
@@ -57,11 +57,9 @@ SELECT has_sequence('credits', 'ledger_id_seq', 'sequence credits.ledger_id_seq'
 SELECT is((SELECT pg_get_serial_sequence('credits.ledger', 'id')), 'credits.ledger_id_seq',
 		  'ledger.id is fed by credits.ledger_id_seq, owned by the column');
 
-SELECT has_index('credits', 'ledger', 'ledger_user_time_idx', ARRAY['user_id', 'created_at', 'id'],
-				 'ledger_user_time_idx on (user_id, created_at, id) for per-user history');
--- indoption 3 = INDOPTION_DESC | INDOPTION_NULLS_FIRST
-SELECT is((SELECT indoption::text FROM pg_index WHERE indexrelid = 'credits.ledger_user_time_idx'::regclass),
-		  '0 3 3', 'ledger_user_time_idx sorts created_at and id descending');
+SELECT has_index('credits', 'ledger', 'ledger_user_id_idx', ARRAY['user_id', 'id'],
+				 'ledger_user_id_idx on (user_id, id): per-user history is in id order');
+SELECT col_type_is('credits', 'ledger', 'hash', 'bytea', 'ledger.hash is bytea (the per-user hash chain)');
 SELECT has_index('credits', 'ledger', 'ledger_user_idempotency_key_idx', ARRAY['user_id', 'idempotency_key'],
 				 'ledger_user_idempotency_key_idx on (user_id, idempotency_key)');
 SELECT index_is_unique('credits', 'ledger', 'ledger_user_idempotency_key_idx',
@@ -127,7 +125,7 @@ SELECT has_function('credits', 'credit_init', ARRAY['text', 'bigint', 'jsonb']);
 SELECT has_function('credits', 'credit_deduct', ARRAY['text', 'bigint', 'text', 'jsonb', 'text']);
 SELECT has_function('credits', 'credit_add', ARRAY['text', 'bigint', 'text', 'jsonb', 'text']);
 SELECT has_function('credits', 'credit_balance', ARRAY['text']);
-SELECT has_function('credits', 'credit_history', ARRAY['text', 'integer', 'timestamp with time zone', 'timestamp with time zone']);
+SELECT has_function('credits', 'credit_history', ARRAY['text', 'integer', 'timestamp with time zone', 'timestamp with time zone', 'bigint']);
 SELECT has_function('credits', 'credit_verify', ARRAY['text']);
 SELECT has_function('credits', 'credit_verify_all', ARRAY[]::text[]);
 SELECT has_function('credits', 'credit_rebuild', ARRAY['text']);
@@ -141,14 +139,16 @@ SELECT is(pg_get_function_result('credits.credit_add(text, bigint, text, jsonb, 
 		  'TABLE(tx_id bigint, balance bigint, created_at timestamp with time zone)',
 		  'credit_add returns TABLE(tx_id, balance, created_at)');
 SELECT function_returns('credits', 'credit_balance', ARRAY['text'], 'bigint');
-SELECT function_returns('credits', 'credit_history', ARRAY['text', 'integer', 'timestamp with time zone', 'timestamp with time zone'],
-						'setof credits.ledger');
+SELECT is(pg_get_function_result('credits.credit_history(text, int, timestamptz, timestamptz, bigint)'::regprocedure),
+		  'TABLE(id bigint, user_id text, amount bigint, balance_after bigint, action text, metadata jsonb, idempotency_key text, created_at timestamp with time zone)',
+		  'credit_history returns the ledger''s public columns (no txid, no hash)');
 SELECT is(pg_get_function_result('credits.credit_verify(text)'::regprocedure),
-		  'TABLE(valid boolean, cached bigint, calculated bigint, difference bigint)',
-		  'credit_verify returns TABLE(valid, cached, calculated, difference)');
+		  'TABLE(valid boolean, cached bigint, calculated bigint, difference bigint, broken_tx_id bigint, problem text)',
+		  'credit_verify returns TABLE(valid, cached, calculated, difference, broken_tx_id, problem)');
 SELECT is(pg_get_function_result('credits.credit_verify_all()'::regprocedure),
-		  'TABLE(user_id text, cached bigint, calculated bigint, difference bigint)',
-		  'credit_verify_all returns TABLE(user_id, cached, calculated, difference)');
+		  'TABLE(user_id text, cached bigint, calculated bigint, difference bigint, broken_tx_id bigint, problem text)',
+		  'credit_verify_all returns TABLE(user_id, cached, calculated, difference, broken_tx_id, problem)');
+SELECT function_returns('credits', 'credit_balance_at', ARRAY['text', 'timestamp with time zone'], 'bigint');
 SELECT function_returns('credits', 'credit_rebuild', ARRAY['text'], 'bigint');
 SELECT is_empty(
 	$$SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang

@@ -13,7 +13,7 @@
 SET client_min_messages = warning;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(78);
+SELECT plan(80);
 
 -- the extension's member functions and relations
 CREATE TEMP TABLE ext_member AS
@@ -38,6 +38,7 @@ INSERT INTO role_table VALUES
 	('credit_grant', true, false, false),
 	('credit_subscribe', true, false, false),
 	('credit_balance', true, true, true),
+	('credit_balance_at', true, true, true),
 	('credit_available', true, true, true),
 	('credit_history', true, true, true),
 	('credit_usage', true, true, true),
@@ -49,8 +50,11 @@ INSERT INTO role_table VALUES
 	('credit_renew', false, true, false),
 	('credit_expire_holds', false, true, false),
 	('credit_expire_grants', false, true, false),
+	('run_job_step', false, true, false),
+	('run_jobs', false, true, false),
 	('sync_sleep', false, false, true),
-	('ledger_refuse_change', false, false, false);
+	('ledger_refuse_change', false, false, false),
+	('ledger_row_hash', false, false, false);
 
 -- the roles
 SELECT has_role('credits_app');
@@ -91,13 +95,28 @@ SELECT is_empty(
 		 AND proconfig IS DISTINCT FROM ARRAY['search_path=pg_catalog, pg_temp']$$,
 	'every SECURITY DEFINER function has exactly SET search_path = pg_catalog, pg_temp');
 SELECT is_empty(
-	$$SELECT sig FROM ext_fn WHERE prokind <> 'p'
+	$$SELECT sig FROM ext_fn WHERE prokind <> 'p' AND proname <> 'ledger_row_hash'
 		 AND proconfig IS DISTINCT FROM ARRAY['search_path=pg_catalog, pg_temp']$$,
-	'every function (procedures aside) has exactly SET search_path = pg_catalog, pg_temp');
+	'every function (procedures and ledger_row_hash aside) has exactly SET search_path = pg_catalog, pg_temp');
+SELECT is_empty(
+	$$SELECT sig FROM ext_fn f JOIN pg_proc p ON p.oid = f.oid
+	   WHERE f.proname = 'ledger_row_hash'
+		 AND (p.prosecdef OR p.provolatile <> 'i' OR p.proconfig IS NOT NULL)$$,
+	'ledger_row_hash, without the clause, is IMMUTABLE and not SECURITY DEFINER');
 SELECT is_empty(
 	$$SELECT sig FROM ext_fn f JOIN pg_proc p ON p.oid = f.oid JOIN pg_language l ON l.oid = p.prolang
 	   WHERE p.proname LIKE 'credit\_%' AND NOT (f.prosecdef AND l.lanname = 'c')$$,
 	'every credit_* function is a SECURITY DEFINER C function');
+-- 1.0's C symbols run the frozen 1.0 code (src/v1_0/): a 1.1 definition
+-- must bind <name>_1_1 (src/credits.c)
+SELECT is_empty(
+	$$SELECT f.sig || ' binds ' || p.prosrc FROM ext_fn f JOIN pg_proc p ON p.oid = f.oid
+	   WHERE p.prosrc IN ('credit_init', 'credit_deduct', 'credit_add', 'credit_balance',
+						  'credit_history', 'credit_verify', 'credit_verify_all', 'credit_rebuild',
+						  'credit_hold', 'credit_capture', 'credit_release', 'credit_available',
+						  'credit_expire_holds', 'credit_cost', 'credit_charge', 'credit_grant',
+						  'credit_expire_grants', 'credit_subscribe', 'credit_renew', 'credit_usage')$$,
+	'no function of the extension binds a C symbol of 1.0');
 
 -- the role table
 SELECT is_empty($$SELECT sig FROM ext_fn WHERE proname NOT IN (SELECT name FROM role_table)$$,

@@ -16,7 +16,7 @@
 SET client_min_messages = warning;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(26);
+SELECT plan(27);
 
 -- credits_ops too: the steps include credit_verify_all and credit_rebuild
 CREATE ROLE tap_sp_app NOLOGIN IN ROLE credits_app, credits_ops;
@@ -89,6 +89,10 @@ CREATE FUNCTION hostile.deduct_unpinned(user_id text, amount bigint, action text
 	RETURNS TABLE(tx_id bigint, balance bigint, created_at timestamptz)
 	AS '$libdir/credits', 'credit_deduct' LANGUAGE C VOLATILE SECURITY DEFINER;
 GRANT EXECUTE ON FUNCTION hostile.deduct_unpinned(text, bigint, text, jsonb, text) TO tap_sp_app;
+-- and 1.1's C function, declared without the clause by mistake
+CREATE FUNCTION hostile.balance_unpinned(user_id text) RETURNS bigint
+	AS '$libdir/credits', 'credit_balance_1_1' LANGUAGE C STABLE SECURITY DEFINER;
+GRANT EXECUTE ON FUNCTION hostile.balance_unpinned(text) TO tap_sp_app;
 
 -- step -> result; written under the hostile search_path, so every name in
 -- the statements below is qualified and no operator is used
@@ -232,6 +236,14 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
+DO $$
+BEGIN
+	INSERT INTO pg_temp.sp_result (step, balance) SELECT 'unpinned 1.1', hostile.balance_unpinned('tap-sp');
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO pg_temp.sp_result (step, state) VALUES ('unpinned 1.1', pg_catalog.concat(SQLSTATE, ' ', SQLERRM));
+END
+$$;
+
 RESET search_path;
 RESET ROLE;
 
@@ -259,6 +271,8 @@ SELECT is((SELECT state FROM sp_result WHERE step = 'bad metadata'), 'CR010', 'm
 
 SELECT is((SELECT balance FROM sp_result WHERE step = 'unpinned'), 45::bigint,
 		  'a definition without the SET clause (as in 1.0): credit_deduct of 5, balance 45');
+SELECT is((SELECT balance FROM sp_result WHERE step = 'unpinned 1.1'), 45::bigint,
+		  'credit_balance_1_1 without the SET clause: 45');
 SELECT is((SELECT state FROM sp_result WHERE step = 'unpinned'), 'hostile, pg_catalog',
 		  'the caller''s search_path is restored after the call');
 SELECT is_empty($$SELECT DISTINCT what FROM hostile.hijacked$$, 'no shadowing function or operator was called');

@@ -7,7 +7,7 @@
 SET client_min_messages = warning;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(35);
+SELECT plan(38);
 
 CREATE TEMP TABLE billing_fn AS
 SELECT p.oid, p.oid::regprocedure::text AS sig,
@@ -34,6 +34,13 @@ SELECT is_empty($$SELECT sig FROM billing_fn WHERE job AND has_function_privileg
 				'credits_app cannot EXECUTE the renewal and expiry jobs');
 SELECT is_empty($$SELECT sig FROM billing_fn WHERE (job OR read_only) AND NOT has_function_privilege('credits_ops', oid, 'EXECUTE')$$,
 				'credits_ops can EXECUTE the jobs and the read-only billing functions');
+SELECT ok(has_function_privilege('credits_ops', 'credits.run_job_step(text, text, integer)', 'EXECUTE')
+		  AND has_function_privilege('credits_ops', 'credits.run_jobs(integer, text[])', 'EXECUTE'),
+		  'credits_ops can run credits.run_jobs and its step');
+SELECT ok(NOT has_function_privilege('credits_app', 'credits.run_job_step(text, text, integer)', 'EXECUTE')
+		  AND NOT has_function_privilege('credits_app', 'credits.run_jobs(integer, text[])', 'EXECUTE')
+		  AND NOT has_function_privilege('credits_reader', 'credits.run_jobs(integer, text[])', 'EXECUTE'),
+		  'credits_app and credits_reader cannot run credits.run_jobs or its step');
 SELECT is_empty(
 	$$SELECT name || ' ' || p FROM billing_rel,
 			 unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p
@@ -81,12 +88,13 @@ SELECT throws_ok($$INSERT INTO credits.subscriptions (user_id, plan) VALUES ('ta
 				 '42501', NULL, 'a member of credits_app cannot write subscriptions');
 SELECT is((SELECT balance FROM credits.credit_charge('tap-bp', 'chat_message', 1)), 90::bigint,
 		  'a member of credits_app charges with credit_charge');
-SELECT is(credits.credit_cost('llm_tokens', 4001), 2::bigint, 'a member of credits_app prices with credit_cost');
+SELECT is(credits.credit_cost('llm_tokens', 4001), 3::bigint, 'a member of credits_app prices with credit_cost');
 SELECT is((SELECT granted FROM credits.credit_subscribe('tap-bp', 'pro')), 100::bigint,
 		  'a member of credits_app subscribes with credit_subscribe');
 SELECT throws_ok($$SELECT credits.credit_renew()$$, '42501', NULL, 'a member of credits_app cannot run credit_renew');
 SELECT throws_ok($$SELECT credits.credit_expire_holds()$$, '42501', NULL, 'a member of credits_app cannot run credit_expire_holds');
 SELECT throws_ok($$SELECT credits.credit_expire_grants()$$, '42501', NULL, 'a member of credits_app cannot run credit_expire_grants');
+SELECT throws_ok($$CALL credits.run_jobs()$$, '42501', NULL, 'a member of credits_app cannot CALL credits.run_jobs');
 SELECT is((SELECT spent_lifetime FROM credits.credit_usage('tap-bp')), 10::bigint,
 		  'a member of credits_app reads the usage');
 RESET ROLE;

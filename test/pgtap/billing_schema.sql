@@ -65,8 +65,8 @@ SELECT has_function('credits', 'credit_cost', ARRAY['text', 'numeric']);
 SELECT has_function('credits', 'credit_charge', ARRAY['text', 'text', 'numeric', 'jsonb', 'text']);
 SELECT has_function('credits', 'credit_grant', ARRAY['text', 'bigint', 'text', 'timestamp with time zone', 'jsonb', 'text']);
 SELECT has_function('credits', 'credit_expire_grants', ARRAY[]::text[]);
-SELECT has_function('credits', 'credit_subscribe', ARRAY['text', 'text', 'timestamp with time zone']);
-SELECT has_function('credits', 'credit_renew', ARRAY['timestamp with time zone']);
+SELECT has_function('credits', 'credit_subscribe', ARRAY['text', 'text', 'timestamp with time zone', 'text']);
+SELECT has_function('credits', 'credit_renew', ARRAY[]::text[]);
 SELECT has_function('credits', 'credit_usage', ARRAY['text']);
 SELECT is(pg_get_function_result('credits.credit_hold(text, bigint, text, jsonb, interval, text)'::regprocedure),
 		  'TABLE(hold_id bigint, held bigint, available bigint)', 'credit_hold returns (hold_id, held, available)');

@@ -16,6 +16,7 @@ SELECT plan(19);
 
 -- credits_ops too: the steps include the renewal and expiry jobs
 CREATE ROLE tap_bsp_app NOLOGIN IN ROLE credits_app, credits_ops;
+CREATE ROLE tap_bsp_ops NOLOGIN IN ROLE credits_ops;
 
 CREATE SCHEMA hostile;
 GRANT USAGE ON SCHEMA hostile TO PUBLIC;
@@ -88,7 +89,7 @@ CREATE AGGREGATE hostile.array_agg(bigint) (SFUNC = hostile.agg_step, STYPE = bi
 
 -- step -> result, or the SQLSTATE it raised
 CREATE TEMP TABLE bsp_result (step text PRIMARY KEY, a bigint, b bigint, state text);
-GRANT ALL ON pg_temp.bsp_result TO tap_bsp_app;
+GRANT ALL ON pg_temp.bsp_result TO tap_bsp_app, tap_bsp_ops;
 -- Run query q (returning up to two bigints) as step name; written to be
 -- called under the hostile search_path, so every name is qualified.
 CREATE FUNCTION pg_temp.step(name text, q text) RETURNS void LANGUAGE plpgsql AS $$
@@ -119,8 +120,23 @@ SELECT pg_temp.step('release', $$SELECT credits.credit_release(
 SELECT pg_temp.step('cost', $$SELECT credits.credit_cost('llm_tokens', 4001), credits.credit_cost('chat_message', 1)$$);
 SELECT pg_temp.step('charge', $$SELECT r.balance, NULL::bigint FROM credits.credit_charge('tap-bsp', 'chat_message', 1, '{}', 'tap-bsp-ch') r$$);
 SELECT pg_temp.step('subscribe', $$SELECT r.granted, r.balance FROM credits.credit_subscribe('tap-bsp', 'pro') r$$);
-SELECT pg_temp.step('renew', $$SELECT credits.credit_renew(pg_catalog.now() OPERATOR(pg_catalog.+) '1 month 1 hour'::interval), NULL::bigint$$);
+-- the jobs are credits_ops'; credits' clock 32 days on (superuser) for the renewal
+RESET search_path;
+RESET ROLE;
+SET LOCAL credits.clock_offset = 2764800;
+SET LOCAL ROLE tap_bsp_ops;
+SET LOCAL search_path = hostile, pg_catalog;
+SELECT pg_temp.step('renew', $$SELECT credits.credit_renew(), NULL::bigint$$);
+RESET search_path;
+RESET ROLE;
+SET LOCAL credits.clock_offset = 0;
+SET LOCAL ROLE tap_bsp_ops;
+SET LOCAL search_path = hostile, pg_catalog;
 SELECT pg_temp.step('expire', $$SELECT credits.credit_expire_holds(), credits.credit_expire_grants()$$);
+RESET search_path;
+RESET ROLE;
+SET LOCAL ROLE tap_bsp_app;
+SET LOCAL search_path = hostile, pg_catalog;
 SELECT pg_temp.step('usage', $$SELECT r.spent_lifetime, r.tokens_lifetime FROM credits.credit_usage('tap-bsp') r$$);
 SELECT pg_temp.step('overdraw', $$SELECT r.balance, NULL::bigint FROM credits.credit_charge('tap-bsp', 'training_job', 1) r$$);
 
@@ -138,8 +154,8 @@ SELECT is((SELECT a FROM bsp_result WHERE step = 'capture'), 30::bigint, 'credit
 SELECT results_eq($$SELECT h.amount, r.b FROM bsp_result r JOIN credits.holds h ON h.id = r.a WHERE r.step = 'hold 2'$$,
 				  $$VALUES (5::bigint, 25::bigint)$$, 'a keyed credit_hold: 5 held, 25 available');
 SELECT is((SELECT a FROM bsp_result WHERE step = 'release'), 30::bigint, 'credit_release: 30 available');
-SELECT results_eq($$SELECT a, b FROM bsp_result WHERE step = 'cost'$$, $$VALUES (2::bigint, 10::bigint)$$,
-				  'credit_cost uses credits.prices (metered): 2 and 10');
+SELECT results_eq($$SELECT a, b FROM bsp_result WHERE step = 'cost'$$, $$VALUES (3::bigint, 10::bigint)$$,
+				  'credit_cost uses credits.prices: 3 and 10');
 SELECT is((SELECT a FROM bsp_result WHERE step = 'charge'), 20::bigint, 'credit_charge: 20');
 SELECT results_eq($$SELECT a, b FROM bsp_result WHERE step = 'subscribe'$$, $$VALUES (100::bigint, 120::bigint)$$,
 				  'credit_subscribe uses credits.plans: 100 granted');

@@ -1,8 +1,21 @@
 -- Plans, subscriptions and allowances: credit_subscribe and credit_renew.
--- Time is simulated by passing credit_renew a later "now".  Periods are
--- shown as k (the period starts at base + k * unit, base being the anchor
--- the test recorded), so the output does not depend on today's date.
+-- Time is simulated with credits.clock_offset (pg_temp.renew_at).  Periods
+-- are shown as k (the period starts at base + k * unit, in UTC, base being
+-- the anchor the test recorded), so the output does not depend on today's
+-- date.
 SET client_min_messages = warning;
+
+-- credits' clock at t for one call (S1): credits.clock_offset, a superuser
+-- setting, is set so that credits_now() is in [t, t + 1s), then reset
+CREATE FUNCTION pg_temp.renew_at(t timestamptz) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+	n integer;
+BEGIN
+	PERFORM set_config('credits.clock_offset', ceil(extract(epoch FROM t - now()))::int::text, true);
+	n := credits.credit_renew();
+	PERFORM set_config('credits.clock_offset', '0', true);
+	RETURN n;
+END $$;
 
 SELECT plan, allowance, period, policy, rollover_cap FROM credits.current_plans ORDER BY plan;
 
@@ -11,7 +24,8 @@ CREATE TEMP TABLE bases (user_id text, plan text, base timestamptz, unit interva
 						 ends timestamptz, PRIMARY KEY (user_id, plan));
 CREATE FUNCTION pg_temp.k(t timestamptz, base timestamptz, unit interval) RETURNS text
 	LANGUAGE sql AS
-$$SELECT coalesce((SELECT 'k=' || k FROM generate_series(-1, 60) k WHERE base + unit * k = t), 'other')$$;
+$$SELECT coalesce((SELECT 'k=' || k FROM generate_series(-1, 60) k
+					 WHERE ((base AT TIME ZONE 'UTC') + unit * k) AT TIME ZONE 'UTC' = t), 'other')$$;
 CREATE TEMP VIEW allowance_state AS
 SELECT al.user_id, al.plan, pg_temp.k(al.period_start, b.base, b.unit) AS period_start,
 	   pg_temp.k(al.period_end, b.base, b.unit) AS period_end, al.allowance, al.carried,
@@ -52,25 +66,25 @@ SELECT count(*) AS allowances FROM credits.allowances WHERE user_id = 'plan-a';
 -- a reset plan: at the renewal the unspent allowance expires and the new
 -- one is granted, once, however often credit_renew runs
 SELECT balance FROM credits.credit_deduct('plan-a', 30, 'chat_message');
-SELECT credits.credit_renew(:'a'::timestamptz + interval '1 month 1 hour') AS n \gset
-SELECT credits.credit_renew(:'a'::timestamptz + interval '1 month 1 hour') AS n \gset
-SELECT credits.credit_renew(:'a'::timestamptz + interval '1 month 2 hours') AS n \gset
+SELECT pg_temp.renew_at(:'a'::timestamptz + interval '1 month 1 hour') AS n \gset
+SELECT pg_temp.renew_at(:'a'::timestamptz + interval '1 month 1 hour') AS n \gset
+SELECT pg_temp.renew_at(:'a'::timestamptz + interval '1 month 2 hours') AS n \gset
 SELECT * FROM sub_state WHERE user_id = 'plan-a';
 SELECT * FROM allowance_state WHERE user_id = 'plan-a';
 SELECT * FROM ledger_state WHERE user_id = 'plan-a';
 
 -- the last period's allowance expires with the subscription
-SELECT credits.credit_renew(:'a'::timestamptz + interval '2 months 1 hour') AS n \gset
+SELECT pg_temp.renew_at(:'a'::timestamptz + interval '2 months 1 hour') AS n \gset
 SELECT * FROM sub_state WHERE user_id = 'plan-a';
 SELECT * FROM allowance_state WHERE user_id = 'plan-a';
 
 -- a lapsed subscription moves to free, with periods from its end
-SELECT credits.credit_renew(:'a_ends'::timestamptz + interval '1 hour') AS n \gset
+SELECT pg_temp.renew_at(:'a_ends'::timestamptz + interval '1 hour') AS n \gset
 SELECT * FROM sub_state WHERE user_id = 'plan-a';
 SELECT * FROM allowance_state WHERE user_id = 'plan-a';
 SELECT * FROM ledger_state WHERE user_id = 'plan-a';
 -- and free renews monthly from there
-SELECT credits.credit_renew(:'a_ends'::timestamptz + interval '1 month 1 hour') AS n \gset
+SELECT pg_temp.renew_at(:'a_ends'::timestamptz + interval '1 month 1 hour') AS n \gset
 SELECT * FROM allowance_state WHERE user_id = 'plan-a' AND plan = 'free';
 SELECT * FROM sub_state WHERE user_id = 'plan-a';
 
@@ -86,23 +100,24 @@ SELECT anchor AS b FROM credits.subscriptions WHERE user_id = 'plan-b' \gset
 SELECT anchor AS c FROM credits.subscriptions WHERE user_id = 'plan-c' \gset
 SELECT balance FROM credits.credit_deduct('plan-b', 20, 'chat_message');
 SELECT balance FROM credits.credit_deduct('plan-c', 20, 'chat_message');
-SELECT credits.credit_renew(:'b'::timestamptz + interval '1 month 1 hour') AS n \gset
-SELECT credits.credit_renew(:'c'::timestamptz + interval '1 month 1 hour') AS n \gset
+SELECT pg_temp.renew_at(:'b'::timestamptz + interval '1 month 1 hour') AS n \gset
+SELECT pg_temp.renew_at(:'c'::timestamptz + interval '1 month 1 hour') AS n \gset
 SELECT balance FROM credits.credit_deduct('plan-b', 130, 'chat_message');
 SELECT balance FROM credits.credit_deduct('plan-c', 130, 'chat_message');
-SELECT credits.credit_renew(:'b'::timestamptz + interval '2 months 1 hour') AS n \gset
-SELECT credits.credit_renew(:'c'::timestamptz + interval '2 months 1 hour') AS n \gset
+SELECT pg_temp.renew_at(:'b'::timestamptz + interval '2 months 1 hour') AS n \gset
+SELECT pg_temp.renew_at(:'c'::timestamptz + interval '2 months 1 hour') AS n \gset
 SELECT * FROM allowance_state WHERE user_id IN ('plan-b', 'plan-c');
 SELECT * FROM ledger_state WHERE user_id IN ('plan-b', 'plan-c');
 SELECT * FROM sub_state WHERE user_id IN ('plan-b', 'plan-c');
 
 -- non-expiring credit is not touched by renewals
 SELECT balance FROM credits.credit_add('plan-b', 7, 'purchase');
-SELECT credits.credit_renew(:'b'::timestamptz + interval '3 months 1 hour') AS n \gset
+SELECT pg_temp.renew_at(:'b'::timestamptz + interval '3 months 1 hour') AS n \gset
 SELECT balance, expiring FROM credits.accounts WHERE user_id = 'plan-b';
 
--- changing plan starts a new period now and grants the new allowance; the
--- old allowance runs out on its own; the same plan again only moves the end
+-- changing plan closes the old allowance (its rest is posted as expired) and
+-- grants the new plan's for the current period (same anchor); the same plan
+-- again only moves the end
 SELECT granted, balance FROM credits.credit_subscribe('plan-d', 'free');
 SELECT granted, balance FROM credits.credit_subscribe('plan-d', 'pro', now() + interval '1 year');
 SELECT granted, balance FROM credits.credit_subscribe('plan-d', 'pro', now() + interval '2 years');
@@ -121,8 +136,8 @@ INSERT INTO bases SELECT user_id, plan, anchor, '1 day', NULL
 SELECT anchor AS e FROM credits.subscriptions WHERE user_id = 'plan-e' \gset
 INSERT INTO credits.plans (plan, allowance, period, policy, valid_from)
 	VALUES ('plan_test_daily', 25, '1 day', 'reset', :'e'::timestamptz + interval '36 hours');
-SELECT credits.credit_renew(:'e'::timestamptz + interval '1 day 1 hour') AS n \gset
-SELECT credits.credit_renew(:'e'::timestamptz + interval '4 days 1 hour') AS n \gset
+SELECT pg_temp.renew_at(:'e'::timestamptz + interval '1 day 1 hour') AS n \gset
+SELECT pg_temp.renew_at(:'e'::timestamptz + interval '4 days 1 hour') AS n \gset
 SELECT * FROM allowance_state WHERE user_id = 'plan-e';
 SELECT * FROM sub_state WHERE user_id = 'plan-e';
 
@@ -154,9 +169,8 @@ SELECT * FROM credits.credit_subscribe('plan-x', 'pro', now());
 \set VERBOSITY default
 SELECT * FROM credits.credit_subscribe('plan-x', 'pro', 'infinity');
 \echo :LAST_ERROR_SQLSTATE
-SELECT credits.credit_renew(NULL);
-\echo :LAST_ERROR_SQLSTATE
-SELECT credits.credit_renew('infinity');
+-- the caller cannot choose the time: credit_renew takes no argument
+SELECT credits.credit_renew(now() + interval '50 years');
 \echo :LAST_ERROR_SQLSTATE
 SELECT (SELECT count(*) FROM credits.subscriptions) = :subs0 AS no_new_subscriptions,
 	   NOT EXISTS (SELECT FROM credits.accounts WHERE user_id = 'plan-x') AS no_account,

@@ -5,6 +5,18 @@
 -- settled account can honour its holds.
 SET client_min_messages = warning;
 
+-- credits' clock at t for one call (S1): credits.clock_offset, a superuser
+-- setting, is set so that credits_now() is in [t, t + 1s), then reset
+CREATE FUNCTION pg_temp.renew_at(t timestamptz) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+	n integer;
+BEGIN
+	PERFORM set_config('credits.clock_offset', ceil(extract(epoch FROM t - now()))::int::text, true);
+	n := credits.credit_renew();
+	PERFORM set_config('credits.clock_offset', '0', true);
+	RETURN n;
+END $$;
+
 INSERT INTO credits.plans (plan, allowance, period, policy, rollover_cap, valid_from) VALUES
 	('random_daily', 20, '1 day', 'reset', NULL, '-infinity'),
 	('random_rollover', 30, '1 day', 'rollover', 15, '-infinity');
@@ -72,7 +84,7 @@ BEGIN
 					PERFORM credits.credit_subscribe(u, (ARRAY['random_daily', 'random_rollover', 'free'])[1 + (random() * 2)::int],
 						CASE WHEN random() < 0.5 THEN NULL ELSE clock_timestamp() + random() * interval '5 days' END);
 				WHEN 'renew' THEN
-					PERFORM credits.credit_renew(now() + batch * interval '6 hours');
+					PERFORM pg_temp.renew_at(now() + batch * interval '6 hours');
 				WHEN 'expire_holds' THEN
 					PERFORM credits.credit_expire_holds();
 				WHEN 'expire_grants' THEN

@@ -3,6 +3,18 @@
 -- metadata.tokens or, for llm_tokens charges, from the priced quantity.
 SET client_min_messages = warning;
 
+-- credits' clock at t for one call (S1): credits.clock_offset, a superuser
+-- setting, is set so that credits_now() is in [t, t + 1s), then reset
+CREATE FUNCTION pg_temp.renew_at(t timestamptz) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+	n integer;
+BEGIN
+	PERFORM set_config('credits.clock_offset', ceil(extract(epoch FROM t - now()))::int::text, true);
+	n := credits.credit_renew();
+	PERFORM set_config('credits.clock_offset', '0', true);
+	RETURN n;
+END $$;
+
 SELECT granted, balance FROM credits.credit_subscribe('usage-a', 'pro', now() + interval '6 months');
 SELECT balance FROM credits.credit_add('usage-a', 1000, 'purchase');
 SELECT balance FROM credits.credit_charge('usage-a', 'chat_message', 2, '{"tokens": 700}');
@@ -22,7 +34,7 @@ SELECT balance, available, held, plan,
 -- after a renewal the new period starts: the period sums start again from
 -- zero, the lifetime sums keep everything; expiries are not spending
 SELECT anchor AS a FROM credits.subscriptions WHERE user_id = 'usage-a' \gset
-SELECT credits.credit_renew(:'a'::timestamptz + interval '1 month 1 hour') AS n \gset
+SELECT pg_temp.renew_at(:'a'::timestamptz + interval '1 month 1 hour') AS n \gset
 SELECT amount, action FROM credits.ledger WHERE user_id = 'usage-a' AND action IN ('expire', 'grant') ORDER BY id;
 SELECT balance, available, held, plan, spent_period, spent_lifetime, tokens_period, tokens_lifetime,
 	   period_start = (SELECT period_start FROM credits.subscriptions WHERE user_id = 'usage-a') AS period_start

@@ -24,7 +24,9 @@ SELECT count(*) FROM credits.account_events WHERE user_id = 'verify-a';
 -- a ledger row without an account shows up with cached NULL
 BEGIN;
 INSERT INTO credits.ledger (user_id, amount, balance_after, action) VALUES ('verify-orphan', 3, 3, 'manual');
-SELECT * FROM credits.credit_verify_all() WHERE user_id LIKE 'verify-%';
+SELECT user_id, cached, calculated, difference,
+	   broken_tx_id = (SELECT id FROM credits.ledger WHERE user_id = 'verify-orphan') AS broken_row, problem
+  FROM credits.credit_verify_all() WHERE user_id LIKE 'verify-%';
 ROLLBACK;
 
 -- a cache so wrong that the ledger sum is below the account's unspent

@@ -402,6 +402,63 @@ test_restore_old_copy() {
   stop_daemon d
 }
 
+# wait_synced PORT: waits until the Redis on PORT is a replica whose
+# initial sync is done.
+wait_synced() {
+  local i info
+  for i in $(seq 1 200); do
+    info=$(redis-cli -h 127.0.0.1 -p "$1" INFO replication 2>/dev/null | tr -d '\r')
+    grep -q '^master_link_status:up' <<<"$info" &&
+      grep -q '^master_sync_in_progress:0' <<<"$info" && return 0
+    sleep 0.05
+  done
+  fail "Redis on port $1 did not finish its sync"
+  return 1
+}
+
+# Redis goes back under a live connection: a replica is cut off (REPLICAOF
+# NO ONE) while the daemon goes on writing to the primary; then the
+# primary resyncs from it (the replica's older data replaces its own, the
+# daemon's connection stays open) and becomes a primary again.  The
+# daemon's next write must notice that Redis no longer holds its cursor
+# and resume from the older one Redis holds: the rows of the lost writes
+# come back.
+test_redis_rollback() {
+  users rb- 10 100000
+  start_daemon d
+  sql -c "SELECT credits.credit_deduct('rb-' || (i % 10 + 1), 1, 'kept') FROM generate_series(1, 100) i" >/dev/null
+  converge || return
+  local rport=$((REDIS_PORT + 1)) cur_kept
+  while redis-cli -h 127.0.0.1 -p "$rport" PING >/dev/null 2>&1; do rport=$((rport + 1)); done
+  redis-server --bind 127.0.0.1 --port "$rport" --daemonize yes --pidfile "$T/$CURRENT.replica.pid" \
+    --logfile "$T/$CURRENT.replica.log" --dir "$T" --dbfilename "$CURRENT.rdb" --save "" \
+    --appendonly no --replicaof 127.0.0.1 "$REDIS_PORT" >/dev/null
+  wait_synced "$rport" || return
+  # frozen at a state with a cursor covering the 'kept' rows
+  cur_kept=$(rcli --raw GET "${PREFIX}sync:cursor")
+  for _ in $(seq 1 100); do
+    [ "$(redis-cli -p "$rport" --raw GET "${PREFIX}sync:cursor")" = "$cur_kept" ] && break
+    sleep 0.02
+  done
+  redis-cli -p "$rport" REPLICAOF NO ONE >/dev/null
+  cur_kept=$(redis-cli -p "$rport" --raw GET "${PREFIX}sync:cursor")
+  sql -c "SELECT credits.credit_deduct('rb-' || (i % 10 + 1), 1, 'lost in Redis') FROM generate_series(1, 100) i" >/dev/null
+  converge || return
+  kill -STOP "${DPID[d]}"
+  rcli REPLICAOF 127.0.0.1 "$rport" >/dev/null
+  wait_synced "$REDIS_PORT" || { kill -CONT "${DPID[d]}"; return; }
+  rcli REPLICAOF NO ONE >/dev/null
+  [ "$(rcli --raw GET "${PREFIX}sync:cursor")" = "$cur_kept" ] || fail "Redis did not go back"
+  kill -CONT "${DPID[d]}"
+  sql -c "SELECT credits.credit_deduct('rb-' || (i % 10 + 1), 1, 'after') FROM generate_series(1, 20) i" >/dev/null
+  converge 5000
+  wait_log d 'not the one this daemon wrote last' 1 || fail "the rollback was not logged"
+  redis-cli -p "$rport" SHUTDOWN NOSAVE >/dev/null 2>&1
+  alive d || fail "daemon died"
+  [ "$(log_count d 'connected to Redis')" -eq 1 ] || note "the daemon reconnected to Redis: the connection was not kept"
+  stop_daemon d
+}
+
 # Redis restarts empty: the daemon notices and rebuilds.
 test_redis_restart() {
   users r- 20 1000000
@@ -815,7 +872,7 @@ test_valgrind() {
   grep -q 'ERROR SUMMARY: 0 errors' "$vg" || fail "valgrind reported errors (see $vg)"
 }
 
-ALL_TESTS=(basic wakeup out_of_order kill9 lost_notifications pg_restart restore_old_copy redis_restart
+ALL_TESTS=(basic wakeup out_of_order kill9 lost_notifications pg_restart restore_old_copy redis_restart redis_rollback
   flushall two_daemons aborted odd_ids wrong_type window signals version_refusal
   holds expiry checks_can_fail valgrind)
 

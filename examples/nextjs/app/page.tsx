@@ -1,0 +1,6 @@
+import { redirect } from 'next/navigation';
+
+// The example has one page.
+export default function Home() {
+	redirect('/credits');
+}

@@ -1,0 +1,219 @@
+/*-------------------------------------------------------------------------
+ *
+ * chain.c
+ *		The per-user hash chain of the ledger: credits.ledger_row_hash().
+ *
+ * Every ledger row carries hash = sha256(previous row's hash || the row's
+ * fields), the previous row being the user's row with the next lower id
+ * (32 zero bytes for a user's first row).  The statements that write a
+ * ledger row (src/spi.c, CQ_DEDUCT_CHAINED and CQ_POST) compute it with this
+ * function in the same UPDATE that changes the account row, from the
+ * account's last_hash, and store the new hash back in last_hash: the
+ * UPDATE holds the account row lock, and under READ COMMITTED the executor
+ * recomputes the new values (EvalPlanQual) when another transaction changed
+ * the row before the lock was taken, so the previous hash is always the
+ * one of the row locked.  credit_verify() recomputes the chain with this
+ * same function (src/verify.c).
+ *
+ * The canonical encoding is defined here and nowhere else: the fields, in
+ * the order of chain_fields[], each as a 4-byte big-endian length followed
+ * by that many bytes (length -1 and no bytes for NULL):
+ *	 bigint			8 bytes, big-endian two's complement (int8send)
+ *	 timestamptz	8 bytes, big-endian microseconds since 2000-01-01 00:00
+ *					UTC (timestamptz_send)
+ *	 text			the UTF-8 bytes (convert_to(x, 'UTF8'))
+ *	 jsonb, numeric	the UTF-8 bytes of the text form (x::text)
+ * README.md ("Tamper evidence") shows the same in SQL, for auditors.
+ * Adding a field is one line in chain_fields[] and one argument of the
+ * SQL function, appended at the end.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "credits.h"
+
+#include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(credits_ledger_row_hash);
+
+/*
+ * The hashed fields, in order: arguments 2..n of credits.ledger_row_hash
+ * (argument 1 is the previous row's hash).
+ */
+typedef struct ChainField
+{
+	const char *name;
+	Oid			type;
+} ChainField;
+
+static const ChainField chain_fields[] = {
+	{"id", INT8OID},
+	{"user_id", TEXTOID},
+	{"amount", INT8OID},
+	{"balance_after", INT8OID},
+	{"action", TEXTOID},
+	{"metadata", JSONBOID},
+	{"idempotency_key", TEXTOID},
+	{"created_at", TIMESTAMPTZOID},
+	{"quantity", NUMERICOID},
+	{"rate", NUMERICOID},
+	{"carry", NUMERICOID},
+};
+
+#define CHAIN_NFIELDS lengthof(chain_fields)
+
+/* Feed data, or NULL (len -1), to ctx as a length-prefixed field. */
+static void
+chain_put(pg_cryptohash_ctx *ctx, const void *data, int32 len)
+{
+	uint32		be = pg_hton32((uint32) len);
+
+	if (pg_cryptohash_update(ctx, (const uint8 *) &be, sizeof(be)) < 0 ||
+		(len > 0 && pg_cryptohash_update(ctx, data, len) < 0))
+		elog(ERROR, "credits: sha256 failed: %s", pg_cryptohash_error(ctx));
+}
+
+/* Feed a NUL-terminated string in the database encoding, as UTF-8. */
+static void
+chain_put_string(pg_cryptohash_ctx *ctx, const char *s, int len)
+{
+	char	   *utf8 = pg_server_to_any(s, len, PG_UTF8);
+
+	chain_put(ctx, utf8, strlen(utf8));
+	if (utf8 != s)
+		pfree(utf8);
+}
+
+/* Feed one field value of the given type. */
+static void
+chain_put_value(pg_cryptohash_ctx *ctx, Oid type, Datum value)
+{
+	switch (type)
+	{
+		case INT8OID:
+		case TIMESTAMPTZOID:
+			{
+				uint64		be = pg_hton64((uint64) DatumGetInt64(value));
+
+				chain_put(ctx, &be, sizeof(be));
+				break;
+			}
+		case TEXTOID:
+			{
+				text	   *t = DatumGetTextPP(value);
+				char	   *s = text_to_cstring(t);
+
+				chain_put_string(ctx, s, VARSIZE_ANY_EXHDR(t));
+				pfree(s);
+				break;
+			}
+		case JSONBOID:
+			{
+				Jsonb	   *jb = DatumGetJsonbP(value);
+				char	   *s = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+
+				chain_put_string(ctx, s, strlen(s));
+				pfree(s);
+				break;
+			}
+		case NUMERICOID:
+			{
+				char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, value));
+
+				chain_put_string(ctx, s, strlen(s));
+				pfree(s);
+				break;
+			}
+		default:
+			elog(ERROR, "credits: no chain encoding for type %u", type);
+	}
+}
+
+/*
+ * The backend's SHA-256 context, created on first use and kept: creating
+ * one costs more than hashing a row (OpenSSL sets up a digest context and
+ * looks the algorithm up), and every call starts it over with
+ * pg_cryptohash_init.  It belongs to a resource owner of its own that is
+ * never released, so transaction ends leave it alone.
+ */
+static pg_cryptohash_ctx *
+chain_context(void)
+{
+	static pg_cryptohash_ctx *ctx = NULL;
+
+	if (ctx == NULL)
+	{
+		ResourceOwner save = CurrentResourceOwner;
+
+		CurrentResourceOwner = ResourceOwnerCreate(NULL, "credits hash chain");
+		PG_TRY();
+		{
+			ctx = pg_cryptohash_create(PG_SHA256);
+		}
+		PG_FINALLY();
+		{
+			CurrentResourceOwner = save;
+		}
+		PG_END_TRY();
+		if (ctx == NULL)
+			elog(ERROR, "credits: out of memory creating a sha256 context");
+	}
+	return ctx;
+}
+
+/*
+ * credits.ledger_row_hash(prev bytea, id, user_id, amount, balance_after,
+ * action, metadata, idempotency_key, created_at, quantity, rate, carry):
+ * the row's chain hash.  prev NULL means the user's first row.
+ */
+Datum
+credits_ledger_row_hash(PG_FUNCTION_ARGS)
+{
+	static const uint8 zeros[PG_SHA256_DIGEST_LENGTH];
+	pg_cryptohash_ctx *ctx;
+	bytea	   *result;
+
+	if (PG_NARGS() != CHAIN_NFIELDS + 1)
+		elog(ERROR, "credits: ledger_row_hash takes %d arguments, got %d",
+			 (int) CHAIN_NFIELDS + 1, PG_NARGS());
+
+	ctx = chain_context();
+	if (pg_cryptohash_init(ctx) < 0)
+		elog(ERROR, "credits: sha256 init failed: %s", pg_cryptohash_error(ctx));
+
+	if (PG_ARGISNULL(0))
+	{
+		if (pg_cryptohash_update(ctx, zeros, sizeof(zeros)) < 0)
+			elog(ERROR, "credits: sha256 failed: %s", pg_cryptohash_error(ctx));
+	}
+	else
+	{
+		bytea	   *prev = PG_GETARG_BYTEA_PP(0);
+
+		if (pg_cryptohash_update(ctx, (uint8 *) VARDATA_ANY(prev),
+								 VARSIZE_ANY_EXHDR(prev)) < 0)
+			elog(ERROR, "credits: sha256 failed: %s", pg_cryptohash_error(ctx));
+	}
+
+	for (int i = 0; i < (int) CHAIN_NFIELDS; i++)
+	{
+		if (PG_ARGISNULL(i + 1))
+			chain_put(ctx, NULL, -1);
+		else
+			chain_put_value(ctx, chain_fields[i].type, PG_GETARG_DATUM(i + 1));
+	}
+
+	result = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	SET_VARSIZE(result, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	if (pg_cryptohash_final(ctx, (uint8 *) VARDATA(result), PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "credits: sha256 failed: %s", pg_cryptohash_error(ctx));
+
+	PG_RETURN_BYTEA_P(result);
+}
