@@ -43,6 +43,14 @@ COMMENT ON COLUMN credits.ledger.txid IS
 COMMENT ON COLUMN credits.account_events.txid IS
 	'Writing transaction (the 64-bit xid8 value as bigint), like credits.ledger.txid';
 
+-- Like sync_sleep(), for credits-sync 1.1: sets the flag, then returns how many
+-- writers were between reading it and the end of their commit (they may
+-- have missed it: the daemon polls until that is 0), or -1 when wake-ups
+-- are not coalesced.  Independent of the oldest transaction in progress.
+CREATE FUNCTION credits.sync_arm()
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'credits_sync_arm'
+	LANGUAGE C VOLATILE;
 
 -- ---------------------------------------------------------------------
 -- Section: idempotency (one key namespace per user, bound in columns;
@@ -165,9 +173,6 @@ COMMENT ON COLUMN credits.accounts.last_hash IS
 ALTER TABLE credits.ledger ADD COLUMN hash bytea;
 COMMENT ON COLUMN credits.ledger.hash IS
 	'sha256 over the user''s previous row''s hash and this row''s fields (credits.ledger_row_hash)';
-
-DROP INDEX credits.ledger_user_time_idx;
-CREATE INDEX ledger_user_id_idx ON credits.ledger (user_id, id);
 
 CREATE FUNCTION credits.ledger_row_hash(prev bytea, id bigint, user_id text,
 										amount bigint, balance_after bigint,
@@ -488,6 +493,7 @@ BEGIN
 			('credit_grant', 'credits_app'),
 			('credit_subscribe', 'credits_app'),
 			('credit_balance', 'credits_app, credits_ops, credits_reader'),
+			('credit_balance_at', 'credits_app, credits_ops, credits_reader'),
 			('credit_available', 'credits_app, credits_ops, credits_reader'),
 			('credit_history', 'credits_app, credits_ops, credits_reader'),
 			('credit_usage', 'credits_app, credits_ops, credits_reader'),
@@ -502,7 +508,9 @@ BEGIN
 			('run_job_step', 'credits_ops'),
 			('run_jobs', 'credits_ops'),
 			('sync_sleep', 'credits_reader'),
-			('ledger_refuse_change', NULL)
+			('sync_arm', 'credits_reader'),
+			('ledger_refuse_change', NULL),
+			('ledger_row_hash', NULL)
 		  ) AS t(name, roles) ON t.name = p.proname
 		 WHERE p.pronamespace = 'credits'::pg_catalog.regnamespace
 	LOOP

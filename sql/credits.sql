@@ -117,7 +117,7 @@ COMMENT ON COLUMN credits.ledger.rate IS
 COMMENT ON COLUMN credits.ledger.carry IS
 	'Metered charges: the fraction of a credit carried for the user and action after this row (credits.carries); NULL for per-call prices';
 
-CREATE INDEX ledger_user_id_idx ON credits.ledger (user_id, id);
+CREATE INDEX ledger_user_time_idx ON credits.ledger (user_id, created_at DESC, id DESC);
 CREATE UNIQUE INDEX ledger_user_idempotency_key_idx ON credits.ledger (user_id, idempotency_key)
 	WHERE idempotency_key IS NOT NULL;
 CREATE INDEX ledger_txid_idx ON credits.ledger (txid, id);
@@ -284,6 +284,15 @@ CREATE FUNCTION credits.library_version()
 CREATE FUNCTION credits.sync_sleep()
 	RETURNS boolean
 	AS 'MODULE_PATHNAME', 'credits_sync_sleep'
+	LANGUAGE C VOLATILE;
+
+-- Like sync_sleep(), for credits-sync 1.1: sets the flag, then returns how many
+-- writers were between reading it and the end of their commit (they may
+-- have missed it: the daemon polls until that is 0), or -1 when wake-ups
+-- are not coalesced.  Independent of the oldest transaction in progress.
+CREATE FUNCTION credits.sync_arm()
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'credits_sync_arm'
 	LANGUAGE C VOLATILE;
 
 -- ---------------------------------------------------------------------
@@ -831,6 +840,7 @@ BEGIN
 			('run_job_step', 'credits_ops'),
 			('run_jobs', 'credits_ops'),
 			('sync_sleep', 'credits_reader'),
+			('sync_arm', 'credits_reader'),
 			('ledger_refuse_change', NULL),
 			('ledger_row_hash', NULL)
 		  ) AS t(name, roles) ON t.name = p.proname

@@ -11,9 +11,13 @@
  * A user's ledger order is id order: ids are assigned under the account row
  * lock (src/spi.c, CHAIN_SET), so they follow the order in which the
  * balance changed, balance_after chains along them, and created_at never
- * goes backwards along them (test/specs/history_lock_order.spec).  History pages
- * newest first by id, with the last id seen as the cursor, so a page never
- * skips or repeats a row, whatever the timestamps (test/sql/history_order.sql).
+ * goes backwards along them (test/specs/history_lock_order.spec).  The
+ * reads sort by (created_at, id), which is that order for every row 1.1
+ * wrote and is what ledger_user_time_idx serves; rows 1.0 wrote keep 1.0's
+ * created_at (the transaction start) and sort by it.  History pages with
+ * the last id seen as the cursor, compared as (created_at, id), so a page
+ * never skips or repeats a row, also among equal created_at
+ * (test/sql/history_order.sql).
  *
  *-------------------------------------------------------------------------
  */
@@ -51,7 +55,7 @@ credit_balance(PG_FUNCTION_ARGS)
 
 /*
  * credits.credit_balance_at(user_id, at): the balance after the user's last
- * ledger row (by id) with created_at <= at; 0 before the first.
+ * ledger row (in ledger order) with created_at <= at; 0 before the first.
  */
 Datum
 credit_balance_at(PG_FUNCTION_ARGS)
@@ -111,9 +115,10 @@ history_args(FunctionCallInfo fcinfo, Datum *values)
 
 /*
  * credits.credit_history(user_id, lim, start_time, end_time, before_tx_id):
- * the user's ledger rows with start_time <= created_at < end_time and
- * id < before_tx_id, newest (highest id) first.  Pass the last id of a page
- * as before_tx_id to get the next one.
+ * the user's ledger rows with start_time <= created_at < end_time, newest
+ * first in ledger order, and with before_tx_id (one of the user's row ids)
+ * only those before that row.  Pass the last id of a page as before_tx_id
+ * to get the next one.
  */
 Datum
 credit_history(PG_FUNCTION_ARGS)
@@ -125,7 +130,6 @@ credit_history(PG_FUNCTION_ARGS)
 
 	history_args(fcinfo, values);
 	values[0] = PointerGetDatum(user_id);
-	values[4] = Int64GetDatum(PG_INT64_MAX);
 	if (!PG_ARGISNULL(4))
 	{
 		int64		before = PG_GETARG_INT64(4);
@@ -140,7 +144,8 @@ credit_history(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	credits_connect();
-	n = credits_exec(CQ_HISTORY_PAGE, values, NULL, true, 0);
+	n = credits_exec(PG_ARGISNULL(4) ? CQ_HISTORY_PAGE : CQ_HISTORY_BEFORE,
+					 values, NULL, true, 0);
 	for (uint64 i = 0; i < n; i++)
 		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
 	credits_finish();

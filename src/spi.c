@@ -116,7 +116,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 	[CQ_INIT_EXISTING] = {
 		"SELECT l.id, a.balance, l.created_at FROM credits.accounts a"
 		" LEFT JOIN LATERAL (SELECT id, created_at FROM credits.ledger"
-		"  WHERE user_id = a.user_id ORDER BY id LIMIT 1) l ON true"
+		"  WHERE user_id = a.user_id ORDER BY created_at, id LIMIT 1) l ON true"
 		" WHERE a.user_id = $1",
 		1, {TEXTOID}, SPI_OK_SELECT
 	},
@@ -168,16 +168,30 @@ static CreditsStatement statements[CQ__COUNT] = {
 	[CQ_BALANCE_AT] = {
 		"SELECT coalesce((SELECT l.balance_after FROM credits.ledger l"
 		"  WHERE l.user_id = a.user_id AND l.created_at <= $2"
-		"  ORDER BY l.id DESC LIMIT 1), 0)"
+		"  ORDER BY l.created_at DESC, l.id DESC LIMIT 1), 0)"
 		" FROM credits.accounts a WHERE a.user_id = $1",
 		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
-	/* credit_history: newest first by id, rows with id < $5 */
+	/*
+	 * credit_history: newest first in ledger order, (created_at, id), which
+	 * is id order for every row 1.1 wrote (created_at never goes backwards
+	 * along ids); ledger_user_time_idx serves it.  CQ_HISTORY_BEFORE: the
+	 * rows before the user's row $5 in that order.
+	 */
 	[CQ_HISTORY_PAGE] = {
 		"SELECT id, user_id, amount, balance_after, action, metadata,"
 		" idempotency_key, created_at FROM credits.ledger"
-		" WHERE user_id = $1 AND created_at >= $3 AND created_at < $4 AND id < $5"
-		" ORDER BY id DESC LIMIT $2",
+		" WHERE user_id = $1 AND created_at >= $3 AND created_at < $4"
+		" ORDER BY created_at DESC, id DESC LIMIT $2",
+		4, {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_SELECT
+	},
+	[CQ_HISTORY_BEFORE] = {
+		"SELECT l.id, l.user_id, l.amount, l.balance_after, l.action, l.metadata,"
+		" l.idempotency_key, l.created_at"
+		" FROM credits.ledger c JOIN credits.ledger l ON l.user_id = c.user_id"
+		"  AND l.created_at <= c.created_at AND (l.created_at < c.created_at OR l.id < c.id)"
+		" WHERE c.id = $5 AND c.user_id = $1 AND l.created_at >= $3 AND l.created_at < $4"
+		" ORDER BY l.created_at DESC, l.id DESC LIMIT $2",
 		5, {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}, SPI_OK_SELECT
 	},
 	[CQ_VERIFY] = {

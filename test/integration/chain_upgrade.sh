@@ -63,9 +63,13 @@ bad=$(q -c "SELECT count(*) FROM credits.ledger n JOIN credits.ledger o ON o.use
 			 WHERE n.action IN ('chat_message', 'purchase') AND n.id = (SELECT max(id) FROM credits.ledger x WHERE x.user_id = n.user_id)
 			   AND o.created_at > n.created_at")
 [ "$bad" = 0 ] || fail "a new row's created_at is before an old row's"
+# history: the 1.0 rows in 1.0's order (created_at, id), then the new rows
+# in id order, newest first
 ids=$(q -c "SELECT string_agg(id::text, ',') FROM credits.credit_history('up-b', 50)")
-want=$(q -c "SELECT string_agg(id::text, ',' ORDER BY id DESC) FROM credits.ledger WHERE user_id = 'up-b'")
-[ "$ids" = "$want" ] || fail "history is not newest-first by id: $ids (want $want)"
+want=$(q -c "SELECT string_agg(id::text, ',' ORDER BY created_at DESC, id DESC) FROM credits.ledger WHERE user_id = 'up-b'")
+[ "$ids" = "$want" ] || fail "history is not newest-first in ledger order: $ids (want $want)"
+newest=$(q -c "SELECT string_agg(id::text, ',' ORDER BY id DESC) FROM (SELECT id FROM credits.ledger WHERE user_id = 'up-b' ORDER BY id DESC LIMIT 2) n")
+case "$ids" in "$newest",*) ;; *) fail "the rows written after the upgrade are not first: $ids";; esac
 chain=$(q -c "SELECT count(*) FROM (SELECT balance_after, amount, lag(balance_after) OVER (PARTITION BY user_id ORDER BY id) AS prev FROM credits.ledger) s WHERE balance_after <> coalesce(prev, 0) + amount")
 [ "$chain" = 0 ] || fail "balance_after does not chain along ids"
 

@@ -4,7 +4,8 @@
 # (test/model/fuzz.py; `make fuzz SEEDS=... OPS=...` runs long).  Then the
 # same with a deliberately broken model, which must disagree: the
 # comparison is not vacuous (fee: an off-by-one in priced charges;
-# drawdown: grants drawn latest-expiring first).
+# drawdown: grants drawn latest-expiring first; hold_expiry: holds expire
+# an hour late).
 #
 # Needs PGHOST/PGPORT/PGUSER of a superuser (the stack's .run/env) and
 # Debian's python3 with python3-psycopg2 (.ci/deps.sh installs them).
@@ -26,7 +27,7 @@ else
   echo "ok: the extension agrees with the model"
 fi
 
-for m in fee drawdown; do
+for m in fee drawdown hold_expiry; do
   "$PY" "$FUZZ" --seeds 1 --ops 1500 --mutate "$m" --shrink-seconds 0 >"$RUN_DIR/model-mutant.log" 2>&1
   rc=$?
   if [ "$rc" -eq 1 ]; then

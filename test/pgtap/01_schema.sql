@@ -5,7 +5,7 @@
 SET client_min_messages = warning;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
-SELECT plan(82);
+SELECT plan(83);
 
 SELECT has_extension('credits', 'extension credits is installed');
 SELECT has_schema('credits');
@@ -57,8 +57,11 @@ SELECT has_sequence('credits', 'ledger_id_seq', 'sequence credits.ledger_id_seq'
 SELECT is((SELECT pg_get_serial_sequence('credits.ledger', 'id')), 'credits.ledger_id_seq',
 		  'ledger.id is fed by credits.ledger_id_seq, owned by the column');
 
-SELECT has_index('credits', 'ledger', 'ledger_user_id_idx', ARRAY['user_id', 'id'],
-				 'ledger_user_id_idx on (user_id, id): per-user history is in id order');
+SELECT has_index('credits', 'ledger', 'ledger_user_time_idx', ARRAY['user_id', 'created_at', 'id'],
+				 'ledger_user_time_idx on (user_id, created_at, id) for per-user history');
+-- indoption 3 = INDOPTION_DESC | INDOPTION_NULLS_FIRST
+SELECT is((SELECT indoption::text FROM pg_index WHERE indexrelid = 'credits.ledger_user_time_idx'::regclass),
+		  '0 3 3', 'ledger_user_time_idx sorts created_at and id descending');
 SELECT col_type_is('credits', 'ledger', 'hash', 'bytea', 'ledger.hash is bytea (the per-user hash chain)');
 SELECT has_index('credits', 'ledger', 'ledger_user_idempotency_key_idx', ARRAY['user_id', 'idempotency_key'],
 				 'ledger_user_idempotency_key_idx on (user_id, idempotency_key)');

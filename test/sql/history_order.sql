@@ -64,9 +64,13 @@ SELECT array_agg(id ORDER BY id DESC) = (
 		   AND id < (SELECT max(id) FROM credits.ledger WHERE user_id = 'ord-a')) AS window_and_cursor
   FROM credits.credit_history('ord-a', 50, '2099-01-01 00:00:00+00'::timestamptz, NULL,
 							  (SELECT max(id) FROM credits.ledger WHERE user_id = 'ord-a'));
--- a cursor below the first row gives nothing; one above the last, everything
-SELECT count(*) FROM credits.credit_history('ord-a', 50, NULL, NULL, 1);
+-- the first row as the cursor gives nothing; an id that is not one of the
+-- user's rows gives nothing either
+SELECT count(*) FROM credits.credit_history('ord-a', 50, NULL, NULL,
+	(SELECT min(id) FROM credits.ledger WHERE user_id = 'ord-a'));
 SELECT count(*) FROM credits.credit_history('ord-a', 50, NULL, NULL, 9223372036854775807);
+SELECT count(*) FROM credits.credit_history('ord-a', 50, NULL, NULL,
+	(SELECT min(id) FROM credits.ledger WHERE user_id <> 'ord-a'));
 
 -- the result has no txid (Prisma 7 cannot read xid8) and no hash
 SELECT pg_get_function_result('credits.credit_history(text, int, timestamptz, timestamptz, bigint)'::regprocedure);
