@@ -46,9 +46,13 @@ pid_is() {
 read_pid() { [ -s "$1" ] && head -n1 "$1" | tr -dc '0-9' || true; }
 
 # Is TCP port $1 listened on (IPv4 or IPv6), or a PostgreSQL socket file for
-# it present in a usual place?
+# it present in a usual place?  A socket file whose lock file names a
+# process that no longer exists was left by a postmaster that died (kill -9,
+# a crash): it does not count, so a restart after a crash keeps its port
+# (and every client configured with it, such as a running credits-sync,
+# reconnects).
 port_busy() {
-  local port=$1 hex f
+  local port=$1 hex f pid
   hex=$(printf '%04X' "$port")
   for f in /proc/net/tcp /proc/net/tcp6; do
     [ -r "$f" ] || continue
@@ -58,7 +62,10 @@ port_busy() {
     fi
   done
   for f in /tmp /var/run/postgresql /run/postgresql "${PGSOCK_DIR:-/nonexistent}"; do
-    [ -e "$f/.s.PGSQL.$port" ] && return 0
+    [ -e "$f/.s.PGSQL.$port" ] || continue
+    pid=$(read_pid "$f/.s.PGSQL.$port.lock")
+    [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null && continue
+    return 0
   done
   return 1
 }

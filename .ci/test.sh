@@ -6,16 +6,16 @@
 #   2. pgTAP (test/pgtap/*.sql) with pg_prove, in a fresh database credits_tap
 #   3. every executable test/stress/*.sh and test/integration/*.sh
 #   4. test/sync/run.sh, when present (credits-sync integration suite)
-#   5. examples/node/test.sh, when present (the Node example app)
-#   6. clients/node/test.sh, when present (@credits/client, the Node client)
+#   5. clients/node/test.sh, when present (@credits/client, the Node client)
+#   6. examples/nextjs/test.sh, when present (the Next.js example app)
 #
 # Each part reports PASS or FAIL and a failing part never skips the others.
 # pg_regress tests, isolation specs, pgTAP files and stress scripts count one
 # each; the sync and Node suites count one each.  The last line is
 # `N passed, N failed`, and the exit status is non-zero if anything failed.
 #
-# CREDITS_TEST_ONLY="regress isolation pgtap stress integration sync node client"
-# picks parts.
+# CREDITS_TEST_ONLY="regress isolation pgtap stress integration sync client nextjs"
+# picks parts ("node" means both client and nextjs).
 # CREDITS_TEST_TIMEOUT (seconds, default 1200) bounds each part (CI has 90
 # minutes in all).
 set -uo pipefail
@@ -24,7 +24,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 RUN_DIR=${CREDITS_RUN_DIR:-$REPO/.run}
 PGBIN=${CREDITS_PGBIN:-/usr/lib/postgresql/15/bin}
-PARTS=${CREDITS_TEST_ONLY:-regress isolation pgtap stress integration sync node client}
+PARTS=${CREDITS_TEST_ONLY:-regress isolation pgtap stress integration sync client nextjs}
 PART_TIMEOUT=${CREDITS_TEST_TIMEOUT:-1200}
 LOG_DIR=$RUN_DIR/test-logs
 
@@ -175,7 +175,7 @@ scripts() {
 wanted stress && scripts stress
 wanted integration && scripts integration
 
-# --- 4 and 5. suites owned by the sync and Node parts ------------------------
+# --- 4 to 6. suites owned by the sync and Node parts ------------------------
 # suite NAME SCRIPT: runs SCRIPT (with bash if it is not executable).
 suite() {
   local name=$1 script=$2
@@ -194,8 +194,8 @@ suite() {
 }
 
 wanted sync && suite sync test/sync/run.sh
-wanted node && suite node examples/node/test.sh
-wanted client && suite client clients/node/test.sh
+{ wanted client || wanted node; } && suite client clients/node/test.sh
+{ wanted nextjs || wanted node; } && suite nextjs examples/nextjs/test.sh
 
 # --- summary ------------------------------------------------------------------
 banner "summary"

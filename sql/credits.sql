@@ -247,6 +247,15 @@ CREATE FUNCTION credits.sync_sleep()
 	AS 'MODULE_PATHNAME', 'credits_sync_sleep'
 	LANGUAGE C VOLATILE;
 
+-- Like sync_sleep(), for credits-sync 1.1: sets the flag, then returns how many
+-- writers were between reading it and the end of their commit (they may
+-- have missed it: the daemon polls until that is 0), or -1 when wake-ups
+-- are not coalesced.  Independent of the oldest transaction in progress.
+CREATE FUNCTION credits.sync_arm()
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'credits_sync_arm'
+	LANGUAGE C VOLATILE;
+
 -- ---------------------------------------------------------------------
 -- Section: billing (holds, prices, grants, plans)
 -- ---------------------------------------------------------------------
@@ -768,6 +777,7 @@ BEGIN
 			('run_job_step', 'credits_ops'),
 			('run_jobs', 'credits_ops'),
 			('sync_sleep', 'credits_reader'),
+			('sync_arm', 'credits_reader'),
 			('ledger_refuse_change', NULL),
 			('ledger_row_hash', NULL)
 		  ) AS t(name, roles) ON t.name = p.proname

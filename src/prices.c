@@ -40,13 +40,14 @@ static int64
 price(text *action, Numeric quantity, Jsonb *metadata, bool read_only,
 	  Jsonb **meta_out)
 {
-	Datum		values[3];
+	Datum		values[4];
 	bool		isnull;
 	Datum		cost;
 
 	values[0] = PointerGetDatum(action);
 	values[1] = NumericGetDatum(quantity);
 	values[2] = JsonbPGetDatum(metadata);
+	values[3] = TimestampTzGetDatum(credits_now());
 	if (credits_exec(CQ_PRICE, values, NULL, read_only, 0) != 1)
 		ereport(ERROR,
 				errcode(ERRCODE_CREDITS_UNKNOWN_ACTION),

@@ -380,10 +380,12 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" WHERE user_id = $1 AND idempotency_key = $2",
 		2, {TEXTOID, TEXTOID}, SPI_OK_SELECT
 	},
+	/* expires_at = $10 + ttl $5, in UTC (whatever the session's TimeZone) */
 	[CQ_HOLD_INSERT] = {
 		"INSERT INTO credits.holds (user_id, amount, action, metadata, expires_at,"
 		" idempotency_key, grant_ids, grant_amounts, available_after)"
-		" VALUES ($1, $2, $3, $4, $10 + $5, $6, $7, $8, $9) RETURNING id",
+		" VALUES ($1, $2, $3, $4, (($10 AT TIME ZONE 'UTC') + $5) AT TIME ZONE 'UTC',"
+		" $6, $7, $8, $9) RETURNING id",
 		10, {TEXTOID, INT8OID, TEXTOID, JSONBOID, INTERVALOID, TEXTOID,
 		INT8ARRAYOID, INT8ARRAYOID, INT8OID, TIMESTAMPTZOID}, SPI_OK_INSERT_RETURNING
 	},
@@ -462,7 +464,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 		"  pg_catalog.jsonb_build_object('rate', p.rate, 'unit', p.unit,"
 		"  'quantity', $2, 'rounding', p.rounding, 'valid_from', p.valid_from))"
 		" FROM (SELECT unit, rate, rounding, valid_from FROM credits.prices"
-		"  WHERE action = $1 AND valid_from <= pg_catalog.now()"
+		"  WHERE action = $1 AND valid_from <= $4"
 		"  ORDER BY valid_from DESC LIMIT 1) p"
 		" CROSS JOIN LATERAL (SELECT CASE p.rounding"
 		"  WHEN 'up' THEN pg_catalog.ceil($2 * p.rate)"
@@ -470,7 +472,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 		"  ELSE pg_catalog.round($2 * p.rate) END AS raw) r"
 		" CROSS JOIN LATERAL (SELECT CASE WHEN r.raw <= 9223372036854775807"
 		"  THEN r.raw::pg_catalog.int8 END AS cost) c",
-		3, {TEXTOID, NUMERICOID, JSONBOID}, SPI_OK_SELECT
+		4, {TEXTOID, NUMERICOID, JSONBOID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
 	/* a charge's key: the original row, and whether action and quantity match */
 	[CQ_CHARGE_FIND_KEY] = {
@@ -491,7 +493,8 @@ static CreditsStatement statements[CQ__COUNT] = {
 		4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_INSERT_RETURNING
 	},
 	[CQ_SUB_LOCK] = {
-		"SELECT plan, ends_at, anchor, cycle, grant_id, renews_at FROM credits.subscriptions"
+		"SELECT plan, ends_at, anchor, cycle, grant_id, renews_at, period_end"
+		" FROM credits.subscriptions"
 		" WHERE user_id = $1 FOR UPDATE",
 		1, {TEXTOID}, SPI_OK_SELECT
 	},
@@ -503,12 +506,18 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" WHERE user_id = $1",
 		4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_UPDATE
 	},
+	/*
+	 * a new ends_at ($2) for the same plan; the current allowance, if it has
+	 * not expired by $3, now expires at the period's end or at $2 if sooner
+	 */
 	[CQ_SUB_SET_END] = {
-		"UPDATE credits.subscriptions SET ends_at = $2,"
-		" renews_at = CASE WHEN period_end IS NULL THEN renews_at"
-		"  ELSE LEAST(period_end, $2) END,"
-		" updated_at = pg_catalog.now() WHERE user_id = $1",
-		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_UPDATE
+		"WITH s AS (UPDATE credits.subscriptions SET ends_at = $2,"
+		"  renews_at = CASE WHEN period_end IS NULL THEN renews_at"
+		"   ELSE LEAST(period_end, $2) END,"
+		"  updated_at = pg_catalog.now() WHERE user_id = $1 RETURNING grant_id, period_end)"
+		" UPDATE credits.grants g SET expires_at = LEAST(s.period_end, $2)"
+		" FROM s WHERE g.id = s.grant_id AND g.user_id = $1 AND g.expires_at > $3",
+		3, {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_UPDATE
 	},
 	/* the next $3 subscriptions due by $1 after user $2 (not locked) */
 	[CQ_SUBS_DUE] = {

@@ -10,13 +10,23 @@
  * credits.sync_sleep(), which sets a flag in shared memory.  The first
  * writing transaction to reach pre-commit after that atomically clears the
  * flag and sends one NOTIFY credits_sync; every other writer only reads the
- * flag.  While it is awake the daemon polls the outbox.  After calling
- * sync_sleep() it reads the next transaction id N and keeps polling until a
- * snapshot's xmin reaches N, so a writer that read the flag just before it
- * was set (and so will not notify) has finished and been seen before the
- * daemon waits.  (A snapshot's xip alone is not enough: it omits
- * transactions at or above its xmax.)  If a transaction that took the flag
- * aborts, the flag is set again.
+ * flag.  While it is awake the daemon polls the outbox.
+ *
+ * A writer that read the flag just before it was set will not notify, so
+ * the daemon must see its rows before it waits.  Each writer counts itself
+ * in its slot's "committing" from just before it reads the flag (at
+ * pre-commit) until after its commit is visible (XACT_EVENT_COMMIT runs
+ * after ProcArrayEndTransaction) or its abort.  credits.sync_arm() sets the
+ * flag and then reads the count; both are full-barrier atomics, so either
+ * the writer's increment is counted or the writer sees the flag.  A count
+ * of 0 means every writer that missed the flag is already visible: the
+ * daemon's next poll sees it, and then it can wait (sync/main.c).  This
+ * does not depend on the oldest transaction in progress: a transaction
+ * held open, or prepared, is not counted until it reaches pre-commit.
+ * (The daemon used to wait for a snapshot's xmin to pass the next xid,
+ * which an old transaction held back without limit.)  If a transaction
+ * that took the flag aborts, the flag is set again.
+
  *
  * The flag lives in shared memory only when the library is preloaded
  * (shared_preload_libraries = 'credits').  Otherwise every writing
@@ -55,6 +65,8 @@ typedef struct CreditsWakeSlot
 {
 	pg_atomic_uint32 dboid;		/* InvalidOid while free */
 	pg_atomic_uint32 sleeping;	/* 1 while credits-sync waits for NOTIFY */
+	pg_atomic_uint32 committing;	/* writers between reading the flag and
+									 * the end of their commit */
 } CreditsWakeSlot;
 
 typedef struct CreditsSharedState
@@ -75,8 +87,19 @@ static CreditsWakeSlot *my_slot = NULL;
 /* Did the current transaction write an outbox row / take the flag? */
 static bool xact_wrote = false;
 static bool xact_took_flag = false;
+static bool xact_counted = false;	/* counted in my_slot->committing */
 
 PG_FUNCTION_INFO_V1(credits_sync_sleep);
+PG_FUNCTION_INFO_V1(credits_sync_arm);
+
+/* End of a counted transaction (committed and visible, or aborted). */
+static void
+uncount(void)
+{
+	if (xact_counted && my_slot != NULL)
+		pg_atomic_fetch_sub_u32(&my_slot->committing, 1);
+	xact_counted = false;
+}
 
 /* shmem_request_hook: reserve the shared state.  Postmaster only. */
 static void
@@ -106,6 +129,7 @@ credits_shmem_startup(void)
 		{
 			pg_atomic_init_u32(&credits_shared->slots[i].dboid, InvalidOid);
 			pg_atomic_init_u32(&credits_shared->slots[i].sleeping, 0);
+			pg_atomic_init_u32(&credits_shared->slots[i].committing, 0);
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -159,12 +183,17 @@ credits_xact_callback(XactEvent event, void *arg)
 				break;
 			if (credits_shared == NULL)
 				Async_Notify(CREDITS_SYNC_CHANNEL, NULL);
-			else if ((slot = find_slot(false)) != NULL &&
-					 pg_atomic_read_u32(&slot->sleeping) != 0 &&
-					 pg_atomic_exchange_u32(&slot->sleeping, 0) != 0)
+			else if ((slot = find_slot(false)) != NULL)
 			{
-				xact_took_flag = true;
-				Async_Notify(CREDITS_SYNC_CHANNEL, NULL);
+				/* Count first (a full barrier), then read the flag */
+				pg_atomic_fetch_add_u32(&slot->committing, 1);
+				xact_counted = true;
+				if (pg_atomic_read_u32(&slot->sleeping) != 0 &&
+					pg_atomic_exchange_u32(&slot->sleeping, 0) != 0)
+				{
+					xact_took_flag = true;
+					Async_Notify(CREDITS_SYNC_CHANNEL, NULL);
+				}
 			}
 			break;
 
@@ -173,6 +202,7 @@ credits_xact_callback(XactEvent event, void *arg)
 			/* Our NOTIFY will not be sent: let the next writer send it. */
 			if (xact_took_flag && my_slot != NULL)
 				pg_atomic_write_u32(&my_slot->sleeping, 1);
+			uncount();
 			xact_wrote = false;
 			xact_took_flag = false;
 			break;
@@ -181,6 +211,7 @@ credits_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
 			/* A prepared transaction cannot NOTIFY; the daemon's poll sees it. */
+			uncount();
 			xact_wrote = false;
 			xact_took_flag = false;
 			break;
@@ -226,4 +257,21 @@ credits_sync_sleep(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	pg_atomic_write_u32(&slot->sleeping, 1);
 	PG_RETURN_BOOL(true);
+}
+
+/*
+ * credits.sync_arm(): mark credits-sync as sleeping on this database, then
+ * return how many writers were between reading the flag and the end of
+ * their commit (they may have missed it; see the file header).  Returns -1
+ * when wake-ups are not coalesced (as sync_sleep() returns false).
+ */
+Datum
+credits_sync_arm(PG_FUNCTION_ARGS)
+{
+	CreditsWakeSlot *slot;
+
+	if (credits_shared == NULL || (slot = find_slot(true)) == NULL)
+		PG_RETURN_INT32(-1);
+	pg_atomic_exchange_u32(&slot->sleeping, 1);
+	PG_RETURN_INT32((int32) pg_atomic_read_u32(&slot->committing));
 }

@@ -199,7 +199,6 @@ typedef struct SyncBatch
 	uint64_t	event_txid;		/* same for account_events */
 	int64_t		event_id;
 	char	   *cur;			/* snapshot the page was read against */
-	uint64_t	next_xid;		/* next xid to be assigned, read after cur */
 	uint64_t	lsn;			/* WAL insert position, read after cur */
 } SyncBatch;
 
@@ -248,7 +247,7 @@ extern void pg_disconnect(void);
 extern bool pg_connected(void);
 extern int	pg_socket(void);
 extern PgStatus pg_take_notifies(int *count);
-extern PgStatus pg_sync_sleep(int poll_interval);
+extern PgStatus pg_sync_arm(int poll_interval, int *committing);
 extern PgStatus pg_read_page(const SyncCursor *c, int batch_size, SyncBatch *b);
 extern PgStatus pg_rebuild_begin(char **snapshot, char *as_of, size_t as_of_size,
 								 uint64_t *lsn);
@@ -294,7 +293,7 @@ typedef struct RepairList
 
 extern int64_t stale_refused;	/* values older than Redis's, not written */
 
-extern bool redis_connect(const SyncConfig *cfg);
+extern RedisStatus redis_connect(const SyncConfig *cfg);
 extern void redis_disconnect(void);
 extern bool redis_connected(void);
 extern RedisStatus redis_get_cursor(char **value);

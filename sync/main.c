@@ -16,16 +16,16 @@
  *	   rows, pausing between polls in proportion to the arrival rate (1 us
  *	   per row/s, at most batch_delay ms) so that a busy stream is read in
  *	   pages of many rows.
- *	4. Caught up: follow the wake-up protocol.  Call credits.sync_sleep()
- *	   (the next writer to commit sends one NOTIFY) and poll once more;
- *	   that poll also reads N, the next transaction id to be assigned.  A
- *	   writer that read the flag just before it was set had its xid before
- *	   N, so until a poll's snapshot has xmin >= N (every transaction that
- *	   had an xid then has finished), keep polling with short sleeps (1 ms
- *	   doubling to 20 ms).  Only then wait for a notification on the
- *	   socket, at most poll_interval ms.  (The snapshot's xip is not enough:
- *	   it lists in-progress transactions only below xmax, so a writer whose
- *	   xid is newer than every completed one is in progress yet not in xip.)
+ *	4. Caught up: follow the wake-up protocol.  Call credits.sync_arm()
+ *	   (the next writer to commit sends one NOTIFY).  It returns how many
+ *	   writers were, when the flag was set, between reading it and the end
+ *	   of their commit: they may have missed the flag and will not notify.
+ *	   While that is not 0, poll with short sleeps (1 ms doubling to 20
+ *	   ms) and arm again (at most poll_interval ms, then rely on the safety
+ *	   poll).  Once it is 0, every such writer is visible, so one more
+ *	   empty poll means nothing is missed; then wait for a notification on
+ *	   the socket, at most poll_interval ms.  Nothing here depends on the
+ *	   oldest transaction in progress (src/wakeup.c).
  *
  * Correctness never depends on a notification: the outbox and the cursor
  * are durable, notifications only cut the latency.
@@ -79,9 +79,8 @@ static bool history_checked = false;	/* cursor compared with the server */
 
 /* Wake-up protocol */
 static bool armed = false;		/* sync_sleep() called since the last wake */
-static bool need_sleep_xid = false;	/* the next poll reads sleep_xid */
-static uint64_t sleep_xid = 0;	/* next xid after sync_sleep(): N above */
-static uint64_t last_xmin = 0;	/* xmin of the last page's snapshot */
+static int64_t arm_started = 0;	/* now_ms() of the first sync_arm() that
+								 * found writers committing, or 0 */
 static int64_t last_poll_us = 0;	/* when the last page was read */
 static bool behind = false;		/* the last page left rows in its snapshot */
 static int	last_page_rows = 0;	/* outbox rows in the last page */
@@ -649,6 +648,7 @@ load_cursor(void)
 	have_cursor = true;
 	history_checked = false;
 	armed = false;
+	state_name = "running";
 	log_info("resuming from cursor %s %s%s%s", epoch, cursor.prev,
 			 cursor.cur ? " inside " : "", cursor.cur ? cursor.cur : "");
 	return true;
@@ -811,12 +811,6 @@ sync_page(void)
 	behind = !complete;
 	last_page_rows = b.ledger_rows + b.event_rows;
 	empty = b.nusers == 0;
-	last_xmin = snapshot_xmin(b.cur);
-	if (fresh && need_sleep_xid)
-	{
-		sleep_xid = b.next_xid;
-		need_sleep_xid = false;
-	}
 
 	/* The cursor after this page */
 	snprintf(next.sysid, sizeof(next.sysid), "%s", cursor.sysid);
@@ -838,7 +832,7 @@ sync_page(void)
 	if (next.prev == NULL)
 		goto done;
 
-	if (empty)
+	if (empty || b.newest_ms == 0)
 		lag_ms = 0;
 	else
 	{
@@ -1047,10 +1041,16 @@ run(void)
 			pg_ever = true;
 			armed = false;
 			history_checked = false;
+			if (strcmp(state_name, "waiting for a primary") == 0)
+				state_name = "running";
 		}
 		if (!redis_connected())
 		{
-			if (!redis_connect(&cfg))
+			RedisStatus rs = redis_connect(&cfg);
+
+			if (rs == RS_STALE)
+				return 2;		/* refused: Redis may evict our keys */
+			if (rs != RS_OK)
 			{
 				back_off(&backoff);
 				continue;
@@ -1128,25 +1128,32 @@ run(void)
 		/* Caught up with a fresh snapshot. */
 		if (!armed)
 		{
-			if (pg_sync_sleep(cfg.poll_interval) != PGS_OK)
+			int			committing;
+
+			if (pg_sync_arm(cfg.poll_interval, &committing) != PGS_OK)
 			{
 				pg_disconnect();
 				back_off(&backoff);
 				continue;
 			}
+			if (arm_started == 0)
+				arm_started = now_ms();
+			if (committing > 0 && now_ms() - arm_started < cfg.poll_interval)
+			{
+				/*
+				 * A writer may have read the flag before sync_arm() set
+				 * it, and be committing: poll again shortly, and re-arm.
+				 */
+				wait_for(-1, (int64_t) short_sleep * 1000);
+				short_sleep = short_sleep * 2 > SHORT_SLEEP_MAX_MS ? SHORT_SLEEP_MAX_MS : short_sleep * 2;
+				continue;
+			}
 			armed = true;
-			need_sleep_xid = true;
-			log_debug("caught up: sync_sleep() called, polling once more");
+			arm_started = 0;
+			short_sleep = 1;
+			log_debug("caught up: sync_arm() called, polling once more");
 			continue;			/* poll once more */
 		}
-		if (need_sleep_xid || last_xmin < sleep_xid)
-		{
-			/* A writer may have read the flag before sync_sleep() set it. */
-			wait_for(-1, (int64_t) short_sleep * 1000);
-			short_sleep = short_sleep * 2 > SHORT_SLEEP_MAX_MS ? SHORT_SLEEP_MAX_MS : short_sleep * 2;
-			continue;
-		}
-		short_sleep = 1;
 
 		/* Notifications that arrived while we were busy count too. */
 		if (pg_take_notifies(&n) != PGS_OK)

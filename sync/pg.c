@@ -19,14 +19,12 @@
  * later statement sees exactly the same rows.  Pages are ordered by
  * (txid, id), the order of the txid indexes.
  *
- * A page also returns the next transaction id to be assigned (N), read
- * without assigning one: age(xid) compares with ReadNextTransactionId() in
- * a transaction that has no xid, and the 32-bit difference from the
- * snapshot's xmax is added to the 64-bit xmax.  The wake-up protocol needs
- * it: a snapshot's xip lists in-progress transactions only below its xmax
- * (latest completed + 1), so an empty xip does not mean that nothing is in
- * progress; "xmin >= N" does mean that every transaction that had an xid
- * when N was read has finished.
+ * Pages are read the way pgq reads its queue (SQL_OUTBOX): the
+ * transactions prev listed in progress that cur sees, by equality, plus
+ * the range from prev's xmax to cur's.  A transaction held open (or
+ * prepared) for hours costs each poll nothing but one entry in the
+ * snapshots' lists; its rows are read by the first batch whose cur sees
+ * it committed.
  *
  * A page also returns the accounts rows (balance, version, and available
  * and held as of the statement's now()) of every user it touches, read by
@@ -103,8 +101,7 @@ static bool was_standby = false;	/* the last connect found a standby */
  * Result rows of every batch query have seven text columns (k, user_id, a,
  * b, n, t, o), ordered by user_id then k, with k:
  *	's'	one row, user_id NULL: a = more ledger rows in cur, b = more events,
- *		n = the next transaction id to be assigned, t = cur, o = the WAL
- *		insert position (page); or
+ *		t = cur, o = the WAL insert position (page); or
  *		a = more users due, t = the expiry time checked up to, in epoch
  *		microseconds (expiry query)
  *	'a'	accounts row: n = version, t = balance, a = available, b = held,
@@ -112,41 +109,54 @@ static bool was_standby = false;	/* the last connect found a standby */
  *	'e'	account_events row: a = txid, b = id
  *	'l'	ledger row: a = txid, b = id, n = score, t = member
  */
+/*
+ * One part of a page: the rows of tbl (alias t) after position (pt, pi)
+ * in (txid, id) order whose transaction is visible in cur and not in prev.
+ * Read the way pgq reads its queue: the transactions listed in progress
+ * in prev that cur sees (s.done, by equality on txid) and the range
+ * [xmax of prev, xmax of cur) filtered by cur's list.  Nothing below
+ * prev's xmax is scanned but the rows of s.done, so a poll costs the new
+ * rows only, however old the oldest transaction in progress is.
+ */
+#define SQL_OUTBOX(tbl, t, cols, pt, pi) \
+	"  SELECT q.* FROM s CROSS JOIN LATERAL (" \
+	"   (SELECT " cols " FROM " tbl " " t \
+	"     WHERE " t ".txid = ANY (s.done)" \
+	"       AND (" t ".txid, " t ".id) > (" pt ", " pi ")" \
+	"     ORDER BY " t ".txid, " t ".id LIMIT $7::int8)" \
+	"   UNION ALL" \
+	"   (SELECT " cols " FROM " tbl " " t \
+	"     WHERE (" t ".txid, " t ".id) > (greatest(" pt ", s.lo - 1)," \
+	"            CASE WHEN " pt " < s.lo THEN 9223372036854775807 ELSE " pi " END)" \
+	"       AND " t ".txid < s.hi AND txid_visible_in_snapshot(" t ".txid, s.cur)" \
+	"     ORDER BY " t ".txid, " t ".id LIMIT $7::int8)" \
+	"  ) q ORDER BY q.txid, q.id LIMIT $7::int8"
+
 #define SQL_PAGE \
 	"WITH s AS MATERIALIZED (" \
-	"  SELECT $1::txid_snapshot AS prev," \
-	"         coalesce($2::txid_snapshot, txid_current_snapshot()) AS cur)," \
+	"  SELECT p.prev, p.cur, txid_snapshot_xmax(p.prev) AS lo," \
+	"         txid_snapshot_xmax(p.cur) AS hi," \
+	"         ARRAY(SELECT x FROM txid_snapshot_xip(p.prev) x" \
+	"                WHERE txid_visible_in_snapshot(x, p.cur)) AS done" \
+	"    FROM (SELECT $1::txid_snapshot AS prev," \
+	"          coalesce($2::txid_snapshot, txid_current_snapshot()) AS cur) p)," \
 	" pl_all AS MATERIALIZED (" \
-	"  SELECT q.* FROM s CROSS JOIN LATERAL (" \
-	"   SELECT l.id, l.txid, l.user_id, l.amount, l.balance_after, l.action," \
-	"          l.metadata, l.created_at, pg_column_size(l.metadata) AS size," \
-	"          sum(pg_column_size(l.metadata)) OVER (ORDER BY l.txid, l.id) AS run" \
-	"     FROM credits.ledger l" \
-	"    WHERE (l.txid, l.id) > ($3::int8, $4::int8)" \
-	"      AND l.txid < txid_snapshot_xmax(s.cur)" \
-	"      AND NOT txid_visible_in_snapshot(l.txid, s.prev)" \
-	"      AND txid_visible_in_snapshot(l.txid, s.cur)" \
-	"    ORDER BY l.txid, l.id LIMIT $7::int8) q)," \
+	"  SELECT r.*, sum(r.size) OVER (ORDER BY r.txid, r.id) AS run FROM (" \
+	SQL_OUTBOX("credits.ledger", "l", "l.*, pg_column_size(l.metadata) AS size", \
+			   "$3::int8", "$4::int8") \
+	"  ) r)," \
 	" pl AS MATERIALIZED (" \
 	"  SELECT * FROM pl_all WHERE run - size < " PAGE_BYTE_BUDGET ")," \
 	" pe AS MATERIALIZED (" \
-	"  SELECT q.* FROM s CROSS JOIN LATERAL (" \
-	"   SELECT e.id, e.txid, e.user_id FROM credits.account_events e" \
-	"    WHERE (e.txid, e.id) > ($5::int8, $6::int8)" \
-	"      AND e.txid < txid_snapshot_xmax(s.cur)" \
-	"      AND NOT txid_visible_in_snapshot(e.txid, s.prev)" \
-	"      AND txid_visible_in_snapshot(e.txid, s.cur)" \
-	"    ORDER BY e.txid, e.id LIMIT $7::int8) q)," \
+	SQL_OUTBOX("credits.account_events", "e", "e.id, e.txid, e.user_id", \
+			   "$5::int8", "$6::int8") ")," \
 	" u AS (SELECT user_id FROM pl UNION SELECT user_id FROM pe)" \
 	"SELECT * FROM (" \
 	" SELECT 's' AS k, NULL::text AS user_id," \
 	"        ((SELECT count(*) FROM pl_all) >= $7::int8 OR" \
 	"         (SELECT count(*) FROM pl) < (SELECT count(*) FROM pl_all))::text AS a," \
 	"        ((SELECT count(*) FROM pe) >= $7::int8)::text AS b," \
-	"        (SELECT r + age((r % 4294967296)::text::xid) FROM (" \
-	"          SELECT greatest(x, x - x % 4294967296 + 3) AS r FROM (" \
-	"            SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8 AS x) q1) q2" \
-	"        )::text AS n," \
+	"        NULL::text AS n," \
 	"        s.cur::text AS t," \
 	"        (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8::text AS o FROM s" \
 	" UNION ALL" \
@@ -456,23 +466,30 @@ pg_take_notifies(int *count)
 }
 
 /*
- * pg_connected(), no transaction open.  Arms the writers' NOTIFY;
+ * pg_connected(), no transaction open.  Arms the writers' NOTIFY
+ * (credits.sync_arm()); *committing gets the number of writers that were
+ * between reading the flag and the end of their commit when it was set (0
+ * when wake-ups are not coalesced: then every writer notifies).
  * poll_interval is only for the warning.
  */
 PgStatus
-pg_sync_sleep(int poll_interval)
+pg_sync_arm(int poll_interval, int *committing)
 {
 	PGresult   *res;
+	int			n;
 
-	if (!exec_simple("SELECT credits.sync_sleep()", PGRES_TUPLES_OK, &res))
+	*committing = 0;
+	if (!exec_simple("SELECT credits.sync_arm()", PGRES_TUPLES_OK, &res))
 		return PGS_RETRY;
-	if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "f") == 0 &&
-		!warned_not_preloaded)
+	n = PQntuples(res) == 1 ? atoi(PQgetvalue(res, 0, 0)) : 0;
+	if (n < 0 && !warned_not_preloaded)
 	{
-		log_warning("credits.sync_sleep() returned false: wake-ups are not coalesced (credits is not in shared_preload_libraries, so every writing transaction sends a NOTIFY, correct but slower; or no wake-up slot was free, so the daemon relies on its poll every %d ms)",
-					poll_interval);
+		log_warning("credits.sync_arm() returned %d: wake-ups are not coalesced (credits is not in shared_preload_libraries, so every writing transaction sends a NOTIFY, correct but slower; or no wake-up slot was free, so the daemon relies on its poll every %d ms)",
+					n, poll_interval);
 		warned_not_preloaded = true;
 	}
+	if (n > 0)
+		*committing = n;
 	PQclear(res);
 	return PGS_OK;
 }
@@ -629,7 +646,6 @@ batch_fill(SyncBatch *b, PGresult *res)
 			b->cur = strdup(PQgetvalue(res, r, COL_T));
 			if (b->cur == NULL)
 				return false;
-			b->next_xid = strtoull(PQgetvalue(res, r, COL_N), NULL, 10);
 			b->ledger_more = strcmp(PQgetvalue(res, r, COL_A), "true") == 0;
 			b->event_more = strcmp(PQgetvalue(res, r, COL_B), "true") == 0;
 			if (!PQgetisnull(res, r, COL_O))
@@ -733,7 +749,6 @@ pg_read_page(const SyncCursor *c, int batch_size, SyncBatch *b)
 				ei[24],
 				lim[16];
 	const char *params[7];
-	uint64_t	xmin = snapshot_xmin(c->prev);
 	PgStatus	st;
 
 	if (c->cur != NULL)
@@ -745,10 +760,10 @@ pg_read_page(const SyncCursor *c, int batch_size, SyncBatch *b)
 	}
 	else
 	{
-		/* A new batch starts at prev's xmin: older rows are all in prev. */
-		snprintf(lt, sizeof(lt), "%" PRIu64, xmin);
+		/* A new batch starts at its beginning (see SQL_OUTBOX) */
+		snprintf(lt, sizeof(lt), "0");
 		snprintf(li, sizeof(li), "0");
-		snprintf(et, sizeof(et), "%" PRIu64, xmin);
+		snprintf(et, sizeof(et), "0");
 		snprintf(ei, sizeof(ei), "0");
 	}
 	snprintf(lim, sizeof(lim), "%d", batch_size);

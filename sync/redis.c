@@ -180,7 +180,9 @@ static const char APPLY_LUA[] =
 "    added = added + r\n"
 "    i = i + m\n"
 "  end\n"
-"  if added > 0 then redis.call('ZREMRANGEBYRANK', u.txs, 0, -(window + 1)) end\n"
+"  if added > 0 or (mode ~= 'b' and u.ver ~= '') then\n"
+"    redis.call('ZREMRANGEBYRANK', u.txs, 0, -(window + 1))\n"
+"  end\n"
 "end\n"
 "if cursor ~= '' then redis.call('SET', KEYS[1], cursor) end\n"
 "if checked ~= '' then redis.call('SET', KEYS[5], checked) end\n"
@@ -362,26 +364,68 @@ fail:
 	return false;
 }
 
-/* cfg is loaded; not connected.  Connects and loads the script. */
-bool
+/*
+ * ctx is open.  False (after a clear error) if Redis's maxmemory-policy
+ * may evict the daemon's keys, which have no TTL: an allkeys-* policy.  An
+ * evicted txs:<user> would stay truncated, an evicted balance:<user> would
+ * stay missing until the user's next change, and an evicted sync:version
+ * would let an older balance be written.  noeviction and volatile-*
+ * policies never evict them.  A Redis that refuses CONFIG (renamed, ACL)
+ * gets a warning.
+ */
+static bool
+eviction_safe(void)
+{
+	redisReply *reply = redisCommand(ctx, "CONFIG GET maxmemory-policy");
+	bool		ok = true;
+
+	if (reply == NULL)
+		return true;			/* the next command reports the I/O error */
+	if (reply->type == REDIS_REPLY_ERROR)
+		log_warning("Redis: CONFIG GET maxmemory-policy: %s; make sure the policy is noeviction or volatile-*",
+					reply->str);
+	else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+			 reply->element[1]->type == REDIS_REPLY_STRING &&
+			 strncmp(reply->element[1]->str, "allkeys-", 8) == 0)
+	{
+		log_error("Redis maxmemory-policy is %s, which can evict credits-sync's keys (they have no TTL), leaving balances and rows missing or stale; set maxmemory-policy to noeviction (or a volatile-* policy)",
+				  reply->element[1]->str);
+		set_last_error("Redis maxmemory-policy %s can evict credits-sync's keys",
+					   reply->element[1]->str);
+		ok = false;
+	}
+	freeReplyObject(reply);
+	return ok;
+}
+
+/*
+ * cfg is loaded; not connected.  Connects and loads the script.  RS_STALE
+ * means refused: Redis may evict the daemon's keys.
+ */
+RedisStatus
 redis_connect(const SyncConfig *cfg)
 {
 	redisReply *reply;
 
 	if (!connect_only(cfg))
-		return false;
+		return RS_ERROR;
+	if (!eviction_safe())
+	{
+		redis_disconnect();
+		return RS_STALE;
+	}
 	reply = redisCommand(ctx, "SCRIPT LOAD %b", APPLY_LUA, sizeof(APPLY_LUA) - 1);
 	if (!reply_ok(reply, "SCRIPT LOAD"))
 	{
 		redis_disconnect();
-		return false;
+		return RS_ERROR;
 	}
 	if (reply->type != REDIS_REPLY_STRING || reply->len != 40)
 	{
 		freeReplyObject(reply);
 		redis_fail("SCRIPT LOAD", "unexpected reply");
 		redis_disconnect();
-		return false;
+		return RS_ERROR;
 	}
 	memcpy(script_sha, reply->str, 40);
 	script_sha[40] = '\0';
@@ -391,7 +435,7 @@ redis_connect(const SyncConfig *cfg)
 	else
 		log_info("connected to Redis at %s:%d (db %d)", cfg->redis_host,
 				 cfg->redis_port, cfg->redis_db);
-	return true;
+	return RS_OK;
 }
 
 /*

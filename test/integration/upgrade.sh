@@ -37,6 +37,15 @@ trap cleanup EXIT
 fail() { echo "FAIL: upgrade: $*"; exit 1; }
 q() { psql -X -At -v ON_ERROR_STOP=1 "$@"; }
 
+# The last section (privileges, ownership, search_path) is the same text in
+# the install and the upgrade script.
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+last_section() { sed -n '/^-- Section: privileges, ownership and search_path/,$p' "$1"; }
+if ! diff -u <(last_section "$REPO/sql/credits.sql") <(last_section "$REPO/sql/credits--1.0--1.1.sql"); then
+	fail "the last section of sql/credits--1.0--1.1.sql differs from sql/credits.sql's (diff above): copy it"
+fi
+[ -n "$(last_section "$REPO/sql/credits.sql")" ] || fail "sql/credits.sql has no section 'privileges, ownership and search_path'"
+
 q -d postgres -c "DROP DATABASE IF EXISTS $OLD WITH (FORCE)" -c "DROP DATABASE IF EXISTS $NEW WITH (FORCE)" >/dev/null
 q -d postgres -c "CREATE DATABASE $OLD" -c "CREATE DATABASE $NEW" >/dev/null
 
@@ -161,28 +170,20 @@ call credit_subscribe "SELECT count(*) FROM credits.credit_subscribe('up-s', 'en
 call credit_renew "SELECT credits.credit_renew() >= 0" t
 call credit_usage "SELECT plan FROM credits.credit_usage('up-s')" enterprise
 call sync_sleep "SELECT credits.sync_sleep() IS NOT NULL" t
+call sync_arm "SELECT credits.sync_arm() >= 0" t
 echo ledger_refuse_change >> "$called"
 if q -d "$OLD" -c "DELETE FROM credits.ledger WHERE user_id = 'up-a'" >/dev/null 2>&1; then
 	fail "the upgraded ledger accepts DELETE"
 fi
-# functions new in 1.1 (called when the install has them)
-has_fn() { [ "$(q -d "$OLD" -c "SELECT count(*) FROM pg_proc WHERE pronamespace = 'credits'::regnamespace AND proname = '$1'")" != 0 ]; }
-if has_fn credit_balance_at; then
-	call credit_balance_at "SELECT credits.credit_balance_at('up-a', now()) = credits.credit_balance('up-a')" t
-	call credit_balance_at "SELECT credits.credit_balance_at('up-b', (SELECT created_at FROM credits.ledger WHERE idempotency_key = 'up-k2'))" 525
-fi
-if has_fn run_job_step; then
-	call run_job_step "SELECT count(*) FROM credits.run_job_step('renew', NULL, 10)" 1
-fi
-if has_fn run_jobs; then
-	call run_jobs "CALL credits.run_jobs()"
-fi
+call credit_balance_at "SELECT credits.credit_balance_at('up-a', now()) = credits.credit_balance('up-a')" t
+call credit_balance_at "SELECT credits.credit_balance_at('up-b', (SELECT created_at FROM credits.ledger WHERE idempotency_key = 'up-k2'))" 525
+# functions new in 1.1
+call run_job_step "SELECT count(*) FROM credits.run_job_step('renew', NULL, 10)" 1
+call run_jobs "CALL credits.run_jobs(10)"
 # the hash chain: the upgrade hashed the 1.0 rows, and the new rows chain on
-if has_fn ledger_row_hash; then
-	call ledger_row_hash "SELECT bool_and(ok) FROM (SELECT l.hash = credits.ledger_row_hash(lag(l.hash) OVER w,
-		l.id, l.user_id, l.amount, l.balance_after, l.action, l.metadata, l.idempotency_key, l.created_at,
-		NULL, NULL, NULL) AS ok FROM credits.ledger l WINDOW w AS (PARTITION BY l.user_id ORDER BY l.id)) s" t
-fi
+call ledger_row_hash "SELECT bool_and(ok) FROM (SELECT l.hash = credits.ledger_row_hash(lag(l.hash) OVER w,
+	l.id, l.user_id, l.amount, l.balance_after, l.action, l.metadata, l.idempotency_key, l.created_at,
+	NULL, NULL, NULL) AS ok FROM credits.ledger l WINDOW w AS (PARTITION BY l.user_id ORDER BY l.id)) s" t
 mism=$(q -d "$OLD" -c "SELECT count(*) FROM credits.credit_verify_all()")
 [ "$mism" = 0 ] || fail "credit_verify_all() reports $mism rows after the 1.1 calls"
 missing=$(q -d "$OLD" -c "SELECT string_agg(DISTINCT p.proname, ', ') FROM pg_proc p JOIN pg_depend d

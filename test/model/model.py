@@ -36,6 +36,7 @@ decimal.getcontext().Emax = 999999
 decimal.getcontext().Emin = -999999
 
 INT64_MAX = 2**63 - 1
+MINUS_INFINITY = (-(2**62), 0)
 MAX_KEY_BYTES = 256
 DEFAULT_CREDITS = 100
 MAX_TTL = 12000 * 30 * 86400  # 1000 years, as interval_cmp counts them (30-day months)
@@ -187,8 +188,12 @@ def round_by(x, rounding):
 class Model:
     def __init__(self, epoch, prices, plans, feat):
         self.epoch = epoch  # datetime of t = 0 (UTC)
-        self.prices = {p.action: p for p in prices}
-        self.plans = {p.name: p for p in plans}
+        self.prices = {}  # action -> [(valid_from, Price)]: a history
+        for p in prices:
+            self.prices.setdefault(p.action, []).append((MINUS_INFINITY, p))
+        self.plans = {}  # plan -> [(valid_from, Plan)]: a history
+        for p in plans:
+            self.plans.setdefault(p.name, []).append((MINUS_INFINITY, p))
         self.feat = feat
         self.now = (0, 0)
         self.accounts = {}
@@ -479,6 +484,15 @@ class Model:
     def f_verify_all(self):
         return ("rows", [])
 
+    def f_history(self, user, lim):
+        """credit_history paged with before_tx_id until a short page: every
+        row once, newest (highest id) first; an unknown user has none."""
+        self.key_arg(user)
+        if lim is None or lim < 1 or lim > 1000:
+            raise Err("CR010")
+        a = self.accounts.get(user)
+        return ("history", list(reversed(a.rows)) if a else [])
+
     def f_verify(self, user):
         self.key_arg(user)
         a = self.account(user)
@@ -642,16 +656,55 @@ class Model:
     # -- prices (S3) --
 
     def price(self, action):
-        p = self.prices.get(action)
-        if p is None:
+        """The price of action in force now: the latest valid_from <= now."""
+        best = None
+        for valid_from, p in self.prices.get(action, []):
+            if valid_from <= self.now and (best is None or valid_from > best[0]):
+                best = (valid_from, p)
+        if best is None:
             raise Err("CR005")
-        return p
+        return best[1]
+
+    def plan(self, name):
+        """The plan's settings in force now (None: unknown plan)."""
+        best = None
+        for valid_from, p in self.plans.get(name, []):
+            if valid_from <= self.now and (best is None or valid_from > best[0]):
+                best = (valid_from, p)
+        return best[1] if best else None
+
+    def f_set_plan(self, name, allowance, valid_from):
+        """INSERT INTO credits.plans: a new allowance from valid_from on."""
+        p = copy.copy(self.plans[name][0][1])
+        p.allowance = allowance
+        self.plans[name].append((valid_from, p))
+        return ("void",)
+
+    def f_delete_plan(self, name):
+        """DELETE FROM credits.plans WHERE plan = name (renewals of its
+        subscribers fail with CR006, and the jobs skip them)."""
+        self.plans.pop(name, None)
+        return ("void",)
+
+    def f_set_price(self, action, rate, valid_from):
+        """INSERT INTO credits.prices (a new row of the history)."""
+        p = copy.copy(self.price_any(action))
+        p.rate = rate
+        self.prices[action].append((valid_from, p))
+        return ("void",)
+
+    def price_any(self, action):
+        return self.prices[action][0][1]
 
     def f_cost(self, action, quantity):
         self.text_arg(action)
         self.quantity_arg(quantity)
         p = self.price(action)
-        cost = round_by(quantity * p.rate, p.rounding)
+        if p.per_call or not self.feat.get("carry"):
+            cost = round_by(quantity * p.rate, p.rounding)
+        else:
+            # a metered price: what a charge costs with no carry
+            cost = int((quantity * p.rate).to_integral_value(rounding=decimal.ROUND_FLOOR))
         if cost > INT64_MAX:
             raise Err("CR011")
         return ("int", cost)
@@ -691,7 +744,8 @@ class Model:
         else:
             row = self.spend(user, cost, action, key)
         self.carry[(user, action)] = new_carry
-        row.quantity, row.rate, row.carry = quantity, p.rate, new_carry
+        row.quantity, row.rate = quantity, p.rate
+        row.carry = None if p.per_call else new_carry
         return self.bind(user, key, "charge", (quantity, action), self.tx(row))
 
     # -- grants --
@@ -763,7 +817,7 @@ class Model:
         if ends_at is not None and ends_at <= t and plan_name != "free":
             lapsed = True
             plan_name, anchor, ends_at, cycle = "free", ends_at, None, -1
-        plan = self.plans.get(plan_name)
+        plan = self.plan(plan_name)
         if plan is None:
             raise Err("CR006")
         k = self.period_containing(anchor, plan.period, max(cycle, 0), t)
@@ -811,7 +865,7 @@ class Model:
         if r is not None:
             return r
         self.future_arg(ends_at)
-        if plan not in self.plans:
+        if self.plan(plan) is None:
             raise Err("CR006")
         self.open(user)
         s = self.subs.get(user)
@@ -876,11 +930,14 @@ class Model:
             for g in self.user_grants(user):
                 assert g.remaining >= 0 and g.reserved >= 0
                 assert g.remaining + g.reserved + g.expired <= g.amount
-        # S2: live plan-allowance credit <= the plan's allowance + rollover cap
+        # S2: live plan-allowance credit <= the plan's allowance + rollover
+        # cap (the largest allowance the plan has had: a change of the
+        # allowance applies from the next period)
         for user, s in self.subs.items():
-            plan = self.plans.get(s.plan)
+            plan = self.plan(s.plan)
             live = sum(g.remaining + g.reserved for g in self.user_grants(user)
                        if g.source == "plan" and not self.expired(g.expires))
             if plan is not None and live > 0:
+                allowance = max(p.allowance for v, p in self.plans[s.plan] if v <= self.now)
                 cap = 0 if plan.policy != "rollover" else (live if plan.cap is None else plan.cap)
-                assert live <= plan.allowance + cap, (user, s.plan, live)
+                assert live <= allowance + cap, (user, s.plan, live)

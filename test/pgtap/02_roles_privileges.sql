@@ -53,6 +53,7 @@ INSERT INTO role_table VALUES
 	('run_job_step', false, true, false),
 	('run_jobs', false, true, false),
 	('sync_sleep', false, false, true),
+	('sync_arm', false, false, true),
 	('ledger_refuse_change', false, false, false),
 	('ledger_row_hash', false, false, false);
 

@@ -305,6 +305,67 @@ test_out_of_order() {
   stop_daemon d
 }
 
+# cpu_ticks PID...: the sum of utime + stime of the processes, in ticks.
+cpu_ticks() {
+  local p t=0
+  for p in "$@"; do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+
+# A transaction held open for a long time (one that wrote a row, and one
+# in another database) while 10,000 rows are written: every row arrives,
+# the held row after its commit, and an idle daemon stays idle (its CPU
+# and its backend's does not grow with the rows written since the old
+# transaction began).
+test_long_transaction() {
+  # a database of its own, so that its rows do not slow the other tests
+  local -x PGDATABASE=sync_test_lt
+  sql -d postgres -c "DROP DATABASE IF EXISTS $PGDATABASE" -c "CREATE DATABASE $PGDATABASE" >/dev/null || return
+  sql -c "CREATE EXTENSION credits" >/dev/null || return
+  users lt- 20 100000000
+  start_daemon d --dbname "dbname=$PGDATABASE"
+  mkfifo "$T/$CURRENT.fifo" "$T/$CURRENT.fifo2"
+  sql <"$T/$CURRENT.fifo" >"$T/$CURRENT.held" 2>&1 &
+  local hpid=$! fd fd2 hpid2 i held_id
+  exec {fd}>"$T/$CURRENT.fifo"
+  echo "BEGIN; SELECT tx_id FROM credits.credit_deduct('lt-1', 7, 'held open');" >&"$fd"
+  sql -d postgres <"$T/$CURRENT.fifo2" >/dev/null 2>&1 &
+  hpid2=$!
+  exec {fd2}>"$T/$CURRENT.fifo2"
+  echo "BEGIN; SELECT txid_current();" >&"$fd2"
+  for i in $(seq 1 100); do grep -Eq '^[0-9]+$' "$T/$CURRENT.held" && break; sleep 0.05; done
+  held_id=$(grep -E '^[0-9]+$' "$T/$CURRENT.held" | head -n 1)
+  [ -n "$held_id" ] || { fail "the held transaction did not run"; exec {fd}>&- {fd2}>&-; return; }
+  for i in $(seq 1 ${LONG_TX_BATCHES:-4}); do
+    sql -c "SELECT credits.credit_deduct('lt-' || (g % 19 + 2), 1, 'while held') FROM generate_series(1, 2500) g" >/dev/null ||
+      { exec {fd}>&- {fd2}>&-; return; }
+  done
+  converge 10000 || { exec {fd}>&- {fd2}>&-; return; }
+  # idle, with both transactions still open: measure 3 s of CPU
+  local bpid t0 t1 ticks hz
+  bpid=$(sql -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'credits-sync'
+                  AND pid <> pg_backend_pid() AND query NOT LIKE '%pg_stat_activity%' LIMIT 1")
+  sleep 1
+  hz=$(getconf CLK_TCK)
+  t0=$(cpu_ticks "${DPID[d]}" "$bpid")
+  sleep 3
+  t1=$(cpu_ticks "${DPID[d]}" "$bpid")
+  ticks=$((t1 - t0))
+  note "idle CPU of the daemon and its backend with two old transactions open: $((ticks * 1000 / (3 * hz) / 10)).$((ticks * 1000 / (3 * hz) % 10))% of a core ($ticks ticks in 3 s)"
+  [ $((ticks * 100)) -le $((3 * hz * 5)) ] || fail "an idle daemon used more than 5% of a core while an old transaction was open"
+  echo "COMMIT;" >&"$fd"
+  echo "COMMIT;" >&"$fd2"
+  exec {fd}>&- {fd2}>&-
+  wait "$hpid" "$hpid2"
+  converge || return
+  rcli --raw ZRANGE "${PREFIX}txs:lt-1" 0 -1 | grep -q "\"id\":$held_id," ||
+    fail "row $held_id of the transaction held open never reached Redis"
+  stop_daemon d
+  sql -d postgres -c "DROP DATABASE $PGDATABASE" >/dev/null
+}
+
 # kill -9 while writes go on, restart: resumes from the cursor, misses nothing.
 test_kill9() {
   users x- 50 1000000
@@ -318,6 +379,9 @@ test_kill9() {
   converge || return
   [ "$(log_count d 'resuming from cursor')" -ge 1 ] || fail "restart did not resume from the cursor"
   [ "$(log_count d 'rebuilding Redis')" -eq 1 ] || fail "restart rebuilt instead of resuming"
+  # a resumed daemon reports a real state
+  for i in $(seq 1 40); do [ "$(status_field state)" = running ] && break; sleep 0.05; done
+  [ "$(status_field state)" = running ] || fail "a resumed daemon reports state '$(status_field state)'"
   stop_daemon d
 }
 
@@ -402,6 +466,64 @@ test_restore_old_copy() {
   stop_daemon d
 }
 
+# A streaming standby made with pg_basebackup: a daemon pointed at it
+# refuses it (a clear error, nothing written) and waits.  The standby is
+# then left behind while the primary writes on (more rows, a new user),
+# and promoted after the primary stops (a failover that loses the last
+# commits).  The daemon, switched to it by SIGHUP, sees the new timeline
+# and rebuilds: Redis equals the new primary, the lost user's keys are
+# gone.  The old primary is started again for the tests that follow.
+test_standby_failover() {
+  users sb- 10 100000
+  local sb=$PGROOT/standby sport=$((PGPORT + 1)) conf=$T/$CURRENT.conf
+  while port_in_use "$sport"; do sport=$((sport + 1)); done
+  printf "dbname = 'host=127.0.0.1 port=%s dbname=%s user=%s'\n" "$PGPORT" "$PGDATABASE" "$PGUSER" >"$conf"
+  start_daemon d --config "$conf"
+  sql -c "SELECT credits.credit_deduct('sb-' || (i % 10 + 1), 1, 'kept') FROM generate_series(1, 50) i" >/dev/null
+  converge || return
+  rm -rf "$sb"
+  (cd / && runuser -u postgres -- "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PGPORT" -U postgres \
+    -D "$sb" -R -X stream) >"$T/$CURRENT.basebackup" 2>&1 ||
+    { fail "pg_basebackup failed: $(tail -n 2 "$T/$CURRENT.basebackup")"; return; }
+  (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$sb" -w -t 60 -s -l "$sb/postgresql.log" \
+    -o "-p $sport -c unix_socket_directories='$PGROOT'" start) || { fail "the standby did not start"; return; }
+  # a daemon pointed at the standby refuses it and writes nothing
+  "$BIN" --prefix "${PREFIX}standby:" --dbname "host=127.0.0.1 port=$sport dbname=$PGDATABASE" \
+    >"$T/$CURRENT.s.log" 2>&1 &
+  DPID[s]=$!
+  wait_log s 'is a standby' 10 || fail "the daemon on a standby did not say so"
+  sleep 1
+  alive s || fail "the daemon on a standby exited"
+  [ "$(log_count s 'is a standby')" -eq 1 ] || fail "the standby refusal was logged more than once"
+  [ -z "$(rcli --raw KEYS "${PREFIX}standby:*")" ] || fail "the daemon on a standby wrote to Redis"
+  kill9_daemon s
+  # the standby falls behind: stopped while the primary writes on
+  (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$sb" -m fast -w -s stop)
+  sql -c "SELECT credits.credit_deduct('sb-' || (i % 10 + 1), 1, 'lost') FROM generate_series(1, 100) i" >/dev/null
+  for i in $(seq 1 50); do echo "SELECT credits.credit_deduct('sb-1', 1, 'lost');"; done | sql >/dev/null
+  sql -c "SELECT credits.credit_init('sb-lost', 500)" >/dev/null
+  converge || return
+  # failover: the primary stops, the standby is promoted and written to
+  pg_ctl_do stop
+  (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$sb" -w -t 60 -s -l "$sb/postgresql.log" \
+    -o "-p $sport -c unix_socket_directories='$PGROOT'" start) || { fail "the standby did not restart"; pg_ctl_do start; return; }
+  (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$sb" -w -t 60 -s promote) || fail "promote failed"
+  PGPORT=$sport sql -c "SELECT credits.credit_deduct('sb-2', 3, 'new primary')" >/dev/null
+  printf "dbname = 'host=127.0.0.1 port=%s dbname=%s user=%s'\n" "$sport" "$PGDATABASE" "$PGUSER" >"$conf"
+  kill -HUP "${DPID[d]}"
+  wait_log d 'history does not extend' 10 || fail "the daemon did not notice the failover"
+  PGPORT=$sport sql -c "SELECT credits.credit_deduct('sb-' || (i % 3 + 1), 1, 'new primary') FROM generate_series(1, 4) i" >/dev/null
+  PGPORT=$sport converge 5000
+  [ -z "$(rcli --raw GET "${PREFIX}balance:sb-lost")" ] || fail "balance:sb-lost survived the failover"
+  alive d || fail "daemon died"
+  stop_daemon d
+  (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$sb" -m fast -w -s stop)
+  rm -rf "$sb"
+  pg_ctl_do start
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 # wait_synced PORT: waits until the Redis on PORT is a replica whose
 # initial sync is done.
 wait_synced() {
@@ -456,6 +578,45 @@ test_redis_rollback() {
   redis-cli -p "$rport" SHUTDOWN NOSAVE >/dev/null 2>&1
   alive d || fail "daemon died"
   [ "$(log_count d 'connected to Redis')" -eq 1 ] || note "the daemon reconnected to Redis: the connection was not kept"
+  stop_daemon d
+}
+
+# stop_stack_daemon: stops the daemon .ci/stack.sh starts (prefix none).
+stop_stack_daemon() {
+  local pid
+  [ -s "$CREDITS_RUN_DIR/credits-sync.pid" ] || return 0
+  pid=$(tr -dc 0-9 <"$CREDITS_RUN_DIR/credits-sync.pid")
+  if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q credits-sync; then
+    kill -TERM "$pid"
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  fi
+  rm -f "$CREDITS_RUN_DIR/credits-sync.pid"
+}
+
+# PostgreSQL's postmaster is killed with -9 under load; `.ci/stack.sh up`
+# restarts it on the same port (its stale socket file does not count as
+# busy), crash recovery leaves a ledger that verifies clean, and the
+# running daemon reconnects and converges.
+test_pg_crash() {
+  users cr- 20 1000000
+  start_daemon d
+  writer w cr- 20 5 300
+  sleep 1.5
+  local pid port_before=$PGPORT i
+  pid=$(head -n 1 "$PGDATA_DIR/postmaster.pid")
+  kill -KILL "$pid"
+  wait "${DPID[w]}" 2>/dev/null
+  unset "DPID[w]"
+  for i in $(seq 1 100); do pgrep -u postgres -f "$PGDATA_DIR" >/dev/null || break; sleep 0.05; done
+  [ -e "$PGROOT/.s.PGSQL.$PGPORT" ] || note "no stale socket file was left (the test shows less)"
+  "$REPO/.ci/stack.sh" up >"$T/$CURRENT.stack-up.log" 2>&1 || { fail "stack up after the crash failed"; cat "$T/$CURRENT.stack-up.log"; return; }
+  stop_stack_daemon
+  [ "$(sed -n 's/^PGPORT=//p' "$CREDITS_RUN_DIR/env")" = "$port_before" ] ||
+    { fail "PostgreSQL came back on port $(sed -n 's/^PGPORT=//p' "$CREDITS_RUN_DIR/env"), not $port_before"; return; }
+  [ "$(sql -c "SELECT count(*) FROM credits.credit_verify_all()")" = 0 ] || fail "the ledger does not verify after the crash"
+  sql -c "SELECT credits.credit_deduct('cr-' || (i % 20 + 1), 1, 'after') FROM generate_series(1, 20) i" >/dev/null
+  converge 10000 || return
+  alive d || fail "daemon died"
   stop_daemon d
 }
 
@@ -615,13 +776,27 @@ test_window() {
   sql -c "SELECT credits.credit_deduct('v-' || (i % 4 + 1), 1, 'tie') FROM generate_series(1, 40) i" >/dev/null
   sql -c "SELECT credits.credit_deduct('v-1', 1, 'solo')" >/dev/null
   sql -c "BEGIN; SELECT credits.credit_deduct('v-2', 1, 'tie2') FROM generate_series(1, 9); COMMIT;" >/dev/null
-  converge || return
+  converge 10000 || return
   [ "$(rcli ZCARD "${PREFIX}txs:v-1")" = 3 ] || fail "txs:v-1 does not hold exactly 3 rows"
   stop_daemon d
   WINDOW=5
   start_daemon d
-  converge || return
+  converge 10000 || return
   [ "$(log_count d 'window changed from 3 to 5')" = 1 ] || fail "window change not noticed"
+  [ "$(rcli ZCARD "${PREFIX}txs:v-1")" = 5 ] || fail "txs:v-1 does not hold exactly 5 rows"
+  # rows of v-4 in distinct milliseconds: the rebuild for a smaller window
+  # reads exactly rows that Redis already has
+  for i in 1 2 3 4 5 6; do
+    sql -c "SELECT credits.credit_deduct('v-4', 1, 'solo $i')" >/dev/null
+    sleep 0.01
+  done
+  converge 10000 || return
+  stop_daemon d
+  # lowering the window trims every txs key
+  WINDOW=2
+  start_daemon d
+  converge 10000 || return
+  [ "$(rcli ZCARD "${PREFIX}txs:v-4")" = 2 ] || fail "lowering the window to 2 left $(rcli ZCARD "${PREFIX}txs:v-4") rows in txs:v-4"
   stop_daemon d
 }
 
@@ -662,6 +837,42 @@ test_version_refusal() {
   grep -q 'is not supported by credits-sync 0.0-test' "$T/$CURRENT.other.log" ||
     fail "the refusal was not logged"
   [ -z "$(rcli --raw KEYS "${PREFIX}*")" ] || fail "the refusing daemon wrote to Redis"
+}
+
+# A Redis whose maxmemory-policy can evict the daemon's keys (allkeys-*)
+# is refused with a clear error (exit 2, nothing written); noeviction and
+# volatile-* are accepted.
+test_eviction_policy() {
+  local old rc
+  old=$(rcli --raw CONFIG GET maxmemory-policy | tail -n 1)
+  rcli CONFIG SET maxmemory-policy allkeys-lru >/dev/null
+  timeout 20 "$BIN" --prefix "$PREFIX" >"$T/$CURRENT.d.log" 2>&1
+  rc=$?
+  rcli CONFIG SET maxmemory-policy "$old" >/dev/null
+  [ $rc -eq 2 ] || fail "maxmemory-policy allkeys-lru gave exit status $rc, not 2"
+  grep -q 'maxmemory-policy is allkeys-lru, which can evict' "$T/$CURRENT.d.log" ||
+    fail "the refusal was not logged"
+  [ -z "$(rcli --raw KEYS "${PREFIX}*")" ] || fail "the refusing daemon wrote to Redis"
+  rcli CONFIG SET maxmemory-policy volatile-lru >/dev/null
+  start_daemon d
+  rcli CONFIG SET maxmemory-policy "$old" >/dev/null
+  converge || return
+  stop_daemon d
+}
+
+# credits-sync 1.1 refuses a database whose extension is still 1.0 (it
+# reads bigint txids and calls sync_arm()): exit 2, nothing written.
+test_version_1_0() {
+  local db=sync_test_v10 rc
+  sql -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null || return
+  sql -d "$db" -c "CREATE EXTENSION credits VERSION '1.0'" >/dev/null || return
+  timeout 20 "$BIN" --prefix "$PREFIX" --dbname "dbname=$db" >"$T/$CURRENT.d.log" 2>&1
+  rc=$?
+  [ $rc -eq 2 ] || fail "extension 1.0 gave exit status $rc, not 2"
+  grep -q 'version 1.0 is not supported by credits-sync' "$T/$CURRENT.d.log" ||
+    fail "the refusal was not logged"
+  [ -z "$(rcli --raw KEYS "${PREFIX}*")" ] || fail "the refusing daemon wrote to Redis"
+  sql -d postgres -c "DROP DATABASE $db" >/dev/null
 }
 
 # wait_value KEY EXPECTED MS: waits until GET <prefix>KEY = EXPECTED; fails
@@ -872,9 +1083,9 @@ test_valgrind() {
   grep -q 'ERROR SUMMARY: 0 errors' "$vg" || fail "valgrind reported errors (see $vg)"
 }
 
-ALL_TESTS=(basic wakeup out_of_order kill9 lost_notifications pg_restart restore_old_copy redis_restart redis_rollback
-  flushall two_daemons aborted odd_ids wrong_type window signals version_refusal
-  holds expiry checks_can_fail valgrind)
+ALL_TESTS=(basic wakeup out_of_order kill9 lost_notifications pg_restart pg_crash restore_old_copy standby_failover redis_restart redis_rollback
+  flushall two_daemons aborted odd_ids wrong_type window signals version_refusal version_1_0 eviction_policy
+  holds expiry checks_can_fail long_transaction valgrind)
 
 run_test() {
   local name=$1 t0

@@ -17,7 +17,7 @@ import { Cache, type RedisLike } from './cache.js';
 import { Executor, type Db, type Row } from './db.js';
 import { creditsError, InvalidArgumentError } from './errors.js';
 import {
-	amountParam, big, bigOrNull, date, dateOrNull, durationParam, json, jsonParam,
+	amountParam, big, bigOrNull, date, dateOrNull, decimal, durationParam, json, jsonParam,
 	quantityParam, textParam, timeParam,
 	type Amount, type Duration, type Quantity,
 } from './values.js';
@@ -117,13 +117,14 @@ export interface VerifyResult {
 	/** The sum of the ledger. */
 	calculated: bigint;
 	difference: bigint;
+	/** The first ledger row whose hash chain is broken (tampering), or null. */
+	brokenTxId: bigint | null;
+	/** What is wrong, in words, or null. */
+	problem: string | null;
 }
 
-export interface VerifyMismatch {
+export interface VerifyMismatch extends Omit<VerifyResult, 'valid'> {
 	userId: string;
-	cached: bigint;
-	calculated: bigint;
-	difference: bigint;
 }
 
 /** One ledger row. */
@@ -138,6 +139,23 @@ export interface Transaction {
 	/** The idempotency key (null when none, or when read from Redis, which does not keep it). */
 	idempotencyKey: string | null;
 	timestamp: Date;
+	/**
+	 * For metered charges, when the extension records them (credits 1.1
+	 * ledger columns quantity, rate, carry): exact decimal strings.  Absent
+	 * when read from Redis or from an extension without them.
+	 */
+	quantity?: string | null;
+	rate?: string | null;
+	carry?: string | null;
+}
+
+// The metered columns of a ledger row, when the result has them.
+function metered(r: Row): Pick<Transaction, 'quantity' | 'rate' | 'carry'> {
+	const out: Pick<Transaction, 'quantity' | 'rate' | 'carry'> = {};
+	for (const k of ['quantity', 'rate', 'carry'] as const)
+		if (k in r)
+			out[k] = r[k] === null || r[k] === undefined ? null : decimal(r[k]);
+	return out;
 }
 
 export interface HistoryOptions extends ReadOptions {
@@ -208,7 +226,9 @@ function metaOf(m: Record<string, unknown> | undefined): string | undefined {
 	return m === undefined ? undefined : (jsonParam('metadata', m) as string);
 }
 
-// Cursor: "<tx_id>.<created_at in epoch microseconds>", opaque to callers.
+// Cursor: "<tx_id>.<created_at in epoch microseconds>", opaque to callers:
+// SQL pages with the tx_id (before_tx_id), Redis bounds the score with the
+// time.
 function encodeCursor(id: bigint, us: bigint): string {
 	return `${id}.${us}`;
 }
@@ -412,11 +432,13 @@ export class CreditsClient {
 			const lowest = rows[rows.length - 1]!.ms;
 			rows = rows.filter((r) => r.ms !== lowest);
 		}
-		// Order of the ledger: (created_at, id) descending.
+		// The ledger's order per user is tx_id order (created_at never goes
+		// backwards along it), so the rows before the cursor are those with a
+		// smaller id, at or below its score.
 		let page = rows
 			.map((r) => ({ r, us: r.us }))
-			.filter(({ r, us }) => !cursor || us < cursor.us || (us === cursor.us && r.id < cursor.id))
-			.sort((a, b) => (a.us === b.us ? (a.r.id < b.r.id ? 1 : -1) : (a.us < b.us ? 1 : -1)));
+			.filter(({ r }) => !cursor || r.id < cursor.id)
+			.sort((a, b) => (a.r.id < b.r.id ? 1 : -1));
 		if (page.length < want) {
 			if (full)
 				return null;
@@ -444,38 +466,17 @@ export class CreditsClient {
 
 	private async historyFromSql(user: string, limit: number, cursor: { id: bigint; us: bigint } | undefined,
 		start: Date | undefined, end: Date | undefined): Promise<HistoryPage> {
-		// Pages follow the ledger's order, (created_at, id) descending: the
-		// cursor row's created_at bounds end_time (one microsecond after it),
-		// and rows at that very instant are filtered by id.
-		const run = async (lim: number) => {
-			const q = callSql('credit_history',
-				'id, amount, balance_after, action, metadata, idempotency_key, created_at, ' +
-				'(extract(epoch FROM created_at) * 1000000)::int8 AS created_us', [
-					['user_id', user, 'text'],
-					['lim', lim, 'int4'],
-					['start_time', timeParam('startTime', start) ?? undefined, 'timestamptz'],
-					['end_time', (p) => cursor
-						? `least(coalesce(${p(timeParam('endTime', end), 'timestamptz')}, 'infinity'), ` +
-						  `timestamptz 'epoch' + (${p(cursor.us.toString(), 'int8')} + 1) * interval '1 microsecond')`
-						: p(timeParam('endTime', end), 'timestamptz')],
-				]);
-			return this.ex.rows(q.text, q.values);
-		};
-		const want = limit + 1;
-		let lim = Math.min(1000, want);
-		let raw = await run(lim);
-		const keep = (rows: Row[]) => rows.filter((r) => !cursor || big(r.created_us) < cursor.us ||
-			(big(r.created_us) === cursor.us && big(r.id) < cursor.id));
-		let rows = keep(raw);
-		// Rows sharing the cursor's instant (one transaction's rows) took
-		// places in the page: ask again with room for them.
-		while (rows.length < want && raw.length === lim && lim < 1000) {
-			lim = Math.min(1000, lim * 4 + 64);
-			raw = await run(lim);
-			rows = keep(raw);
-		}
-		if (rows.length < want && raw.length === lim && lim === 1000 && raw.length > rows.length)
-			throw new Error('credits: over 1000 ledger rows share one timestamp; this page needs credit_history with a cursor (credits 1.1)');
+		// credit_history pages by tx_id (the ledger's order per user) with
+		// before_tx_id; one row more than the page says whether there is a next.
+		const q = callSql('credit_history',
+			'*, (extract(epoch FROM created_at) * 1000000)::int8 AS created_us', [
+				['user_id', user, 'text'],
+				['lim', limit + 1, 'int4'],
+				['start_time', timeParam('startTime', start) ?? undefined, 'timestamptz'],
+				['end_time', timeParam('endTime', end) ?? undefined, 'timestamptz'],
+				['before_tx_id', cursor?.id.toString(), 'int8'],
+			]);
+		const rows = await this.ex.rows(q.text, q.values);
 		const more = rows.length > limit;
 		const items = rows.slice(0, limit);
 		const last = items[items.length - 1];
@@ -483,32 +484,41 @@ export class CreditsClient {
 			transactions: items.map((r) => ({
 				txId: big(r.id), amount: big(r.amount), balance: big(r.balance_after), action: String(r.action),
 				metadata: json(r.metadata), idempotencyKey: (r.idempotency_key as string | null) ?? null,
-				timestamp: date(r.created_at),
+				timestamp: date(r.created_at), ...metered(r),
 			})),
 			nextCursor: more && last ? encodeCursor(big(last.id), big(last.created_us)) : null,
 			source: 'sql',
 		};
 	}
 
-	/** Check the cached balance against the ledger (credits_ops in 1.1). */
+	/**
+	 * Check one account: its cached balance against the ledger's sum, and
+	 * the ledger's hash chain (brokenTxId names the first tampered row).
+	 */
 	async verifyBalance(userId: string): Promise<VerifyResult> {
-		const r = await this.one(callSql('credit_verify', 'valid, cached, calculated, difference', [['user_id', userParam(userId), 'text']]));
-		return { valid: Boolean(r.valid), cached: big(r.cached), calculated: big(r.calculated), difference: big(r.difference) };
+		const r = await this.one(callSql('credit_verify', '*', [['user_id', userParam(userId), 'text']]));
+		return {
+			valid: Boolean(r.valid), cached: big(r.cached), calculated: big(r.calculated), difference: big(r.difference),
+			brokenTxId: bigOrNull(r.broken_tx_id), problem: (r.problem as string | null | undefined) ?? null,
+		};
 	}
 
-	/** Every account whose cached balance differs from its ledger (credits_ops). */
+	/** Every account that fails verifyBalance (credits_ops or credits_reader). */
 	async verifyAll(): Promise<VerifyMismatch[]> {
-		const rows = await this.ex.rows('SELECT user_id, cached, calculated, difference FROM credits.credit_verify_all()', []);
-		return rows.map((r) => ({ userId: String(r.user_id), cached: big(r.cached), calculated: big(r.calculated), difference: big(r.difference) }));
+		const rows = await this.ex.rows('SELECT * FROM credits.credit_verify_all()', []);
+		return rows.map((r) => ({
+			userId: String(r.user_id), cached: big(r.cached), calculated: big(r.calculated), difference: big(r.difference),
+			brokenTxId: bigOrNull(r.broken_tx_id), problem: (r.problem as string | null | undefined) ?? null,
+		}));
 	}
 
-	/** Set the cached balance to the ledger's sum; returns it (credits_ops in 1.1). */
+	/** Set the cached balance to the ledger's sum; returns it (credits_ops). */
 	async rebuildBalance(userId: string): Promise<bigint> {
 		const r = await this.one(callSql('credit_rebuild', 'v', [['user_id', userParam(userId), 'text']], true));
 		return big(r.v);
 	}
 
-	/** The balance at a past moment (credits 1.1). */
+	/** The balance at a moment (null if the account did not exist yet). */
 	async balanceAt(userId: string, at: Date | string): Promise<bigint | null> {
 		const r = await this.one(callSql('credit_balance_at', 'v', [
 			['user_id', userParam(userId), 'text'],
@@ -667,6 +677,26 @@ export class CreditsClient {
 	/** Grant due plan allowances; returns how many. */
 	async renew(): Promise<number> {
 		return Number((await this.one({ text: 'SELECT credits.credit_renew() AS v', values: [] })).v);
+	}
+
+	/**
+	 * Run the jobs (hold expiry, grant expiry, plan renewals) in chunks of
+	 * `batchSize` accounts that commit separately: CALL credits.run_jobs().
+	 * Not inside a transaction: give a Pool or PrismaClient, not a
+	 * transaction's handle.
+	 */
+	async runJobs(options: { batchSize?: number; jobs?: ('expire_holds' | 'expire_grants' | 'renew')[] } = {}): Promise<void> {
+		const args: string[] = [];
+		const values: unknown[] = [];
+		if (options.batchSize !== undefined) {
+			values.push(options.batchSize);
+			args.push(`batch_size => $${values.length}::int4`);
+		}
+		if (options.jobs !== undefined) {
+			values.push(options.jobs);
+			args.push(`jobs => $${values.length}::text[]`);
+		}
+		await this.ex.rows(`CALL credits.run_jobs(${args.join(', ')})`, values);
 	}
 
 	/** The version of the loaded shared library. */

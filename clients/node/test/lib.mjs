@@ -5,8 +5,9 @@
 // REDIS_PORT).
 //
 // Roles: the app's calls run as a login role granted credits_app only, as an
-// app would; jobs and verification as the stack's superuser (PGUSER), the
-// per-day usage view as a login role granted credits_reader.
+// app would; jobs, rebuilds and verify_all as one granted credits_ops only;
+// the per-day usage view as one granted credits_reader only.  Fixtures use
+// the stack's superuser (PGUSER).
 
 import { randomUUID } from 'node:crypto';
 
@@ -20,6 +21,7 @@ import { CreditsClient } from '@credits/client';
 
 export const APP_ROLE = 'credits_client_test_app';
 export const READER_ROLE = 'credits_client_test_reader';
+export const OPS_ROLE = 'credits_client_test_ops';
 
 const opened = [];
 
@@ -46,7 +48,7 @@ export function ensureRoles() {
 		const admin = new pg.Client();
 		await admin.connect();
 		try {
-			for (const [role, grant] of [[APP_ROLE, 'credits_app'], [READER_ROLE, 'credits_reader']]) {
+			for (const [role, grant] of [[APP_ROLE, 'credits_app'], [READER_ROLE, 'credits_reader'], [OPS_ROLE, 'credits_ops']]) {
 				await admin.query(`DO $$ BEGIN
 					IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${role}') THEN
 						CREATE ROLE ${role} LOGIN;
@@ -101,9 +103,15 @@ export async function appClient(make, { redis = true } = {}) {
 	return new CreditsClient({ db: make(APP_ROLE), redis: redis ? ioredis() : undefined });
 }
 
-// A client as the stack's superuser (jobs, verification, fixtures).
+// A client as the stack's superuser (fixtures).
 export function adminClient(make = pgPool) {
 	return new CreditsClient({ db: make() });
+}
+
+// A client as a login role granted credits_ops (jobs, rebuilds, verify_all).
+export async function opsClient(make = pgPool) {
+	await ensureRoles();
+	return new CreditsClient({ db: make(OPS_ROLE) });
 }
 
 export function uid(tag) {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 
 import { CreditsClient, CreditsSDK, InvalidArgumentError } from '@credits/client';
 
-import { DRIVERS, READER_ROLE, adminClient, appClient, closeAll, ensureRoles, eventually, sql, uid } from './lib.mjs';
+import { DRIVERS, READER_ROLE, appClient, closeAll, ensureRoles, eventually, opsClient, sql, uid } from './lib.mjs';
 
 after(closeAll);
 
@@ -29,7 +29,7 @@ for (const [driver, make] of DRIVERS) {
 		let admin;
 		before(async () => {
 			c = await appClient(make);
-			admin = adminClient(make);
+			admin = await opsClient(make);
 		});
 
 		test('knows its driver; CreditsSDK is the same class', () => {
@@ -225,32 +225,47 @@ for (const [driver, make] of DRIVERS) {
 			]);
 		});
 
-		test('verifyBalance, rebuildBalance and verifyAll (credits_ops)', async () => {
+		test('verifyBalance (credits_app); rebuildBalance and verifyAll (credits_ops)', async () => {
 			const u = uid('verify');
 			await c.initializeUser(u, 100);
 			await c.deduct(u, 1, 'chat_message');
-			assert.deepEqual(await admin.verifyBalance(u), { valid: true, cached: 99n, calculated: 99n, difference: 0n });
+			assert.deepEqual(await c.verifyBalance(u),
+				{ valid: true, cached: 99n, calculated: 99n, difference: 0n, brokenTxId: null, problem: null });
 			assert.equal(await admin.rebuildBalance(u), 99n);
 			const bad = await admin.verifyAll();
 			assert.ok(Array.isArray(bad));
 			assert.equal(bad.find((m) => m.userId === u), undefined);
 		});
 
-		test('jobs: expireHolds, expireGrants, renew (credits_ops)', async () => {
-			assert.equal(typeof await admin.expireHolds(), 'number');
+		test('jobs: expireHolds, expireGrants, renew, runJobs (credits_ops)', async () => {
+			const u = uid('jobs');
+			await c.initializeUser(u, 100);
+			await c.hold(u, 10, 'video_generation', { ttl: 0.2 });
+			await new Promise((r) => setTimeout(r, 300));
+			assert.ok(await admin.expireHolds() >= 1);
 			assert.equal(typeof await admin.expireGrants(), 'number');
 			assert.equal(typeof await admin.renew(), 'number');
-			assert.match(await admin.libraryVersion(), /^\d+\.\d+/);
+			await c.hold(u, 10, 'video_generation', { ttl: 0.2 });
+			await new Promise((r) => setTimeout(r, 300));
+			await admin.runJobs({ batchSize: 10, jobs: ['expire_holds'] });
+			await admin.runJobs();
+			assert.equal(await c.getAvailable(u, { source: 'sql' }), 100n);
+			assert.equal((await c.usage(u)).held, 0n, 'the expired holds are closed');
+			assert.match(await c.libraryVersion(), /^\d+\.\d+/);
+			// The app role may not run jobs.
+			await assert.rejects(c.expireHolds(), (e) => !(e instanceof InvalidArgumentError) && /permission denied/.test(e.message));
 		});
 
-		test('balanceAt: the balance at a past moment', async (t) => {
-			if (!await hasFunction('credit_balance_at'))
-				return t.skip('credit_balance_at is not in this extension yet');
+		test('balanceAt: the balance at a past moment', async () => {
 			const u = uid('at');
 			const r1 = await c.initializeUser(u, 100);
+			await new Promise((r) => setTimeout(r, 20));
 			const r2 = await c.deduct(u, 30, 'chat_message');
-			assert.equal(await c.balanceAt(u, r1.timestamp), 100n);
-			assert.equal(await c.balanceAt(u, new Date(r2.timestamp.getTime() + 1000)), 70n);
+			// Timestamps are whole milliseconds in JS, microseconds in SQL.
+			assert.equal(await c.balanceAt(u, new Date(r1.timestamp.getTime() - 1)), 0n);
+			assert.equal(await c.balanceAt(u, new Date(r1.timestamp.getTime() + 1)), 100n);
+			assert.equal(await c.balanceAt(u, new Date(r2.timestamp.getTime() + 1)), 70n);
+			assert.equal(await c.balanceAt(u, new Date(Date.now() + 60e3).toISOString()), 70n);
 		});
 	});
 }

@@ -39,10 +39,13 @@ const SAMPLES = {
 	ends_at: () => ['NULL::timestamptz'],
 	now: () => ['now()'],
 	at: () => ['now()'],
+	job: () => [`'expire_holds'::text`],
+	after: () => ['NULL::text'],
+	batch_size: () => ['10::int'],
 };
 
 // Functions that are not part of the API a client reads.
-const NOT_READ = new Set(['ledger_refuse_change', 'sync_sleep']);
+const NOT_READ = new Set(['ledger_refuse_change', 'ledger_row_hash', 'sync_sleep']);
 
 async function catalog() {
 	const pool = pgPool();
