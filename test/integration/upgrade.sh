@@ -243,7 +243,7 @@ for db in "$OLD" "$NEW"; do
 	# the extension's configuration: tables (by name) and what its scripts
 	# put in them, and the membership
 	q -d "$db" -c "SELECT c::regclass, x.cond FROM pg_extension e,
-			unnest(e.extconfig, e.extcondition) AS x(c, cond) WHERE e.extname = 'credits' ORDER BY 1" \
+			unnest(e.extconfig, e.extcondition) AS x(c, cond) WHERE e.extname = 'credits' ORDER BY c::regclass::text" \
 		-c "SELECT * FROM credits.prices WHERE valid_from = '-infinity' ORDER BY 1, 2" \
 		-c "SELECT * FROM credits.plans WHERE valid_from = '-infinity' ORDER BY 1, 2" >> "$TMP/$db.schema"
 done
