@@ -427,6 +427,7 @@ credit_subscribe(PG_FUNCTION_ARGS)
 	CreditsAccount acct;
 	PlanConfig	cfg;
 	Renewal		r;
+	int64		pre_granted = 0;	/* by a due renewal done first, if kept */
 	Datum		values[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Datum		result[4];
@@ -471,6 +472,7 @@ credit_subscribe(PG_FUNCTION_ARGS)
 		if (DatumGetTimestampTz(credits_get(0, 6, &isnull)) <= now)
 		{
 			renew_one(user_id, now, &acct, &r);
+			pre_granted = r.granted;
 			if (credits_exec(CQ_SUB_LOCK, values, NULL, false, 0) != 1)
 				elog(ERROR, "credits: subscription vanished");
 		}
@@ -487,6 +489,7 @@ credit_subscribe(PG_FUNCTION_ARGS)
 		else
 		{
 			/* S2: close the previous plan's allowance, then switch. */
+			pre_granted = 0;	/* closed here: not granted by this call */
 			if (!isnull)
 				(void) credits_close_grant(user_id, DatumGetInt64(grant), &acct);
 			values[1] = PointerGetDatum(plan);
@@ -495,6 +498,7 @@ credit_subscribe(PG_FUNCTION_ARGS)
 		}
 	}
 	renew_one(user_id, now, &acct, &r);
+	r.granted += pre_granted;
 
 	result[0] = TimestampTzGetDatum(r.period_start);
 	result[1] = TimestampTzGetDatum(r.period_end);
