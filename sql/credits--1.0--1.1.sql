@@ -53,6 +53,108 @@ CREATE FUNCTION credits.sync_arm()
 	LANGUAGE C VOLATILE;
 
 -- ---------------------------------------------------------------------
+-- Section: idempotency (one key namespace per user, bound in columns;
+-- credit_release takes a key)
+-- ---------------------------------------------------------------------
+CREATE TABLE credits.idempotency_keys (
+	user_id		text NOT NULL,
+	key			text NOT NULL,
+	operation	text NOT NULL,
+	amount		bigint,
+	quantity	numeric,
+	action		text,
+	expires_at	timestamptz,
+	hold_id		bigint,
+	tx_id		bigint,
+	balance		bigint,
+	available	bigint,
+	result		jsonb,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (user_id, key),
+	CONSTRAINT idempotency_keys_operation_known CHECK (operation IN
+		('deduct', 'add', 'charge', 'hold', 'capture', 'release', 'grant', 'subscribe'))
+);
+
+COMMENT ON TABLE credits.idempotency_keys IS
+	'One row per (user, idempotency key): the operation the key is bound to and its result; a retry with the same binding returns the result, any other use is CR003';
+COMMENT ON COLUMN credits.idempotency_keys.action IS
+	'The action (deduct, add, charge, hold), source (grant) or plan (subscribe) of the binding';
+COMMENT ON COLUMN credits.idempotency_keys.hold_id IS
+	'capture, release: the hold (part of the binding); hold: the hold placed (the result)';
+
+SELECT pg_catalog.pg_extension_config_dump('credits.idempotency_keys', '');
+REVOKE ALL ON credits.idempotency_keys FROM PUBLIC;
+GRANT SELECT ON credits.idempotency_keys TO credits_reader;
+
+-- 1.0's keys, bound to what each was used for.  1.0 kept hold keys,
+-- capture keys, grant keys and ledger keys apart; where one user used one
+-- key in two places, the first of holds, captures, grants, charges,
+-- deductions and adds keeps it.  A ledger row counts as a charge only if
+-- its "price" metadata (written by 1.0's credit_charge) has a number
+-- quantity and rate whose rounded product is exactly the amount; this is
+-- the only place metadata is read, once, at upgrade.
+INSERT INTO credits.idempotency_keys (user_id, key, operation, amount, action,
+									  hold_id, available, created_at)
+	SELECT user_id, idempotency_key, 'hold', amount, action, id, available_after, created_at
+	  FROM credits.holds WHERE idempotency_key IS NOT NULL
+	ON CONFLICT DO NOTHING;
+
+INSERT INTO credits.idempotency_keys (user_id, key, operation, amount, hold_id,
+									  tx_id, balance, created_at)
+	SELECT h.user_id, h.capture_key, 'capture', h.captured, h.id, l.id,
+		   l.balance_after, l.created_at
+	  FROM credits.holds h JOIN credits.ledger l ON l.id = h.capture_tx_id
+	 WHERE h.capture_key IS NOT NULL
+	ON CONFLICT DO NOTHING;
+
+INSERT INTO credits.idempotency_keys (user_id, key, operation, amount, action,
+									  expires_at, tx_id, balance, created_at)
+	SELECT g.user_id, g.idempotency_key, 'grant', g.amount, g.source, g.expires_at,
+		   l.id, l.balance_after, l.created_at
+	  FROM credits.grants g
+	  JOIN credits.ledger l ON l.user_id = g.user_id AND l.idempotency_key = g.idempotency_key
+	 WHERE g.idempotency_key IS NOT NULL
+	ON CONFLICT DO NOTHING;
+
+INSERT INTO credits.idempotency_keys (user_id, key, operation, quantity, action,
+									  tx_id, balance, created_at)
+	SELECT l.user_id, l.idempotency_key, 'charge', (l.metadata #>> '{price,quantity}')::numeric,
+		   l.action, l.id, l.balance_after, l.created_at
+	  FROM credits.ledger l
+	 WHERE l.idempotency_key IS NOT NULL AND l.amount < 0
+	   AND jsonb_typeof(l.metadata #> '{price,quantity}') = 'number'
+	   AND jsonb_typeof(l.metadata #> '{price,rate}') = 'number'
+	   AND (l.metadata #>> '{price,quantity}')::numeric > 0
+	   AND -l.amount = CASE l.metadata #>> '{price,rounding}'
+			WHEN 'up' THEN ceil((l.metadata #>> '{price,quantity}')::numeric
+								* (l.metadata #>> '{price,rate}')::numeric)
+			WHEN 'down' THEN floor((l.metadata #>> '{price,quantity}')::numeric
+								   * (l.metadata #>> '{price,rate}')::numeric)
+			WHEN 'nearest' THEN round((l.metadata #>> '{price,quantity}')::numeric
+									  * (l.metadata #>> '{price,rate}')::numeric)
+			END
+	ON CONFLICT DO NOTHING;
+
+INSERT INTO credits.idempotency_keys (user_id, key, operation, amount, action,
+									  tx_id, balance, created_at)
+	SELECT user_id, idempotency_key, CASE WHEN amount < 0 THEN 'deduct' ELSE 'add' END,
+		   abs(amount), action, id, balance_after, created_at
+	  FROM credits.ledger
+	 WHERE idempotency_key IS NOT NULL AND amount <> 0
+	ON CONFLICT DO NOTHING;
+
+-- credit_release(hold_id, idempotency_key); the privileges section below
+-- sets its owner, search_path and grants, as for every function
+DROP FUNCTION credits.credit_release(bigint);
+CREATE FUNCTION credits.credit_release(hold_id bigint,
+									   idempotency_key text DEFAULT NULL)
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'credit_release_1_1'
+	LANGUAGE C VOLATILE SECURITY DEFINER;
+REVOKE ALL ON FUNCTION credits.credit_release(bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION credits.credit_release(bigint, text) TO credits_app;
+
+-- ---------------------------------------------------------------------
 -- Section: history order and the ledger's hash chain (chain: ids and
 -- created_at assigned under the account row lock, history paged by id,
 -- per-user sha256 chain, credit_balance_at)
@@ -153,6 +255,72 @@ CREATE FUNCTION credits.credit_verify_all()
 	LANGUAGE C STABLE SECURITY DEFINER;
 REVOKE ALL ON FUNCTION credits.credit_verify_all() FROM PUBLIC;
 -- (privileges of these functions: the last section)
+
+-- ---------------------------------------------------------------------
+-- Section: metered prices (prices.per_call; a carried fraction per user
+-- and action in credits.carries; ledger rows of charges record quantity,
+-- rate and carry; a charge that costs 0 writes an amount-0 row)
+-- ---------------------------------------------------------------------
+ALTER TABLE credits.ledger
+	ADD COLUMN quantity numeric,
+	ADD COLUMN rate numeric,
+	ADD COLUMN carry numeric,
+	DROP CONSTRAINT ledger_amount_nonzero,
+	ADD CONSTRAINT ledger_amount_nonzero CHECK (amount <> 0 OR action = 'init' OR quantity IS NOT NULL);
+COMMENT ON COLUMN credits.ledger.quantity IS
+	'Charges (credit_charge): the units charged; NULL for every other row';
+COMMENT ON COLUMN credits.ledger.rate IS
+	'Charges: the price''s rate in credits per unit';
+COMMENT ON COLUMN credits.ledger.carry IS
+	'Metered charges: the fraction of a credit carried for the user and action after this row (credits.carries); NULL for per-call prices';
+
+-- (added without a default, then filled, so that no "missing value" is
+-- left in the catalog: a fresh install has none)
+ALTER TABLE credits.prices ADD COLUMN per_call boolean;
+UPDATE credits.prices SET per_call = false;
+ALTER TABLE credits.prices
+	ALTER COLUMN per_call SET DEFAULT false,
+	ALTER COLUMN per_call SET NOT NULL;
+COMMENT ON TABLE credits.prices IS
+	'Credits per unit of each action: metered exactly with a carried fraction (credits.carries), or, if per_call, each charge rounded to a whole credit as rounding says';
+COMMENT ON COLUMN credits.prices.per_call IS
+	'false: metered, a charge costs floor(carry + quantity * rate) and carries the rest; true: each charge costs quantity * rate rounded as rounding says';
+
+CREATE OR REPLACE VIEW credits.current_prices AS
+	SELECT DISTINCT ON (action) action, unit, rate, rounding, valid_from, per_call
+	  FROM credits.prices
+	 WHERE valid_from <= pg_catalog.now()
+	 ORDER BY action, valid_from DESC;
+
+CREATE TABLE credits.carries (
+	user_id			text NOT NULL,
+	action			text NOT NULL,
+	carry			numeric NOT NULL,
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (user_id, action),
+	CONSTRAINT carries_carry_fraction CHECK (carry >= 0 AND carry < 1)
+);
+
+COMMENT ON TABLE credits.carries IS
+	'Per user and metered action, the fraction of a credit charged but not yet deducted (the ledger''s carry column records it after every charge)';
+
+SELECT pg_catalog.pg_extension_config_dump('credits.carries', '');
+
+CREATE OR REPLACE VIEW credits.daily_usage AS
+	SELECT (l.created_at AT TIME ZONE 'UTC')::date AS day, l.user_id, l.action,
+		   pg_catalog.sum(-l.amount)::bigint AS credits,
+		   pg_catalog.sum(
+			   CASE WHEN pg_catalog.jsonb_typeof(l.metadata -> 'tokens') = 'number'
+					THEN (l.metadata ->> 'tokens')::numeric
+					WHEN l.action = 'llm_tokens' AND l.quantity IS NOT NULL
+					THEN l.quantity
+					WHEN l.action = 'llm_tokens'
+					 AND pg_catalog.jsonb_typeof(l.metadata #> '{price,quantity}') = 'number'
+					THEN (l.metadata #>> '{price,quantity}')::numeric
+					ELSE 0 END)::bigint AS tokens
+	  FROM credits.ledger l
+	 WHERE (l.amount < 0 OR l.quantity IS NOT NULL) AND l.action <> 'expire'
+	 GROUP BY 1, 2, 3;
 
 -- ---------------------------------------------------------------------
 -- Section: plans and jobs (the clock, plan changes, idempotent subscribe,

@@ -94,7 +94,10 @@ CREATE TABLE credits.ledger (
 	created_at		timestamptz NOT NULL DEFAULT now(),
 	txid			bigint NOT NULL DEFAULT pg_catalog.txid_current(),
 	hash			bytea,
-	CONSTRAINT ledger_amount_nonzero CHECK (amount <> 0 OR action = 'init'),
+	quantity		numeric,
+	rate			numeric,
+	carry			numeric,
+	CONSTRAINT ledger_amount_nonzero CHECK (amount <> 0 OR action = 'init' OR quantity IS NOT NULL),
 	CONSTRAINT ledger_balance_after_nonnegative CHECK (balance_after >= 0),
 	CONSTRAINT ledger_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
 );
@@ -107,6 +110,12 @@ COMMENT ON COLUMN credits.ledger.txid IS
 	'Writing transaction (the 64-bit xid8 value as bigint); credits-sync advances past it only once it is no longer in progress';
 COMMENT ON COLUMN credits.ledger.hash IS
 	'sha256 over the user''s previous row''s hash and this row''s fields (credits.ledger_row_hash)';
+COMMENT ON COLUMN credits.ledger.quantity IS
+	'Charges (credit_charge): the units charged; NULL for every other row';
+COMMENT ON COLUMN credits.ledger.rate IS
+	'Charges: the price''s rate in credits per unit';
+COMMENT ON COLUMN credits.ledger.carry IS
+	'Metered charges: the fraction of a credit carried for the user and action after this row (credits.carries); NULL for per-call prices';
 
 CREATE INDEX ledger_user_time_idx ON credits.ledger (user_id, created_at DESC, id DESC);
 CREATE UNIQUE INDEX ledger_user_idempotency_key_idx ON credits.ledger (user_id, idempotency_key)
@@ -129,6 +138,36 @@ CREATE INDEX account_events_txid_idx ON credits.account_events (txid, id);
 
 COMMENT ON COLUMN credits.account_events.txid IS
 	'Writing transaction (the 64-bit xid8 value as bigint), like credits.ledger.txid';
+
+-- Idempotency keys of every keyed function, one namespace per user: the
+-- binding of the call that first used the key (operation, and whichever of
+-- amount, quantity, action, expires_at and hold_id it has) and its result.
+-- Written under the account row lock (src/idempotency.c).
+CREATE TABLE credits.idempotency_keys (
+	user_id		text NOT NULL,
+	key			text NOT NULL,
+	operation	text NOT NULL,
+	amount		bigint,
+	quantity	numeric,
+	action		text,
+	expires_at	timestamptz,
+	hold_id		bigint,
+	tx_id		bigint,
+	balance		bigint,
+	available	bigint,
+	result		jsonb,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (user_id, key),
+	CONSTRAINT idempotency_keys_operation_known CHECK (operation IN
+		('deduct', 'add', 'charge', 'hold', 'capture', 'release', 'grant', 'subscribe'))
+);
+
+COMMENT ON TABLE credits.idempotency_keys IS
+	'One row per (user, idempotency key): the operation the key is bound to and its result; a retry with the same binding returns the result, any other use is CR003';
+COMMENT ON COLUMN credits.idempotency_keys.action IS
+	'The action (deduct, add, charge, hold), source (grant) or plan (subscribe) of the binding';
+COMMENT ON COLUMN credits.idempotency_keys.hold_id IS
+	'capture, release: the hold (part of the binding); hold: the hold placed (the result)';
 
 SELECT pg_catalog.pg_extension_config_dump('credits.accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.ledger', '');
@@ -363,6 +402,7 @@ CREATE TABLE credits.prices (
 	rate			numeric NOT NULL,
 	rounding		text NOT NULL DEFAULT 'up',
 	valid_from		timestamptz NOT NULL DEFAULT now(),
+	per_call		boolean NOT NULL DEFAULT false,
 	PRIMARY KEY (action, valid_from),
 	CONSTRAINT prices_action_nonempty CHECK (action <> ''),
 	CONSTRAINT prices_rate_positive CHECK (rate > 0 AND rate < 'Infinity'),
@@ -370,7 +410,9 @@ CREATE TABLE credits.prices (
 );
 
 COMMENT ON TABLE credits.prices IS
-	'Credits per unit of each action: cost = round(quantity * rate) to a whole credit, as rounding says';
+	'Credits per unit of each action: metered exactly with a carried fraction (credits.carries), or, if per_call, each charge rounded to a whole credit as rounding says';
+COMMENT ON COLUMN credits.prices.per_call IS
+	'false: metered, a charge costs floor(carry + quantity * rate) and carries the rest; true: each charge costs quantity * rate rounded as rounding says';
 
 INSERT INTO credits.prices (action, unit, rate, rounding, valid_from) VALUES
 	('chat_message', 'message', 10, 'up', '-infinity'),
@@ -381,10 +423,24 @@ INSERT INTO credits.prices (action, unit, rate, rounding, valid_from) VALUES
 	('llm_tokens', 'token', 0.0005, 'up', '-infinity');
 
 CREATE VIEW credits.current_prices AS
-	SELECT DISTINCT ON (action) action, unit, rate, rounding, valid_from
+	SELECT DISTINCT ON (action) action, unit, rate, rounding, valid_from, per_call
 	  FROM credits.prices
 	 WHERE valid_from <= pg_catalog.now()
 	 ORDER BY action, valid_from DESC;
+
+-- The fraction of a credit each user carries per metered action: always
+-- in [0, 1), changed only by credit_charge under the account row lock.
+CREATE TABLE credits.carries (
+	user_id			text NOT NULL,
+	action			text NOT NULL,
+	carry			numeric NOT NULL,
+	updated_at		timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (user_id, action),
+	CONSTRAINT carries_carry_fraction CHECK (carry >= 0 AND carry < 1)
+);
+
+COMMENT ON TABLE credits.carries IS
+	'Per user and metered action, the fraction of a credit charged but not yet deducted (the ledger''s carry column records it after every charge)';
 
 CREATE TABLE credits.plans (
 	plan			text NOT NULL,
@@ -497,6 +553,9 @@ SELECT pg_catalog.pg_extension_config_dump('credits.prices', $$WHERE valid_from 
 SELECT pg_catalog.pg_extension_config_dump('credits.plans', $$WHERE valid_from <> '-infinity'$$);
 SELECT pg_catalog.pg_extension_config_dump('credits.subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.allowances', '');
+-- (in the order the 1.0 -> 1.1 upgrade script adds them)
+SELECT pg_catalog.pg_extension_config_dump('credits.idempotency_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('credits.carries', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.subscription_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.job_failures', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.job_failures_id_seq', '');
@@ -523,20 +582,23 @@ CREATE VIEW credits.grant_balances AS
 	 WHERE a.balance > a.expiring;
 
 -- Spending per UTC day, user and action (captures count under the hold's
--- action; expiries are not spending).  tokens come from metadata.tokens, or
--- for llm_tokens charges from the priced quantity.
+-- action; expiries are not spending; charges that cost 0 count their
+-- tokens).  tokens come from metadata.tokens, or for llm_tokens charges from
+-- the charged quantity (1.0's rows: the priced quantity in metadata).
 CREATE VIEW credits.daily_usage AS
 	SELECT (l.created_at AT TIME ZONE 'UTC')::date AS day, l.user_id, l.action,
 		   pg_catalog.sum(-l.amount)::bigint AS credits,
 		   pg_catalog.sum(
 			   CASE WHEN pg_catalog.jsonb_typeof(l.metadata -> 'tokens') = 'number'
 					THEN (l.metadata ->> 'tokens')::numeric
+					WHEN l.action = 'llm_tokens' AND l.quantity IS NOT NULL
+					THEN l.quantity
 					WHEN l.action = 'llm_tokens'
 					 AND pg_catalog.jsonb_typeof(l.metadata #> '{price,quantity}') = 'number'
 					THEN (l.metadata #>> '{price,quantity}')::numeric
 					ELSE 0 END)::bigint AS tokens
 	  FROM credits.ledger l
-	 WHERE l.amount < 0 AND l.action <> 'expire'
+	 WHERE (l.amount < 0 OR l.quantity IS NOT NULL) AND l.action <> 'expire'
 	 GROUP BY 1, 2, 3;
 
 -- Billing functions (C; see src/holds.c, prices.c, grants.c, settle.c,
@@ -557,7 +619,8 @@ CREATE FUNCTION credits.credit_capture(hold_id bigint, amount bigint DEFAULT NUL
 	AS 'MODULE_PATHNAME', 'credit_capture_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER ROWS 1;
 
-CREATE FUNCTION credits.credit_release(hold_id bigint)
+CREATE FUNCTION credits.credit_release(hold_id bigint,
+									   idempotency_key text DEFAULT NULL)
 	RETURNS bigint
 	AS 'MODULE_PATHNAME', 'credit_release_1_1'
 	LANGUAGE C VOLATILE SECURITY DEFINER;
@@ -637,7 +700,7 @@ CREATE FUNCTION credits.credit_usage(user_id text)
 GRANT EXECUTE ON FUNCTION
 	credits.credit_hold(text, bigint, text, jsonb, interval, text),
 	credits.credit_capture(bigint, bigint, jsonb, text),
-	credits.credit_release(bigint),
+	credits.credit_release(bigint, text),
 	credits.credit_available(text),
 	credits.credit_cost(text, numeric),
 	credits.credit_charge(text, text, numeric, jsonb, text),

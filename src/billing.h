@@ -26,6 +26,9 @@ extern Interval *credits_arg_ttl(FunctionCallInfo fcinfo, int argno);
 extern Numeric credits_arg_quantity(FunctionCallInfo fcinfo, int argno);
 extern bool credits_arg_future(FunctionCallInfo fcinfo, int argno, const char *name,
 							   TimestampTz *result);
+extern bool credits_arg_time(FunctionCallInfo fcinfo, int argno, const char *name,
+							 TimestampTz *result);
+extern void credits_check_future(const char *name, TimestampTz t);
 
 /* settle.c */
 extern int	credits_settle_holds(text *user_id, CreditsAccount *acct);

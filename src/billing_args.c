@@ -99,3 +99,35 @@ credits_arg_future(FunctionCallInfo fcinfo, int argno, const char *name,
 	*result = t;
 	return true;
 }
+
+/*
+ * An optional finite time (a keyed call's expires_at): returns false for
+ * NULL.  Whether it is in the future is checked after the key lookup, by
+ * credits_check_future(), so that a retry after that moment still returns
+ * the original result.
+ */
+bool
+credits_arg_time(FunctionCallInfo fcinfo, int argno, const char *name,
+				 TimestampTz *result)
+{
+	TimestampTz t;
+
+	if (PG_ARGISNULL(argno))
+		return false;
+	t = PG_GETARG_TIMESTAMPTZ(argno);
+	if (TIMESTAMP_NOT_FINITE(t))
+		credits_invalid_parameter(name, "must be finite",
+								  "Pass NULL for no end.");
+	*result = t;
+	return true;
+}
+
+/* Raise CR010 unless t (from credits_arg_time) is later than the clock. */
+void
+credits_check_future(const char *name, TimestampTz t)
+{
+	if (t <= credits_now())
+		credits_invalid_parameter(name, "must be in the future",
+								  psprintf("The %s given was %s.", name,
+										   timestamptz_to_str(t)));
+}

@@ -30,6 +30,7 @@
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 /*
@@ -117,6 +118,7 @@ typedef enum CreditsQuery
 	CQ_INIT_ACCOUNT,
 	CQ_INIT_EXISTING,
 	CQ_FIND_KEY,
+	CQ_KEY_RECORD,
 	CQ_INSERT_LEDGER,
 	CQ_POST,
 	CQ_BALANCE,
@@ -140,7 +142,6 @@ typedef enum CreditsQuery
 	CQ_GRANT_CLOSE,
 	CQ_SPEND,
 	CQ_RESERVE,
-	CQ_HOLD_FIND_KEY,
 	CQ_HOLD_INSERT,
 	CQ_HOLD_USER,
 	CQ_HOLD_GET,
@@ -150,9 +151,8 @@ typedef enum CreditsQuery
 	CQ_USERS_DUE_GRANTS,
 	CQ_GRANT_UPSERT,
 	CQ_GRANT_INSERT,
-	CQ_GRANT_FIND_KEY,
 	CQ_PRICE,
-	CQ_CHARGE_FIND_KEY,
+	CQ_CARRY_SET,
 	CQ_PLAN,
 	CQ_SUB_INSERT,
 	CQ_SUB_LOCK,
@@ -196,9 +196,20 @@ typedef struct CreditsTx
 	TimestampTz created_at;
 } CreditsTx;
 
+/* What a charge records in its ledger row (credits_post_charge) */
+typedef struct CreditsCharge
+{
+	Numeric		quantity;
+	Numeric		rate;
+	Numeric		carry;			/* after the row; NULL for per-call prices */
+} CreditsCharge;
+
 extern void credits_post(text *user_id, int64 amount, int64 balance_after,
 						 text *action, Jsonb *metadata, text *idem_key,
 						 CreditsTx *tx);
+extern void credits_post_charge(text *user_id, int64 amount, int64 balance_after,
+								text *action, Jsonb *metadata, text *idem_key,
+								const CreditsCharge *charge, CreditsTx *tx);
 extern void credits_return_tx(FunctionCallInfo fcinfo, const CreditsTx *tx);
 extern int64 credits_active_held(text *user_id, int64 held);
 extern bool credits_lock_account(text *user_id, CreditsAccount *acct);
@@ -206,6 +217,41 @@ extern void credits_lock_or_open(text *user_id, CreditsAccount *acct);
 extern int64 credits_deduct_locked(text *user_id, int64 amount,
 								   const CreditsAccount *acct);
 extern int64 credits_deduct_unkeyed(text *user_id, int64 amount);
+
+/* idempotency.c: one key namespace per user, bound in columns */
+typedef struct CreditsKeyBinding
+{
+	const char *operation;		/* deduct, add, charge, hold, capture,
+								 * release, grant, subscribe */
+	bool		has_amount;
+	int64		amount;			/* as given (positive), or capture's amount */
+	Numeric		quantity;		/* charge; NULL: none */
+	text	   *action;			/* the action, source or plan; NULL: none */
+	bool		has_expires_at;
+	TimestampTz expires_at;		/* grant's expires_at, subscribe's ends_at */
+	int64		hold_id;		/* capture, release: the hold; 0: none */
+} CreditsKeyBinding;
+
+typedef struct CreditsKeyResult
+{
+	int64		tx_id;			/* the ledger row; 0: none */
+	bool		has_balance;
+	int64		balance;
+	bool		has_available;
+	int64		available;
+	int64		hold_id;		/* credit_hold: the hold placed; 0: none */
+	Jsonb	   *result;			/* anything else (subscribe); NULL: none */
+	TimestampTz created_at;		/* the ledger row's; 0: now() */
+} CreditsKeyResult;
+
+extern bool credits_key_lookup(text *user_id, text *key, const CreditsKeyBinding *b,
+							   CreditsKeyResult *result);
+extern void credits_key_record(text *user_id, text *key, const CreditsKeyBinding *b,
+							   const CreditsKeyResult *result);
+extern void credits_key_binding(CreditsKeyBinding *b, const char *operation,
+								int64 amount, text *action);
+extern void credits_key_result_tx(CreditsKeyResult *result, const CreditsTx *tx);
+extern void credits_key_tx(const CreditsKeyResult *result, CreditsTx *tx);
 
 /* settle.c (billing): the locked deduction path of accounts with grants */
 extern int64 credits_spend_expiring(text *user_id, int64 amount,

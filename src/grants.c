@@ -18,7 +18,8 @@
  *
  * Locking: like credit_add, an unkeyed grant locks the account row with its
  * INSERT ... ON CONFLICT DO UPDATE; a keyed one locks (or opens) the row
- * first and then looks the key up.  credit_expire_grants (jobs.c) never
+ * first and then looks the key up (idempotency.c), before checking that
+ * expires_at is in the future.  credit_expire_grants (jobs.c) never
  * waits for an account lock: it skips accounts locked by others (SKIP
  * LOCKED), so it cannot deadlock with itself or with single-account
  * writes; a deduction racing it either settles the account first (the job
@@ -98,44 +99,38 @@ credit_grant(PG_FUNCTION_ARGS)
 	int64		amount = credits_arg_amount(fcinfo, 1, "amount");
 	text	   *source = credits_arg_required_text(fcinfo, 2, "source");
 	TimestampTz expires_at = 0;
-	bool		expires = credits_arg_future(fcinfo, 3, "expires_at", &expires_at);
+	bool		expires = credits_arg_time(fcinfo, 3, "expires_at", &expires_at);
 	Jsonb	   *metadata = credits_arg_metadata(fcinfo, 4);
 	text	   *key = credits_arg_idempotency_key(fcinfo, 5);
 	CreditsTx	tx;
+	CreditsKeyBinding b;
+	CreditsKeyResult r;
 
 	credits_connect();
 	if (key != NULL)
 	{
 		CreditsAccount acct;
-		Datum		values[5];
-		char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-		bool		isnull;
 
 		credits_lock_or_open(user_id, &acct);
-		values[0] = PointerGetDatum(user_id);
-		values[1] = PointerGetDatum(key);
-		values[2] = Int64GetDatum(amount);
-		values[3] = PointerGetDatum(source);
-		values[4] = TimestampTzGetDatum(expires_at);
-		if (!expires)
-			nulls[4] = 'n';
-		if (credits_exec(CQ_GRANT_FIND_KEY, values, nulls, false, 0) == 1)
+		credits_key_binding(&b, "grant", amount, source);
+		b.has_expires_at = expires;
+		b.expires_at = expires_at;
+		if (credits_key_lookup(user_id, key, &b, &r))
 		{
-			if (!DatumGetBool(credits_get(0, 4, &isnull)) || isnull)
-				ereport(ERROR,
-						errcode(ERRCODE_CREDITS_IDEMPOTENCY_MISMATCH),
-						errmsg("idempotency key reused with different parameters"),
-						errdetail("The key \"%s\" was first used for a different operation.",
-								  text_to_cstring(key)),
-						errhint("Use a new idempotency key for a different operation."));
-			tx.tx_id = credits_get_int64(0, 1);
-			tx.balance = credits_get_int64(0, 2);
-			tx.created_at = DatumGetTimestampTz(credits_get(0, 3, &isnull));
+			credits_key_tx(&r, &tx);
 			goto done;
 		}
 	}
+	/* after the key lookup: a retry once expires_at has passed still succeeds */
+	if (expires)
+		credits_check_future("expires_at", expires_at);
 	(void) credits_grant_post(user_id, amount, source, expires, expires_at,
 							  metadata, key, &tx);
+	if (key != NULL)
+	{
+		credits_key_result_tx(&r, &tx);
+		credits_key_record(user_id, key, &b, &r);
+	}
 done:
 	credits_finish();
 

@@ -83,18 +83,6 @@ hold_not_open(int64 hold_id, const HoldRow *h)
 			errhint("A closed hold cannot be captured or released again."));
 }
 
-/* Raise CR003 for key. */
-static void
-key_mismatch(text *key)
-{
-	ereport(ERROR,
-			errcode(ERRCODE_CREDITS_IDEMPOTENCY_MISMATCH),
-			errmsg("idempotency key reused with different parameters"),
-			errdetail("The key \"%s\" was first used for a different operation.",
-					  text_to_cstring(key)),
-			errhint("Use a new idempotency key for a different operation."));
-}
-
 /*
  * Find hold_id's account and lock it, then read the hold into *h (with
  * capture_metadata merging metadata).  Raises CR007.  Caller is connected.
@@ -170,30 +158,6 @@ close_hold(int64 hold_id, const char *status, int64 captured, int64 tx_id,
 }
 
 /*
- * Look up a credit_hold idempotency key under the account lock.  Returns
- * true with the original hold and available balance if the key was used;
- * raises CR003 if it was used for a different amount or action.
- */
-static bool
-find_hold_key(text *user_id, text *key, int64 amount, text *action,
-			  int64 *hold_id, int64 *available)
-{
-	Datum		values[2] = {PointerGetDatum(user_id), PointerGetDatum(key)};
-	bool		isnull;
-	char	   *orig_action;
-
-	if (credits_exec(CQ_HOLD_FIND_KEY, values, NULL, false, 0) == 0)
-		return false;
-	orig_action = TextDatumGetCString(credits_get(0, 3, &isnull));
-	if (credits_get_int64(0, 2) != amount ||
-		strcmp(orig_action, text_to_cstring(action)) != 0)
-		key_mismatch(key);
-	*hold_id = credits_get_int64(0, 1);
-	*available = credits_get_int64(0, 4);
-	return true;
-}
-
-/*
  * credits.credit_hold(user_id, amount, action, metadata, ttl, idempotency_key):
  * reserve amount until credits_now() + ttl.  Returns the hold, its amount and the
  * available balance after it.
@@ -209,6 +173,8 @@ credit_hold(PG_FUNCTION_ARGS)
 	text	   *key = credits_arg_idempotency_key(fcinfo, 5);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	CreditsAccount acct;
+	CreditsKeyBinding b;
+	CreditsKeyResult r;
 	int64		hold_id;
 	int64		available;
 	Datum		result[3];
@@ -217,8 +183,13 @@ credit_hold(PG_FUNCTION_ARGS)
 	credits_connect();
 	if (!credits_lock_account(user_id, &acct))
 		credits_unknown_account(user_id);
-	if (key == NULL || !find_hold_key(user_id, key, amount, action,
-									  &hold_id, &available))
+	credits_key_binding(&b, "hold", amount, action);
+	if (key != NULL && credits_key_lookup(user_id, key, &b, &r))
+	{
+		hold_id = r.hold_id;
+		available = r.available;
+	}
+	else
 	{
 		Datum		values[10];
 		char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
@@ -258,6 +229,14 @@ credit_hold(PG_FUNCTION_ARGS)
 			elog(ERROR, "credits: hold insert returned no row");
 		hold_id = credits_get_int64(0, 1);
 		credits_hold_event(user_id, "hold.create", hold_id);
+		if (key != NULL)
+		{
+			memset(&r, 0, sizeof(r));
+			r.hold_id = hold_id;
+			r.has_available = true;
+			r.available = available;
+			credits_key_record(user_id, key, &b, &r);
+		}
 	}
 	credits_finish();
 
@@ -288,37 +267,31 @@ credit_capture(PG_FUNCTION_ARGS)
 	CreditsAccount acct;
 	HoldRow		h;
 	CreditsTx	tx;
+	CreditsKeyBinding b;
+	CreditsKeyResult r;
 	int64		spent;
 
 	credits_connect();
 	lock_hold(hold_id, metadata, &acct, &h);
 
-	/* A retried capture returns the original result. */
-	if (key != NULL && strcmp(h.status, "captured") == 0 && h.capture_key != NULL &&
-		strcmp(text_to_cstring(key), text_to_cstring(h.capture_key)) == 0)
-	{
-		Datum		values[1] = {Int64GetDatum(h.capture_tx_id)};
-		bool		isnull;
-
-		if (amount_given && amount != h.captured)
-			key_mismatch(key);
-		if (credits_exec(CQ_LEDGER_ROW, values, NULL, false, 0) != 1)
-			elog(ERROR, "credits: capture ledger row not found");
-		tx.tx_id = h.capture_tx_id;
-		tx.balance = credits_get_int64(0, 1);
-		tx.created_at = DatumGetTimestampTz(credits_get(0, 2, &isnull));
-		goto done;
-	}
-	check_open(hold_id, &h);
-	if (key != NULL)
-	{
-		Datum		values[2] = {PointerGetDatum(h.user_id), PointerGetDatum(key)};
-
-		if (credits_exec(CQ_FIND_KEY, values, NULL, false, 0) != 0)
-			key_mismatch(key);
-	}
 	if (!amount_given)
 		amount = h.amount;
+
+	/* A retried capture returns the original result, whatever the hold's state. */
+	if (key != NULL)
+	{
+		memset(&b, 0, sizeof(b));
+		b.operation = "capture";
+		b.has_amount = true;
+		b.amount = amount;
+		b.hold_id = hold_id;
+		if (credits_key_lookup(h.user_id, key, &b, &r))
+		{
+			credits_key_tx(&r, &tx);
+			goto done;
+		}
+	}
+	check_open(hold_id, &h);
 
 	credits_settle(h.user_id, &acct);
 	if (amount > h.amount && amount - h.amount > acct.balance - acct.held)
@@ -332,6 +305,11 @@ credit_capture(PG_FUNCTION_ARGS)
 				 h.action, h.capture_metadata, key, &tx);
 	close_hold(hold_id, "captured", amount, tx.tx_id, key);
 	credits_hold_event(h.user_id, "hold.capture", hold_id);
+	if (key != NULL)
+	{
+		credits_key_result_tx(&r, &tx);
+		credits_key_record(h.user_id, key, &b, &r);
+	}
 done:
 	credits_finish();
 
@@ -340,20 +318,35 @@ done:
 }
 
 /*
- * credits.credit_release(hold_id): close an open hold without spending.
- * Returns the available balance after it.
+ * credits.credit_release(hold_id, idempotency_key): close an open hold
+ * without spending.  Returns the available balance after it; a retry with
+ * the same key returns the original result.
  */
 Datum
 credit_release(PG_FUNCTION_ARGS)
 {
 	int64		hold_id = credits_arg_id(fcinfo, 0, "hold_id");
+	text	   *key = credits_arg_idempotency_key(fcinfo, 1);
 	CreditsAccount acct;
 	HoldRow		h;
+	CreditsKeyBinding b;
+	CreditsKeyResult r;
 	int64		available;
 
 	credits_connect();
 	lock_hold(hold_id, (Jsonb *) DatumGetPointer(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))),
 			  &acct, &h);
+	if (key != NULL)
+	{
+		memset(&b, 0, sizeof(b));
+		b.operation = "release";
+		b.hold_id = hold_id;
+		if (credits_key_lookup(h.user_id, key, &b, &r))
+		{
+			available = r.available;
+			goto done;
+		}
+	}
 	check_open(hold_id, &h);
 	credits_settle(h.user_id, &acct);
 	(void) credits_unreserve(h.grant_ids, h.grant_amounts, 0);
@@ -362,6 +355,14 @@ credit_release(PG_FUNCTION_ARGS)
 	credits_hold_event(h.user_id, "hold.release", hold_id);
 	(void) credits_settle_grants(h.user_id, &acct);
 	available = acct.balance - acct.held;
+	if (key != NULL)
+	{
+		memset(&r, 0, sizeof(r));
+		r.has_available = true;
+		r.available = available;
+		credits_key_record(h.user_id, key, &b, &r);
+	}
+done:
 	credits_finish();
 
 	PG_RETURN_INT64(available);

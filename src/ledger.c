@@ -15,10 +15,11 @@
  *	  expiring grants to settle and draw down: see settle.c).
  *	- Unkeyed add: one INSERT ... ON CONFLICT DO UPDATE, which opens the
  *	  account if needed and refuses to overflow.
- *	- Keyed calls lock the row first and only then look the key up, so
- *	  concurrent retries of one key are serialised by the row lock and the
- *	  later ones see the first one's ledger row (each SPI statement takes a
- *	  new snapshot under READ COMMITTED).
+ *	- Keyed calls lock the row first and only then look the key up in
+ *	  credits.idempotency_keys (idempotency.c), so concurrent retries of one
+ *	  key are serialised by the row lock and the later ones see the first
+ *	  one's key row (each SPI statement takes a new snapshot under READ
+ *	  COMMITTED).
  *
  * The ledger row is inserted after the account row is changed, in the same
  * transaction, so accounts.balance always equals the sum of the ledger.
@@ -63,16 +64,18 @@ credits_active_held(text *user_id, int64 held)
 
 /*
  * Insert the ledger row for a change already applied to the account, and
- * fill *tx.  The same statement advances the account's hash chain (id,
- * created_at and hash of the new row, src/chain.c).  Caller must hold the
- * account row lock and be connected to SPI.
+ * fill *tx; charge (NULL for anything but a charge) gives its quantity,
+ * rate and carry.  The same statement advances the account's hash chain
+ * (id, created_at and hash of the new row, src/chain.c).  Caller must hold
+ * the account row lock and be connected to SPI.
  */
 void
-credits_post(text *user_id, int64 amount, int64 balance_after,
-			 text *action, Jsonb *metadata, text *idem_key, CreditsTx *tx)
+credits_post_charge(text *user_id, int64 amount, int64 balance_after,
+					text *action, Jsonb *metadata, text *idem_key,
+					const CreditsCharge *charge, CreditsTx *tx)
 {
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', 'n', 'n', 'n'};
 	bool		isnull;
 
 	values[0] = PointerGetDatum(user_id);
@@ -83,6 +86,18 @@ credits_post(text *user_id, int64 amount, int64 balance_after,
 	values[5] = PointerGetDatum(idem_key);
 	if (idem_key == NULL)
 		nulls[5] = 'n';
+	values[6] = values[7] = values[8] = (Datum) 0;
+	if (charge != NULL)
+	{
+		values[6] = NumericGetDatum(charge->quantity);
+		values[7] = NumericGetDatum(charge->rate);
+		nulls[6] = nulls[7] = ' ';
+		if (charge->carry != NULL)
+		{
+			values[8] = NumericGetDatum(charge->carry);
+			nulls[8] = ' ';
+		}
+	}
 
 	if (credits_exec(CQ_POST, values, nulls, false, 0) != 1)
 		elog(ERROR, "credits: ledger insert returned no row (account row vanished)");
@@ -91,6 +106,15 @@ credits_post(text *user_id, int64 amount, int64 balance_after,
 	tx->created_at = DatumGetTimestampTz(credits_get(0, 2, &isnull));
 	tx->balance = balance_after;
 	credits_note_write();
+}
+
+/* credits_post_charge() for every row that is not a charge. */
+void
+credits_post(text *user_id, int64 amount, int64 balance_after,
+			 text *action, Jsonb *metadata, text *idem_key, CreditsTx *tx)
+{
+	credits_post_charge(user_id, amount, balance_after, action, metadata,
+						idem_key, NULL, tx);
 }
 
 /*
@@ -150,43 +174,6 @@ credits_return_tx(FunctionCallInfo fcinfo, const CreditsTx *tx)
 	values[2] = TimestampTzGetDatum(tx->created_at);
 	nulls[0] = nulls[2] = (tx->tx_id == 0);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-}
-
-/*
- * Look up an idempotency key.  Returns true and fills *tx with the original
- * result if the key was used; raises CR003 if it was used for a different
- * amount or action.  Caller must hold the account row lock.
- */
-static bool
-find_key(text *user_id, text *key, int64 signed_amount, text *action,
-		 CreditsTx *tx)
-{
-	Datum		values[2] = {PointerGetDatum(user_id), PointerGetDatum(key)};
-	bool		isnull;
-	int64		orig_amount;
-	char	   *orig_action;
-	char	   *this_action;
-
-	if (credits_exec(CQ_FIND_KEY, values, NULL, false, 0) == 0)
-		return false;
-
-	orig_amount = credits_get_int64(0, 2);
-	orig_action = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
-	this_action = text_to_cstring(action);
-	if (orig_amount != signed_amount || strcmp(orig_action, this_action) != 0)
-		ereport(ERROR,
-				errcode(ERRCODE_CREDITS_IDEMPOTENCY_MISMATCH),
-				errmsg("idempotency key reused with different parameters"),
-				errdetail("The key \"%s\" was first used for action \"%s\" with amount " INT64_FORMAT
-						  "; this call has action \"%s\" with amount " INT64_FORMAT ".",
-						  text_to_cstring(key), orig_action, orig_amount,
-						  this_action, signed_amount),
-				errhint("Use a new idempotency key for a different operation."));
-
-	tx->tx_id = credits_get_int64(0, 1);
-	tx->balance = credits_get_int64(0, 4);
-	tx->created_at = DatumGetTimestampTz(credits_get(0, 5, &isnull));
-	return true;
 }
 
 /*
@@ -314,13 +301,22 @@ credit_deduct(PG_FUNCTION_ARGS)
 	else
 	{
 		CreditsAccount acct;
+		CreditsKeyBinding b;
+		CreditsKeyResult r;
 
 		if (!credits_lock_account(user_id, &acct))
 			credits_unknown_account(user_id);
-		if (!find_key(user_id, key, -amount, action, &tx))
+		credits_key_binding(&b, "deduct", amount, action);
+		if (credits_key_lookup(user_id, key, &b, &r))
+			credits_key_tx(&r, &tx);
+		else
+		{
 			credits_post(user_id, -amount,
 						 credits_deduct_locked(user_id, amount, &acct),
 						 action, metadata, key, &tx);
+			credits_key_result_tx(&r, &tx);
+			credits_key_record(user_id, key, &b, &r);
+		}
 	}
 	credits_finish();
 
@@ -342,17 +338,27 @@ credit_add(PG_FUNCTION_ARGS)
 	CreditsTx	tx;
 
 	credits_connect();
-	if (key != NULL)
+	if (key == NULL)
+		credits_post(user_id, amount, add_upsert(user_id, amount),
+					 action, metadata, NULL, &tx);
+	else
 	{
 		CreditsAccount acct;
+		CreditsKeyBinding b;
+		CreditsKeyResult r;
 
 		credits_lock_or_open(user_id, &acct);
-		if (find_key(user_id, key, amount, action, &tx))
-			goto done;
+		credits_key_binding(&b, "add", amount, action);
+		if (credits_key_lookup(user_id, key, &b, &r))
+			credits_key_tx(&r, &tx);
+		else
+		{
+			credits_post(user_id, amount, add_upsert(user_id, amount),
+						 action, metadata, key, &tx);
+			credits_key_result_tx(&r, &tx);
+			credits_key_record(user_id, key, &b, &r);
+		}
 	}
-	credits_post(user_id, amount, add_upsert(user_id, amount),
-				 action, metadata, key, &tx);
-done:
 	credits_finish();
 
 	credits_return_tx(fcinfo, &tx);

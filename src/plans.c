@@ -32,13 +32,20 @@
  *
  * Renewing a subscription (at or after its renews_at):
  *	- if it has ended, moves it to the free plan, with periods anchored at
- *	  the end;
+ *	  the end and no end (a free subscription with an end too);
+ *	- if the plan's period changed since the last period was granted (a new
+ *	  credits.plans row), periods continue from the end of that period;
  *	- closes the previous period's allowance grant;
  *	- for a rollover plan, carries up to rollover_cap of that expired
  *	  credit into the new allowance; a reset plan carries nothing;
  *	- grants the allowance of the period that contains now.  Periods missed
  *	  entirely (no renewal run for a whole period) are not granted after the
  *	  fact.
+ *
+ * credit_subscribe renews a due subscription first (so its result does not
+ * depend on whether the job ran), and the same plan with a new ends_at
+ * moves the current allowance's expiry to the period's end or the new
+ * ends_at, whichever is sooner, unless it has already expired.
  *
  * Exactly once: credits.allowances has one row per (user, plan, period
  * start), inserted with ON CONFLICT DO NOTHING before anything is granted,
@@ -227,6 +234,8 @@ renew_one(text *user_id, TimestampTz now, CreditsAccount *acct, Renewal *r)
 	int64		cycle;
 	bool		has_prev;
 	int64		prev_grant = 0;
+	bool		has_pend;
+	TimestampTz pend = 0;
 	bool		lapsed = false;
 	PlanConfig	cfg;
 	int64		k;
@@ -251,8 +260,13 @@ renew_one(text *user_id, TimestampTz now, CreditsAccount *acct, Renewal *r)
 	has_prev = !isnull;
 	if (has_prev)
 		prev_grant = DatumGetInt64(d);
+	d = credits_get(0, 7, &isnull);
+	has_pend = !isnull;
+	if (has_pend)
+		pend = DatumGetTimestampTz(d);
 
-	if (has_end && ends_at <= now && strcmp(text_to_cstring(plan), "free") != 0)
+	/* past ends_at: free, from the end, with no end (free too) */
+	if (has_end && ends_at <= now)
 	{
 		lapsed = true;
 		plan = cstring_to_text("free");
@@ -262,6 +276,16 @@ renew_one(text *user_id, TimestampTz now, CreditsAccount *acct, Renewal *r)
 	}
 	if (!plan_config(plan, now, &cfg))
 		unknown_plan(text_to_cstring(plan));
+
+	/*
+	 * The plan's period changed since the last period was granted (a new
+	 * credits.plans row): periods continue from the end of that period.
+	 */
+	if (cycle >= 0 && has_pend && period_start(anchor, cfg.period, cycle + 1) != pend)
+	{
+		anchor = pend;
+		cycle = -1;
+	}
 
 	if (!period_containing(anchor, cfg.period, now, &k, &r->period_start,
 						   &r->period_end))
@@ -439,12 +463,25 @@ credit_subscribe(PG_FUNCTION_ARGS)
 
 		if (credits_exec(CQ_SUB_LOCK, values, NULL, false, 0) != 1)
 			elog(ERROR, "credits: subscription vanished");
+		/*
+		 * A renewal the job has not run yet (a lapse at ends_at, a new
+		 * period) is done first, so the result does not depend on whether
+		 * the job ran.
+		 */
+		if (DatumGetTimestampTz(credits_get(0, 6, &isnull)) <= now)
+		{
+			renew_one(user_id, now, &acct, &r);
+			if (credits_exec(CQ_SUB_LOCK, values, NULL, false, 0) != 1)
+				elog(ERROR, "credits: subscription vanished");
+		}
 		current = TextDatumGetCString(credits_get(0, 1, &isnull));
 		grant = credits_get(0, 5, &isnull);
 		if (strcmp(current, text_to_cstring(plan)) == 0)
 		{
 			values[1] = values[2];
 			nulls[1] = nulls[2];
+			values[2] = TimestampTzGetDatum(now);
+			nulls[2] = ' ';
 			(void) credits_exec(CQ_SUB_SET_END, values, nulls, false, 0);
 		}
 		else
@@ -475,6 +512,7 @@ credit_subscribe(PG_FUNCTION_ARGS)
 		values[2] = PointerGetDatum(plan);
 		nulls[0] = nulls[1] = nulls[2] = ' ';	/* nulls[2] held ends_at's */
 		values[3] = TimestampTzGetDatum(ends_at);
+		nulls[0] = nulls[1] = nulls[2] = ' ';
 		nulls[3] = has_end ? ' ' : 'n';
 		for (int col = 0; col < 4; col++)
 		{

@@ -29,7 +29,7 @@ typedef struct CreditsStatement
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[12];
+	Oid			argtypes[13];
 	int			expect;			/* SPI_OK_* code on success */
 	SPIPlanPtr	plan;
 } CreditsStatement;
@@ -46,15 +46,15 @@ typedef struct CreditsStatement
  * created_at, follow the row-lock order (test/specs/history_lock_order.spec).
  * ROW_HASH recomputes the hash of ledger row l from prev.
  */
-#define CHAIN_SET(amount, balance_after, action, metadata, key) \
+#define CHAIN_SET(amount, balance_after, action, metadata, key, quantity, rate, carry) \
 	"(last_tx_id, last_tx_at, last_hash) = (SELECT v.id, v.at," \
 	" credits.ledger_row_hash(a.last_hash, v.id, a.user_id, " amount ", " balance_after "," \
-	" " action ", " metadata ", " key ", v.at, NULL, NULL, NULL)" \
+	" " action ", " metadata ", " key ", v.at, " quantity ", " rate ", " carry ")" \
 	" FROM (SELECT pg_catalog.nextval('credits.ledger_id_seq'::pg_catalog.regclass) AS id," \
 	" GREATEST(pg_catalog.clock_timestamp(), a.last_tx_at) AS at) v)"
 #define ROW_HASH(prev) \
 	"credits.ledger_row_hash(" prev ", l.id, l.user_id, l.amount, l.balance_after," \
-	" l.action, l.metadata, l.idempotency_key, l.created_at, NULL, NULL, NULL)"
+	" l.action, l.metadata, l.idempotency_key, l.created_at, l.quantity, l.rate, l.carry)"
 
 /*
  * The unkeyed deduction: one UPDATE that locks, checks and changes the row.
@@ -74,7 +74,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 	/* the same, advancing the hash chain: credit_deduct's one-UPDATE path */
 	[CQ_DEDUCT_CHAINED] = {
 		"UPDATE credits.accounts a SET balance = a.balance - $2, version = a.version + 1,"
-		" updated_at = pg_catalog.now(), " CHAIN_SET("-$2", "a.balance - $2", "$3", "$4", "NULL")
+		" updated_at = pg_catalog.now(), " CHAIN_SET("-$2", "a.balance - $2", "$3", "$4", "NULL", "NULL", "NULL", "NULL")
 		" WHERE a.user_id = $1 AND a.balance - a.held >= $2 AND a.expiring = 0"
 		" RETURNING a.balance, a.last_tx_id, a.last_tx_at, a.last_hash",
 		4, {TEXTOID, INT8OID, TEXTOID, JSONBOID}, SPI_OK_UPDATE_RETURNING
@@ -120,10 +120,20 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" WHERE a.user_id = $1",
 		1, {TEXTOID}, SPI_OK_SELECT
 	},
+	/* an idempotency key's binding and result (idempotency.c) */
 	[CQ_FIND_KEY] = {
-		"SELECT id, amount, action, balance_after, created_at FROM credits.ledger"
-		" WHERE user_id = $1 AND idempotency_key = $2",
+		"SELECT operation, amount, quantity, action, expires_at, hold_id,"
+		" tx_id, balance, available, result, created_at"
+		" FROM credits.idempotency_keys WHERE user_id = $1 AND key = $2",
 		2, {TEXTOID, TEXTOID}, SPI_OK_SELECT
+	},
+	[CQ_KEY_RECORD] = {
+		"INSERT INTO credits.idempotency_keys (user_id, key, operation, amount,"
+		" quantity, action, expires_at, hold_id, tx_id, balance, available, result,"
+		" created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+		" coalesce($13, pg_catalog.now()))",
+		13, {TEXTOID, TEXTOID, TEXTOID, INT8OID, NUMERICOID, TEXTOID, TIMESTAMPTZOID,
+		INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID, TIMESTAMPTZOID}, SPI_OK_INSERT
 	},
 	/* a ledger row whose id, created_at and hash CQ_DEDUCT_CHAINED assigned */
 	[CQ_INSERT_LEDGER] = {
@@ -133,16 +143,21 @@ static CreditsStatement statements[CQ__COUNT] = {
 		9, {INT8OID, TEXTOID, INT8OID, INT8OID, TEXTOID, JSONBOID, TEXTOID,
 		TIMESTAMPTZOID, BYTEAOID}, SPI_OK_INSERT
 	},
-	/* advance the locked account's chain and insert the ledger row */
+	/*
+	 * advance the locked account's chain and insert the ledger row; $7-$9: a
+	 * charge's quantity, rate and carry (NULL otherwise)
+	 */
 	[CQ_POST] = {
 		"WITH a AS (UPDATE credits.accounts a SET "
-		CHAIN_SET("$2", "$3", "$4", "$5", "$6")
+		CHAIN_SET("$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9")
 		"  WHERE a.user_id = $1 RETURNING a.last_tx_id, a.last_tx_at, a.last_hash)"
 		" INSERT INTO credits.ledger (id, user_id, amount, balance_after, action,"
-		" metadata, idempotency_key, created_at, hash)"
-		" SELECT a.last_tx_id, $1, $2, $3, $4, $5, $6, a.last_tx_at, a.last_hash FROM a"
+		" metadata, idempotency_key, created_at, hash, quantity, rate, carry)"
+		" SELECT a.last_tx_id, $1, $2, $3, $4, $5, $6, a.last_tx_at, a.last_hash,"
+		" $7, $8, $9 FROM a"
 		" RETURNING id, created_at",
-		6, {TEXTOID, INT8OID, INT8OID, TEXTOID, JSONBOID, TEXTOID},
+		9, {TEXTOID, INT8OID, INT8OID, TEXTOID, JSONBOID, TEXTOID,
+		NUMERICOID, NUMERICOID, NUMERICOID},
 		SPI_OK_INSERT_RETURNING
 	},
 	[CQ_BALANCE] = {
@@ -171,12 +186,14 @@ static CreditsStatement statements[CQ__COUNT] = {
 		4, {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
 	[CQ_HISTORY_BEFORE] = {
-		"SELECT l.id, l.user_id, l.amount, l.balance_after, l.action, l.metadata,"
-		" l.idempotency_key, l.created_at"
-		" FROM credits.ledger c JOIN credits.ledger l ON l.user_id = c.user_id"
-		"  AND l.created_at <= c.created_at AND (l.created_at < c.created_at OR l.id < c.id)"
-		" WHERE c.id = $5 AND c.user_id = $1 AND l.created_at >= $3 AND l.created_at < $4"
-		" ORDER BY l.created_at DESC, l.id DESC LIMIT $2",
+		"SELECT id, user_id, amount, balance_after, action, metadata,"
+		" idempotency_key, created_at FROM credits.ledger"
+		" WHERE user_id = $1 AND created_at >= $3 AND created_at < $4"
+		" AND created_at <= (SELECT c.created_at FROM credits.ledger c"
+		"  WHERE c.id = $5 AND c.user_id = $1)"
+		" AND (created_at < (SELECT c.created_at FROM credits.ledger c"
+		"  WHERE c.id = $5 AND c.user_id = $1) OR id < $5)"
+		" ORDER BY created_at DESC, id DESC LIMIT $2",
 		5, {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}, SPI_OK_SELECT
 	},
 	[CQ_VERIFY] = {
@@ -373,15 +390,12 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" coalesce(pg_catalog.sum(take), 0)::pg_catalog.int8 FROM g",
 		3, {TEXTOID, INT8OID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
-	[CQ_HOLD_FIND_KEY] = {
-		"SELECT id, amount, action, available_after FROM credits.holds"
-		" WHERE user_id = $1 AND idempotency_key = $2",
-		2, {TEXTOID, TEXTOID}, SPI_OK_SELECT
-	},
+	/* expires_at = $10 + ttl $5, in UTC (whatever the session's TimeZone) */
 	[CQ_HOLD_INSERT] = {
 		"INSERT INTO credits.holds (user_id, amount, action, metadata, expires_at,"
 		" idempotency_key, grant_ids, grant_amounts, available_after)"
-		" VALUES ($1, $2, $3, $4, $10 + $5, $6, $7, $8, $9) RETURNING id",
+		" VALUES ($1, $2, $3, $4, (($10 AT TIME ZONE 'UTC') + $5) AT TIME ZONE 'UTC',"
+		" $6, $7, $8, $9) RETURNING id",
 		10, {TEXTOID, INT8OID, TEXTOID, JSONBOID, INTERVALOID, TEXTOID,
 		INT8ARRAYOID, INT8ARRAYOID, INT8OID, TIMESTAMPTZOID}, SPI_OK_INSERT_RETURNING
 	},
@@ -441,42 +455,42 @@ static CreditsStatement statements[CQ__COUNT] = {
 		6, {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, JSONBOID, TEXTOID},
 		SPI_OK_INSERT_RETURNING
 	},
-	/* a grant's key: the original row, and whether $3..$5 match it */
-	[CQ_GRANT_FIND_KEY] = {
-		"SELECT l.id, l.balance_after, l.created_at,"
-		" l.action = 'grant' AND l.amount = $3 AND g.source IS NOT DISTINCT FROM $4"
-		" AND g.expires_at IS NOT DISTINCT FROM $5"
-		" FROM credits.ledger l LEFT JOIN credits.grants g"
-		" ON g.user_id = l.user_id AND g.idempotency_key = l.idempotency_key"
-		" WHERE l.user_id = $1 AND l.idempotency_key = $2",
-		5, {TEXTOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
-	},
+
 	/*
 	 * The price of $2 units of action $1 in force now: the cost (NULL if it
 	 * exceeds bigint) and metadata $3 with the price used.
 	 */
 	[CQ_PRICE] = {
-		"SELECT c.cost, $3 || pg_catalog.jsonb_build_object('price',"
+		"SELECT c.cost, c.carry, p.rate, p.per_call,"
+		" $3 || pg_catalog.jsonb_build_object('price',"
 		"  pg_catalog.jsonb_build_object('rate', p.rate, 'unit', p.unit,"
-		"  'quantity', $2, 'rounding', p.rounding, 'valid_from', p.valid_from))"
-		" FROM (SELECT unit, rate, rounding, valid_from FROM credits.prices"
-		"  WHERE action = $1 AND valid_from <= pg_catalog.now()"
+		"  'quantity', $2, 'rounding', p.rounding, 'per_call', p.per_call,"
+		"  'valid_from', p.valid_from)), c.carry = x.before"
+		" FROM (SELECT unit, rate, rounding, per_call, valid_from FROM credits.prices"
+		"  WHERE action = $1 AND valid_from <= $5"
 		"  ORDER BY valid_from DESC LIMIT 1) p"
-		" CROSS JOIN LATERAL (SELECT CASE p.rounding"
-		"  WHEN 'up' THEN pg_catalog.ceil($2 * p.rate)"
-		"  WHEN 'down' THEN pg_catalog.floor($2 * p.rate)"
-		"  ELSE pg_catalog.round($2 * p.rate) END AS raw) r"
+		" CROSS JOIN LATERAL (SELECT $2 * p.rate AS exact,"
+		"  CASE WHEN NOT p.per_call THEN coalesce((SELECT carry FROM credits.carries"
+		"   WHERE user_id = $4 AND action = $1), 0) END AS before) x"
+		" CROSS JOIN LATERAL (SELECT CASE WHEN NOT p.per_call AND $4 IS NOT NULL"
+		"  THEN pg_catalog.floor(x.before + x.exact)"
+		"  WHEN p.rounding = 'up' THEN pg_catalog.ceil(x.exact)"
+		"  WHEN p.rounding = 'down' THEN pg_catalog.floor(x.exact)"
+		"  ELSE pg_catalog.round(x.exact) END AS raw) r"
 		" CROSS JOIN LATERAL (SELECT CASE WHEN r.raw <= 9223372036854775807"
-		"  THEN r.raw::pg_catalog.int8 END AS cost) c",
-		3, {TEXTOID, NUMERICOID, JSONBOID}, SPI_OK_SELECT
+		"  THEN r.raw::pg_catalog.int8 END AS cost,"
+		"  pg_catalog.trim_scale(x.before + x.exact - r.raw) AS carry) c",
+		5, {TEXTOID, NUMERICOID, JSONBOID, TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
-	/* a charge's key: the original row, and whether action and quantity match */
-	[CQ_CHARGE_FIND_KEY] = {
-		"SELECT id, balance_after, created_at,"
-		" coalesce(action = $3 AND metadata #> '{price,quantity}' = pg_catalog.to_jsonb($4), false)"
-		" FROM credits.ledger WHERE user_id = $1 AND idempotency_key = $2",
-		4, {TEXTOID, TEXTOID, TEXTOID, NUMERICOID}, SPI_OK_SELECT
+	/* a metered charge's carry after it; the account row is locked */
+	[CQ_CARRY_SET] = {
+		"INSERT INTO credits.carries AS c (user_id, action, carry, updated_at)"
+		" VALUES ($1, $2, $3, pg_catalog.now())"
+		" ON CONFLICT (user_id, action) DO UPDATE SET carry = excluded.carry,"
+		" updated_at = excluded.updated_at",
+		3, {TEXTOID, TEXTOID, NUMERICOID}, SPI_OK_INSERT
 	},
+
 	[CQ_PLAN] = {
 		"SELECT allowance, period, policy, rollover_cap FROM credits.plans"
 		" WHERE plan = $1 AND valid_from <= $2 ORDER BY valid_from DESC LIMIT 1",
@@ -489,7 +503,8 @@ static CreditsStatement statements[CQ__COUNT] = {
 		4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_INSERT_RETURNING
 	},
 	[CQ_SUB_LOCK] = {
-		"SELECT plan, ends_at, anchor, cycle, grant_id, renews_at FROM credits.subscriptions"
+		"SELECT plan, ends_at, anchor, cycle, grant_id, renews_at, period_end"
+		" FROM credits.subscriptions"
 		" WHERE user_id = $1 FOR UPDATE",
 		1, {TEXTOID}, SPI_OK_SELECT
 	},
@@ -501,12 +516,18 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" WHERE user_id = $1",
 		4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_UPDATE
 	},
+	/*
+	 * a new ends_at ($2) for the same plan; the current allowance, if it has
+	 * not expired by $3, now expires at the period's end or at $2 if sooner
+	 */
 	[CQ_SUB_SET_END] = {
-		"UPDATE credits.subscriptions SET ends_at = $2,"
-		" renews_at = CASE WHEN period_end IS NULL THEN renews_at"
-		"  ELSE LEAST(period_end, $2) END,"
-		" updated_at = pg_catalog.now() WHERE user_id = $1",
-		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_UPDATE
+		"WITH s AS (UPDATE credits.subscriptions SET ends_at = $2,"
+		"  renews_at = CASE WHEN period_end IS NULL THEN renews_at"
+		"   ELSE LEAST(period_end, $2) END,"
+		"  updated_at = pg_catalog.now() WHERE user_id = $1 RETURNING grant_id, period_end)"
+		" UPDATE credits.grants g SET expires_at = LEAST(s.period_end, $2)"
+		" FROM s WHERE g.id = s.grant_id AND g.user_id = $1 AND g.expires_at > $3",
+		3, {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_UPDATE
 	},
 	/* the next $3 subscriptions due by $1 after user $2 (not locked) */
 	[CQ_SUBS_DUE] = {
@@ -583,11 +604,13 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" l AS (SELECT amount, created_at,"
 		"  CASE WHEN pg_catalog.jsonb_typeof(metadata -> 'tokens') = 'number'"
 		"   THEN (metadata ->> 'tokens')::pg_catalog.numeric"
+		"   WHEN action = 'llm_tokens' AND quantity IS NOT NULL THEN quantity"
 		"   WHEN action = 'llm_tokens'"
 		"    AND pg_catalog.jsonb_typeof(metadata #> '{price,quantity}') = 'number'"
 		"   THEN (metadata #>> '{price,quantity}')::pg_catalog.numeric"
 		"   ELSE 0 END AS tokens"
-		"  FROM credits.ledger WHERE user_id = $1 AND amount < 0 AND action <> 'expire')"
+		"  FROM credits.ledger WHERE user_id = $1 AND (amount < 0 OR quantity IS NOT NULL)"
+		"  AND action <> 'expire')"
 		" SELECT (SELECT CASE WHEN lapsed THEN 'free' ELSE plan END FROM s),"
 		" (SELECT CASE WHEN lapsed THEN NULL ELSE ends_at END FROM s), p.start,"
 		" coalesce(pg_catalog.sum(-l.amount) FILTER (WHERE l.created_at >= p.start), 0)::pg_catalog.int8,"

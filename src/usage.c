@@ -6,7 +6,8 @@
  * Read-only: both statements run under the calling statement's snapshot
  * and take no locks.  Spending is every ledger row with a negative amount
  * except expiries (captures count under their hold's action); tokens come
- * from metadata.tokens, or for llm_tokens charges from the priced quantity.
+ * from metadata.tokens, or for llm_tokens charges from the charged quantity
+ * (also of charges that cost 0; 1.0's rows: the quantity in metadata).
  * The period is the subscription's current one, or the current calendar
  * month (UTC) for a user without a subscription.
  *

@@ -168,8 +168,6 @@ call credit_expire_holds "SELECT credits.credit_expire_holds() >= 0" t
 call credit_expire_grants "SELECT credits.credit_expire_grants() >= 0" t
 call credit_subscribe "SELECT count(*) FROM credits.credit_subscribe('up-s', 'enterprise')" 1
 call credit_renew "SELECT credits.credit_renew() >= 0" t
-call run_job_step "SELECT count(*) FROM credits.run_job_step('renew', NULL, 10)" 1
-call run_jobs "CALL credits.run_jobs(10)"
 call credit_usage "SELECT plan FROM credits.credit_usage('up-s')" enterprise
 call sync_sleep "SELECT credits.sync_sleep() IS NOT NULL" t
 call sync_arm "SELECT credits.sync_arm() >= 0" t
@@ -180,6 +178,8 @@ fi
 call credit_balance_at "SELECT credits.credit_balance_at('up-a', now()) = credits.credit_balance('up-a')" t
 call credit_balance_at "SELECT credits.credit_balance_at('up-b', (SELECT created_at FROM credits.ledger WHERE idempotency_key = 'up-k2'))" 525
 # functions new in 1.1
+call run_job_step "SELECT count(*) FROM credits.run_job_step('renew', NULL, 10)" 1
+call run_jobs "CALL credits.run_jobs(10)"
 # the hash chain: the upgrade hashed the 1.0 rows, and the new rows chain on
 call ledger_row_hash "SELECT bool_and(ok) FROM (SELECT l.hash = credits.ledger_row_hash(lag(l.hash) OVER w,
 	l.id, l.user_id, l.amount, l.balance_after, l.action, l.metadata, l.idempotency_key, l.created_at,
@@ -243,7 +243,7 @@ for db in "$OLD" "$NEW"; do
 	# the extension's configuration: tables (by name) and what its scripts
 	# put in them, and the membership
 	q -d "$db" -c "SELECT c::regclass, x.cond FROM pg_extension e,
-			unnest(e.extconfig, e.extcondition) AS x(c, cond) WHERE e.extname = 'credits' ORDER BY 1" \
+			unnest(e.extconfig, e.extcondition) AS x(c, cond) WHERE e.extname = 'credits' ORDER BY c::regclass::text" \
 		-c "SELECT * FROM credits.prices WHERE valid_from = '-infinity' ORDER BY 1, 2" \
 		-c "SELECT * FROM credits.plans WHERE valid_from = '-infinity' ORDER BY 1, 2" >> "$TMP/$db.schema"
 done

@@ -22,8 +22,8 @@ SELECT columns_are('credits', 'holds', ARRAY['id', 'user_id', 'amount', 'action'
 	'grant_amounts', 'closed_at', 'captured', 'capture_tx_id', 'capture_key'], 'holds columns');
 SELECT columns_are('credits', 'grants', ARRAY['id', 'user_id', 'source', 'amount', 'expires_at',
 	'remaining', 'reserved', 'expired', 'metadata', 'idempotency_key', 'created_at'], 'grants columns');
-SELECT columns_are('credits', 'prices', ARRAY['action', 'unit', 'rate', 'rounding', 'valid_from'],
-				   'prices: action, unit, rate, rounding (and valid_from)');
+SELECT columns_are('credits', 'prices', ARRAY['action', 'unit', 'rate', 'rounding', 'valid_from', 'per_call'],
+				   'prices: action, unit, rate, rounding, per_call (and valid_from)');
 SELECT columns_are('credits', 'daily_usage', ARRAY['day', 'user_id', 'action', 'credits', 'tokens'],
 				   'daily_usage(day, user_id, action, credits, tokens)');
 SELECT col_type_is('credits', 'prices', 'rate', 'numeric', 'prices.rate is numeric');
@@ -58,7 +58,7 @@ SELECT ok(EXISTS (SELECT FROM credits.current_plans WHERE plan = 'enterprise'), 
 -- the functions: names, arguments, results
 SELECT has_function('credits', 'credit_hold', ARRAY['text', 'bigint', 'text', 'jsonb', 'interval', 'text']);
 SELECT has_function('credits', 'credit_capture', ARRAY['bigint', 'bigint', 'jsonb', 'text']);
-SELECT has_function('credits', 'credit_release', ARRAY['bigint']);
+SELECT has_function('credits', 'credit_release', ARRAY['bigint', 'text']);
 SELECT has_function('credits', 'credit_available', ARRAY['text']);
 SELECT has_function('credits', 'credit_expire_holds', ARRAY[]::text[]);
 SELECT has_function('credits', 'credit_cost', ARRAY['text', 'numeric']);
@@ -80,7 +80,7 @@ SELECT is(pg_get_function_result('credits.credit_usage(text)'::regprocedure),
 		  'TABLE(balance bigint, available bigint, held bigint, plan text, plan_ends_at timestamp with time zone, '
 		  'period_start timestamp with time zone, spent_period bigint, spent_lifetime bigint, tokens_period bigint, '
 		  'tokens_lifetime bigint)', 'credit_usage returns one summary row');
-SELECT function_returns('credits', 'credit_release', ARRAY['bigint'], 'bigint');
+SELECT function_returns('credits', 'credit_release', ARRAY['bigint', 'text'], 'bigint');
 SELECT function_returns('credits', 'credit_cost', ARRAY['text', 'numeric'], 'bigint');
 SELECT is_empty(
 	$$SELECT oid::regprocedure::text FROM pg_proc

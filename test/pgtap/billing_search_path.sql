@@ -29,7 +29,9 @@ CREATE TABLE hostile.plans (LIKE credits.plans);
 CREATE TABLE hostile.subscriptions (LIKE credits.subscriptions);
 CREATE TABLE hostile.allowances (LIKE credits.allowances);
 CREATE TABLE hostile.accounts (LIKE credits.accounts);
-INSERT INTO hostile.prices VALUES ('chat_message', 'message', 0.001, 'down', '-infinity');
+CREATE TABLE hostile.carries (LIKE credits.carries);
+CREATE TABLE hostile.idempotency_keys (LIKE credits.idempotency_keys);
+INSERT INTO hostile.prices VALUES ('chat_message', 'message', 0.001, 'down', '-infinity', true);
 INSERT INTO hostile.plans VALUES ('pro', 1, '1 day', 'reset', NULL, '-infinity');
 GRANT ALL ON ALL TABLES IN SCHEMA hostile TO PUBLIC;
 
@@ -72,6 +74,13 @@ CREATE FUNCTION hostile.unnest(a bigint[]) RETURNS SETOF bigint LANGUAGE sql AS
 $$SELECT hostile.log('unnest()'); SELECT 1::bigint$$;
 CREATE FUNCTION hostile.ceil(n numeric) RETURNS numeric LANGUAGE sql AS
 $$SELECT hostile.log('ceil()'); SELECT 1::numeric$$;
+CREATE FUNCTION hostile.floor(n numeric) RETURNS numeric LANGUAGE sql AS
+$$SELECT hostile.log('floor()'); SELECT 1::numeric$$;
+CREATE FUNCTION hostile.trim_scale(n numeric) RETURNS numeric LANGUAGE sql AS
+$$SELECT hostile.log('trim_scale()'); SELECT 0.5::numeric$$;
+CREATE FUNCTION hostile.n_add(a numeric, b numeric) RETURNS numeric LANGUAGE sql AS
+$$SELECT hostile.log('numeric +'); SELECT 0::numeric$$;
+CREATE OPERATOR hostile.+ (LEFTARG = numeric, RIGHTARG = numeric, FUNCTION = hostile.n_add);
 CREATE FUNCTION hostile.date_trunc(f text, t timestamptz, z text) RETURNS timestamptz LANGUAGE sql AS
 $$SELECT hostile.log('date_trunc()'); SELECT '2000-01-01'::timestamptz$$;
 CREATE FUNCTION hostile.agg_step(s bigint[], v bigint) RETURNS bigint[] LANGUAGE sql AS

@@ -172,6 +172,8 @@ CREATE TEMP TABLE gk AS SELECT * FROM credits.credit_grant('grant-k', 10, 'promo
 SELECT g.tx_id = gk.tx_id AND g.balance = gk.balance AND g.created_at = gk.created_at AS same_row
   FROM credits.credit_grant('grant-k', 10, 'promo', :'day1', '{}', 'gk-1') g, gk;
 SELECT count(*) AS grants FROM credits.grants WHERE user_id = 'grant-k';
+-- (terse: the DETAIL names the expiry times, which change every run)
+\set VERBOSITY terse
 SELECT * FROM credits.credit_grant('grant-k', 11, 'promo', :'day1', '{}', 'gk-1');
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM credits.credit_grant('grant-k', 10, 'promo-2', :'day1', '{}', 'gk-1');
@@ -180,6 +182,7 @@ SELECT * FROM credits.credit_grant('grant-k', 10, 'promo', :'day2', '{}', 'gk-1'
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM credits.credit_grant('grant-k', 10, 'promo', NULL, '{}', 'gk-1');
 \echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
 SELECT balance FROM credits.credit_deduct('grant-k', 1, 'chat_message', '{}', 'gk-2');
 SELECT * FROM credits.credit_grant('grant-k', 1, 'promo', NULL, '{}', 'gk-2');
 \echo :LAST_ERROR_SQLSTATE

@@ -114,9 +114,10 @@ SELECT c.tx_id = cap1.tx_id AND c.balance = cap1.balance AND c.created_at = cap1
 SELECT c.tx_id = cap1.tx_id AS same_row FROM credits.credit_capture(:h6, NULL, '{}', 'cap-1') c, cap1;
 SELECT count(*) AS captures FROM credits.ledger WHERE idempotency_key = 'cap-1';
 -- the same key with another amount is CR003; without it, or with another key, CR004
+-- (terse: the DETAIL names hold ids)
+\set VERBOSITY terse
 SELECT * FROM credits.credit_capture(:h6, 6, '{}', 'cap-1');
 \echo :LAST_ERROR_SQLSTATE
-\set VERBOSITY terse
 SELECT * FROM credits.credit_capture(:h6);
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM credits.credit_capture(:h6, 5, '{}', 'cap-2');
@@ -125,8 +126,10 @@ SELECT * FROM credits.credit_capture(:h6, 5, '{}', 'cap-2');
 -- a key already used by another operation of the user is CR003
 SELECT hold_id AS h7 FROM credits.credit_hold('hold-b', 5, 'video_generation') \gset
 SELECT balance FROM credits.credit_deduct('hold-b', 1, 'chat_message', '{}', 'used-key');
+\set VERBOSITY terse
 SELECT * FROM credits.credit_capture(:h7, 5, '{}', 'used-key');
 \echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
 SELECT status FROM credits.holds WHERE id = :h7;
 
 -- expiry: a hold stops counting at expires_at with no job running

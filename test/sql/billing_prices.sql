@@ -1,14 +1,15 @@
--- Prices as data: credits.prices, credit_cost and credit_charge.  The cost
--- is quantity * rate rounded as the price says (the seeds round up); a
--- charge records the price it used, so later price changes never alter
--- past rows.
+-- Prices as data: credits.prices, credit_cost and credit_charge.  Metered
+-- prices (the seeds) carry the fraction of a credit per user and action
+-- (test/sql/metered.sql); per-call prices round each charge as the price
+-- says.  A charge records the price it used, so later price changes never
+-- alter past rows.
 SET client_min_messages = warning;
 
 -- the seeded prices
 SELECT action, unit, rate, rounding, valid_from FROM credits.prices ORDER BY action;
 SELECT action, unit, rate FROM credits.current_prices ORDER BY action;
 
--- credit_cost rounds up
+-- credit_cost: quantity * rate rounded as the price says (up), as in 1.0
 SELECT q.action, q.quantity, credits.credit_cost(q.action, q.quantity) AS cost
   FROM (VALUES ('chat_message', 1), ('chat_message', 3), ('chat_message', 0.5),
 			   ('canvas_generation_simple', 1), ('canvas_generation_complex', 1),
@@ -67,15 +68,16 @@ SELECT balance FROM credits.credit_charge('price-a', 'price_test_job', 0.01, '{}
 SELECT amount, action, metadata -> 'price' ->> 'rate' AS rate, idempotency_key
   FROM credits.ledger WHERE user_id = 'price-a' AND action = 'price_test_job' ORDER BY id;
 
--- other roundings
-INSERT INTO credits.prices (action, unit, rate, rounding, valid_from) VALUES
-	('price_test_down', 'unit', 0.3, 'down', now()),
-	('price_test_nearest', 'unit', 0.5, 'nearest', now());
+-- per-call prices round each charge as the price says
+INSERT INTO credits.prices (action, unit, rate, rounding, valid_from, per_call) VALUES
+	('price_test_down', 'unit', 0.3, 'down', now(), true),
+	('price_test_nearest', 'unit', 0.5, 'nearest', now(), true);
 SELECT credits.credit_cost('price_test_down', 10) AS down_3, credits.credit_cost('price_test_down', 3) AS down_0,
 	   credits.credit_cost('price_test_nearest', 3) AS nearest_2, credits.credit_cost('price_test_nearest', 2.9) AS nearest_1;
--- a charge that costs nothing is refused
-SELECT * FROM credits.credit_charge('price-a', 'price_test_down', 3);
-\echo :LAST_ERROR_SQLSTATE
+-- a charge that costs nothing writes an amount-0 row recording the quantity
+SELECT balance FROM credits.credit_charge('price-a', 'price_test_down', 3);
+SELECT amount, quantity, rate, carry FROM credits.ledger
+ WHERE user_id = 'price-a' AND action = 'price_test_down';
 
 -- a charge respects holds like credit_deduct
 SELECT balance FROM credits.credit_init('price-b', 100);

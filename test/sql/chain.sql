@@ -41,7 +41,9 @@ SELECT hash = sha256(
 			|| pg_temp.f(convert_to(metadata::text, 'UTF8'))
 			|| pg_temp.f(convert_to(idempotency_key, 'UTF8'))
 			|| pg_temp.f(timestamptz_send(created_at))
-			|| pg_temp.f(NULL) || pg_temp.f(NULL) || pg_temp.f(NULL)) AS ok
+			|| pg_temp.f(convert_to(quantity::text, 'UTF8'))
+			|| pg_temp.f(convert_to(rate::text, 'UTF8'))
+			|| pg_temp.f(convert_to(carry::text, 'UTF8'))) AS ok
   FROM credits.ledger WHERE user_id LIKE 'chain-%'
 WINDOW w AS (PARTITION BY user_id ORDER BY id)) r;
 

@@ -138,4 +138,9 @@ SELECT granted FROM credits.credit_subscribe('switch-k', 'pro', NULL, 'deduct-k-
 SELECT count(*) - 1 = :ledger0 AS only_the_deduction,
 	   (SELECT plan FROM credits.subscriptions WHERE user_id = 'switch-k') AS plan
   FROM credits.ledger WHERE user_id = 'switch-k';
+-- a keyed subscribe without an end, retried
+SELECT granted, balance FROM credits.credit_subscribe('switch-k2', 'pro', NULL, 'sub-k2');
+SELECT granted, balance FROM credits.credit_subscribe('switch-k2', 'pro', NULL, 'sub-k2');
+SELECT granted FROM credits.credit_subscribe('switch-k2', 'pro', now() + interval '1 day', 'sub-k2');
+\echo :LAST_ERROR_SQLSTATE
 SELECT user_id, idempotency_key, plan, granted FROM credits.subscription_keys ORDER BY 1, 2;
