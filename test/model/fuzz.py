@@ -440,6 +440,8 @@ class Gen:
             return None  # defect C
         user = orig["user"]
         other = self.rng.choice(["deduct", "add", "hold", "charge", "grant", "subscribe"])
+        if other == "subscribe" and not self.feat.get("subscribe_keys_shared"):
+            return None  # defect C (a release key, for one, is not seen by credit_subscribe)
         if other == fn:
             return None
         if other == "deduct":
