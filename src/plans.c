@@ -109,18 +109,6 @@ unknown_plan(const char *plan)
 			errhint("Add the plan to credits.plans."));
 }
 
-/* Raise CR003 for a subscribe key. */
-static void
-key_mismatch(text *key)
-{
-	ereport(ERROR,
-			errcode(ERRCODE_CREDITS_IDEMPOTENCY_MISMATCH),
-			errmsg("idempotency key reused with different parameters"),
-			errdetail("The key \"%s\" was first used for a different operation.",
-					  text_to_cstring(key)),
-			errhint("Use a new idempotency key for a different operation."));
-}
-
 /* Read plan's settings in force at time at; false if none.  Connected. */
 static bool
 plan_config(text *plan, TimestampTz at, PlanConfig *cfg)
@@ -373,36 +361,40 @@ credits_renew_account(text *user_id, TimestampTz now)
 	return r.renewed ? 1 : 0;
 }
 
+/* The binding of a keyed credit_subscribe (the shared key namespace, S4). */
+static void
+subscribe_binding(CreditsKeyBinding *b, text *plan, bool has_end, TimestampTz ends_at)
+{
+	memset(b, 0, sizeof(*b));
+	b->operation = "subscribe";
+	b->action = plan;
+	b->has_expires_at = has_end;
+	b->expires_at = ends_at;
+}
+
 /*
- * Look up a credit_subscribe key (account locked): true with the original
- * result in result/result_nulls if it was used by a subscribe with the
- * same plan and ends_at; CR003 if it was used by anything else.
+ * Look up a credit_subscribe key (account locked) in the user's key
+ * namespace (credits.idempotency_keys): true with the original result in
+ * result/result_nulls if it was used by a subscribe with the same plan and
+ * ends_at; CR003 if it was used by anything else.  The result itself is
+ * kept in credits.subscription_keys.
  */
 static bool
 find_subscribe_key(text *user_id, text *key, text *plan, bool has_end,
 				   TimestampTz ends_at, Datum *result, bool *result_nulls)
 {
 	Datum		values[2] = {PointerGetDatum(user_id), PointerGetDatum(key)};
-	bool		isnull;
-	Datum		d;
+	CreditsKeyBinding b;
+	CreditsKeyResult kr;
 
-	if (credits_exec(CQ_SUB_KEY_FIND, values, NULL, false, 0) == 1)
-	{
-		if (strcmp(TextDatumGetCString(credits_get(0, 1, &isnull)),
-				   text_to_cstring(plan)) != 0)
-			key_mismatch(key);
-		d = credits_get(0, 2, &isnull);
-		if (isnull != !has_end || (has_end && DatumGetTimestampTz(d) != ends_at))
-			key_mismatch(key);
-		for (int col = 0; col < 4; col++)
-			result[col] = credits_get(0, col + 3, &result_nulls[col]);
-		return true;
-	}
-	if (credits_exec(CQ_KEY_ELSEWHERE, values, NULL, false, 0) != 1)
-		elog(ERROR, "credits: key lookup returned no row");
-	if (DatumGetBool(credits_get(0, 1, &isnull)))
-		key_mismatch(key);
-	return false;
+	subscribe_binding(&b, plan, has_end, ends_at);
+	if (!credits_key_lookup(user_id, key, &b, &kr))
+		return false;
+	if (credits_exec(CQ_SUB_KEY_FIND, values, NULL, false, 0) != 1)
+		elog(ERROR, "credits: result of subscribe key not found");
+	for (int col = 0; col < 4; col++)
+		result[col] = credits_get(0, col + 3, &result_nulls[col]);
+	return true;
 }
 
 /*
@@ -427,6 +419,7 @@ credit_subscribe(PG_FUNCTION_ARGS)
 	CreditsAccount acct;
 	PlanConfig	cfg;
 	Renewal		r;
+	int64		pre_granted = 0;	/* by a due renewal done first, if kept */
 	Datum		values[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Datum		result[4];
@@ -471,6 +464,7 @@ credit_subscribe(PG_FUNCTION_ARGS)
 		if (DatumGetTimestampTz(credits_get(0, 6, &isnull)) <= now)
 		{
 			renew_one(user_id, now, &acct, &r);
+			pre_granted = r.granted;
 			if (credits_exec(CQ_SUB_LOCK, values, NULL, false, 0) != 1)
 				elog(ERROR, "credits: subscription vanished");
 		}
@@ -487,6 +481,7 @@ credit_subscribe(PG_FUNCTION_ARGS)
 		else
 		{
 			/* S2: close the previous plan's allowance, then switch. */
+			pre_granted = 0;	/* closed here: not granted by this call */
 			if (!isnull)
 				(void) credits_close_grant(user_id, DatumGetInt64(grant), &acct);
 			values[1] = PointerGetDatum(plan);
@@ -495,6 +490,7 @@ credit_subscribe(PG_FUNCTION_ARGS)
 		}
 	}
 	renew_one(user_id, now, &acct, &r);
+	r.granted += pre_granted;
 
 	result[0] = TimestampTzGetDatum(r.period_start);
 	result[1] = TimestampTzGetDatum(r.period_end);
@@ -520,6 +516,16 @@ credit_subscribe(PG_FUNCTION_ARGS)
 			nulls[4 + col] = result_nulls[col] ? 'n' : ' ';
 		}
 		(void) credits_exec(CQ_SUB_KEY_INSERT, values, nulls, false, 0);
+		{
+			CreditsKeyBinding b;
+			CreditsKeyResult kr;
+
+			subscribe_binding(&b, plan, has_end, ends_at);
+			memset(&kr, 0, sizeof(kr));
+			kr.has_balance = !result_nulls[3];
+			kr.balance = result_nulls[3] ? 0 : DatumGetInt64(result[3]);
+			credits_key_record(user_id, key, &b, &kr);
+		}
 	}
 done:
 	InitMaterializedSRF(fcinfo, rsinfo != NULL && rsinfo->expectedDesc != NULL ?

@@ -541,14 +541,6 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" FROM credits.subscription_keys WHERE user_id = $1 AND idempotency_key = $2",
 		2, {TEXTOID, TEXTOID}, SPI_OK_SELECT
 	},
-	/* whether key $2 is used by another keyed operation of user $1 */
-	[CQ_KEY_ELSEWHERE] = {
-		"SELECT EXISTS (SELECT FROM credits.ledger WHERE user_id = $1 AND idempotency_key = $2)"
-		" OR EXISTS (SELECT FROM credits.holds WHERE user_id = $1"
-		"  AND (idempotency_key = $2 OR capture_key = $2))"
-		" OR EXISTS (SELECT FROM credits.grants WHERE user_id = $1 AND idempotency_key = $2)",
-		2, {TEXTOID, TEXTOID}, SPI_OK_SELECT
-	},
 	[CQ_SUB_KEY_INSERT] = {
 		"INSERT INTO credits.subscription_keys (user_id, idempotency_key, plan, ends_at,"
 		" period_start, period_end, granted, balance) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

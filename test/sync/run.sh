@@ -936,9 +936,9 @@ test_expiry() {
   cur0=$(rcli --raw GET "${PREFIX}sync:cursor")
   chk0=$(rcli --raw GET "${PREFIX}sync:checked")
   [ -n "$chk0" ] || fail "no sync:checked after the rebuild"
-  id=$(sql -c "SELECT hold_id FROM credits.credit_hold('exp-1', 400, 'video_generation', ttl => '2 seconds')")
+  id=$(sql -c "SELECT hold_id FROM credits.credit_hold('exp-1', 400, 'video_generation', ttl => '5 seconds')")
   exp=$(sql -c "SELECT floor(extract(epoch FROM expires_at) * 1000)::int8 FROM credits.holds WHERE id = $id")
-  sql -c "SELECT credits.credit_grant('exp-2', 500, 'promo', now() + interval '2 seconds')" >/dev/null
+  sql -c "SELECT credits.credit_grant('exp-2', 500, 'promo', now() + interval '5 seconds')" >/dev/null
   wait_value available:exp-1 600 2000 && wait_value held:exp-1 400 2000 || return
   wait_value available:exp-2 1500 2000 && wait_value balance:exp-2 1500 2000 || return
   local left=$((exp - $(now_ms)))
