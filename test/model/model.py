@@ -871,12 +871,14 @@ class Model:
             raise Err("CR006")
         self.open(user)
         s = self.subs.get(user)
+        first = 0
         if s is None:
             self.subs[user] = Sub(plan, ends_at, self.now)
         else:
             if s.renews_at <= self.now:
-                # a renewal the job has not run yet is done first
-                self.renew_one(user)
+                # a renewal the job has not run yet is done first; its
+                # allowance is reported when the plan is kept
+                first = self.renew_one(user)[1]
             if s.plan == plan:
                 s.ends_at = ends_at
                 if s.period is not None:
@@ -886,8 +888,10 @@ class Model:
                     if g is not None and g.expires > self.now:
                         g.expires = s.period[1] if ends_at is None else min(s.period[1], ends_at)
             else:
+                first = 0
                 self.switch_plan(user, s, plan, ends_at)
         renewed, granted, period = self.renew_one(user)
+        granted += first
         a = self.accounts.get(user)
         res = ("sub", period[0] if period else None, period[1] if period else None,
                granted, None if a is None else a.balance)
