@@ -182,7 +182,7 @@ call credit_balance_at "SELECT credits.credit_balance_at('up-b', (SELECT created
 # the hash chain: the upgrade hashed the 1.0 rows, and the new rows chain on
 call ledger_row_hash "SELECT bool_and(ok) FROM (SELECT l.hash = credits.ledger_row_hash(lag(l.hash) OVER w,
 	l.id, l.user_id, l.amount, l.balance_after, l.action, l.metadata, l.idempotency_key, l.created_at,
-	NULL, NULL, NULL) AS ok FROM credits.ledger l WINDOW w AS (PARTITION BY l.user_id ORDER BY l.id)) s" t
+	l.quantity, l.rate, l.carry) AS ok FROM credits.ledger l WINDOW w AS (PARTITION BY l.user_id ORDER BY l.id)) s" t
 mism=$(q -d "$OLD" -c "SELECT count(*) FROM credits.credit_verify_all()")
 [ "$mism" = 0 ] || fail "credit_verify_all() reports $mism rows after the 1.1 calls"
 missing=$(q -d "$OLD" -c "SELECT string_agg(DISTINCT p.proname, ', ') FROM pg_proc p JOIN pg_depend d
