@@ -118,8 +118,8 @@ ROLLBACK;
 -- but not written by the functions.
 BEGIN;
 INSERT INTO credits.ledger (id, user_id, amount, balance_after, action)
-VALUES (:r2 * 1000000 + 1, 'chain-a', 0, 0, 'init');
-SELECT valid, broken_tx_id = :r2 * 1000000 + 1 AS at_inserted, problem FROM credits.credit_verify('chain-a');
+VALUES (:r2::bigint * 1000000 + 1, 'chain-a', 0, 0, 'init');
+SELECT valid, broken_tx_id = :r2::bigint * 1000000 + 1 AS at_inserted, problem FROM credits.credit_verify('chain-a');
 ROLLBACK;
 BEGIN;
 INSERT INTO credits.ledger (id, user_id, amount, balance_after, action, created_at, hash)
