@@ -1093,10 +1093,10 @@ def apply_mutation(model, name):
 
         orig_spend = model.spend
 
-        def spend(user, amount, action, key):
+        def spend(user, amount, action, key, fast=False):
             if action in model.prices:
                 amount += 1  # an off-by-one in every priced charge
-            return orig_spend(user, amount, action, key)
+            return orig_spend(user, amount, action, key, fast)
         model.spend = spend
     elif name == "hold_expiry":
         orig_expired = model.expired

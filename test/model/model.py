@@ -393,15 +393,16 @@ class Model:
             g.remaining -= take
             amount -= take
 
-    def spend(self, user, amount, action, key):
+    def spend(self, user, amount, action, key, fast=False):
         """Deduct amount from the locked account (the core's rule: an account
         with expiring credit is settled first).  Raises CR001."""
         a = self.accounts[user]
-        if self.expiring(user) > 0:
+        if fast and self.expiring(user) == 0 and a.balance - self.held(user) >= amount:
+            avail = a.balance  # the one-UPDATE path: nothing to settle or draw
+        else:
+            # the locked path settles the account first (expired holds too)
             self.settle(user)
             avail = a.balance - self.held(user)
-        else:
-            avail = a.balance - self.active_held(user)
         if amount > avail:
             insufficient(amount, avail)
         self.draw(user, amount)
@@ -457,7 +458,7 @@ class Model:
         r = self.lookup(user, key, "deduct", params)
         if r is not None:
             return r
-        row = self.spend(user, amount, action, key)
+        row = self.spend(user, amount, action, key, fast=key is None)
         return self.bind(user, key, "deduct", params, self.tx(row))
 
     def f_add(self, user, amount, action, metadata, key):
