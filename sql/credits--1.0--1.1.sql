@@ -393,6 +393,14 @@ CREATE PROCEDURE credits.run_jobs(batch_size integer DEFAULT 50,
 -- Privileges: the last section (the jobs are credits_ops' only).
 
 -- ---------------------------------------------------------------------
+-- Section: release (pg_dump keeps a price or plan an operator adds valid
+-- from -infinity: the dump conditions name the seeded rows instead of
+-- leaving out every row valid from -infinity)
+-- ---------------------------------------------------------------------
+SELECT pg_catalog.pg_extension_config_dump('credits.prices', $$WHERE valid_from <> '-infinity' OR action NOT IN ('chat_message', 'canvas_generation_simple', 'canvas_generation_complex', 'video_generation', 'training_job', 'llm_tokens')$$);
+SELECT pg_catalog.pg_extension_config_dump('credits.plans', $$WHERE valid_from <> '-infinity' OR plan NOT IN ('free', 'pro', 'enterprise')$$);
+
+-- ---------------------------------------------------------------------
 -- Section: privileges, ownership and search_path (keep this section LAST,
 -- identical in sql/credits.sql and in every upgrade script)
 -- ---------------------------------------------------------------------

@@ -395,7 +395,8 @@ CREATE UNIQUE INDEX grants_user_idempotency_key_idx ON credits.grants (user_id, 
 -- Prices and plans are append-only histories: to change one, insert a row
 -- with a later valid_from.  The row in force at time t is the one with the
 -- greatest valid_from <= t.  The seeded rows are valid from -infinity and
--- are recreated by CREATE EXTENSION; pg_dump keeps the rows you add.
+-- are recreated by CREATE EXTENSION; pg_dump keeps every other row, also
+-- one you add valid from -infinity (the conditions below name the seeds).
 CREATE TABLE credits.prices (
 	action			text NOT NULL,
 	unit			text NOT NULL,
@@ -549,8 +550,8 @@ SELECT pg_catalog.pg_extension_config_dump('credits.holds', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.holds_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.grants', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.grants_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('credits.prices', $$WHERE valid_from <> '-infinity'$$);
-SELECT pg_catalog.pg_extension_config_dump('credits.plans', $$WHERE valid_from <> '-infinity'$$);
+SELECT pg_catalog.pg_extension_config_dump('credits.prices', $$WHERE valid_from <> '-infinity' OR action NOT IN ('chat_message', 'canvas_generation_simple', 'canvas_generation_complex', 'video_generation', 'training_job', 'llm_tokens')$$);
+SELECT pg_catalog.pg_extension_config_dump('credits.plans', $$WHERE valid_from <> '-infinity' OR plan NOT IN ('free', 'pro', 'enterprise')$$);
 SELECT pg_catalog.pg_extension_config_dump('credits.subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('credits.allowances', '');
 -- (in the order the 1.0 -> 1.1 upgrade script adds them)

@@ -32,13 +32,20 @@
  *
  * Renewing a subscription (at or after its renews_at):
  *	- if it has ended, moves it to the free plan, with periods anchored at
- *	  the end;
+ *	  the end and no end (a free subscription with an end too);
+ *	- if the plan's period changed since the last period was granted (a new
+ *	  credits.plans row), periods continue from the end of that period;
  *	- closes the previous period's allowance grant;
  *	- for a rollover plan, carries up to rollover_cap of that expired
  *	  credit into the new allowance; a reset plan carries nothing;
  *	- grants the allowance of the period that contains now.  Periods missed
  *	  entirely (no renewal run for a whole period) are not granted after the
  *	  fact.
+ *
+ * credit_subscribe renews a due subscription first (so its result does not
+ * depend on whether the job ran), and the same plan with a new ends_at
+ * moves the current allowance's expiry to the period's end or the new
+ * ends_at, whichever is sooner, unless it has already expired.
  *
  * Exactly once: credits.allowances has one row per (user, plan, period
  * start), inserted with ON CONFLICT DO NOTHING before anything is granted,
@@ -100,18 +107,6 @@ unknown_plan(const char *plan)
 			errmsg("unknown plan"),
 			errdetail("No plan named \"%s\" is in credits.plans.", plan),
 			errhint("Add the plan to credits.plans."));
-}
-
-/* Raise CR003 for a subscribe key. */
-static void
-key_mismatch(text *key)
-{
-	ereport(ERROR,
-			errcode(ERRCODE_CREDITS_IDEMPOTENCY_MISMATCH),
-			errmsg("idempotency key reused with different parameters"),
-			errdetail("The key \"%s\" was first used for a different operation.",
-					  text_to_cstring(key)),
-			errhint("Use a new idempotency key for a different operation."));
 }
 
 /* Read plan's settings in force at time at; false if none.  Connected. */
@@ -227,6 +222,8 @@ renew_one(text *user_id, TimestampTz now, CreditsAccount *acct, Renewal *r)
 	int64		cycle;
 	bool		has_prev;
 	int64		prev_grant = 0;
+	bool		has_pend;
+	TimestampTz pend = 0;
 	bool		lapsed = false;
 	PlanConfig	cfg;
 	int64		k;
@@ -251,8 +248,13 @@ renew_one(text *user_id, TimestampTz now, CreditsAccount *acct, Renewal *r)
 	has_prev = !isnull;
 	if (has_prev)
 		prev_grant = DatumGetInt64(d);
+	d = credits_get(0, 7, &isnull);
+	has_pend = !isnull;
+	if (has_pend)
+		pend = DatumGetTimestampTz(d);
 
-	if (has_end && ends_at <= now && strcmp(text_to_cstring(plan), "free") != 0)
+	/* past ends_at: free, from the end, with no end (free too) */
+	if (has_end && ends_at <= now)
 	{
 		lapsed = true;
 		plan = cstring_to_text("free");
@@ -262,6 +264,16 @@ renew_one(text *user_id, TimestampTz now, CreditsAccount *acct, Renewal *r)
 	}
 	if (!plan_config(plan, now, &cfg))
 		unknown_plan(text_to_cstring(plan));
+
+	/*
+	 * The plan's period changed since the last period was granted (a new
+	 * credits.plans row): periods continue from the end of that period.
+	 */
+	if (cycle >= 0 && has_pend && period_start(anchor, cfg.period, cycle + 1) != pend)
+	{
+		anchor = pend;
+		cycle = -1;
+	}
 
 	if (!period_containing(anchor, cfg.period, now, &k, &r->period_start,
 						   &r->period_end))
@@ -349,36 +361,40 @@ credits_renew_account(text *user_id, TimestampTz now)
 	return r.renewed ? 1 : 0;
 }
 
+/* The binding of a keyed credit_subscribe (the shared key namespace, S4). */
+static void
+subscribe_binding(CreditsKeyBinding *b, text *plan, bool has_end, TimestampTz ends_at)
+{
+	memset(b, 0, sizeof(*b));
+	b->operation = "subscribe";
+	b->action = plan;
+	b->has_expires_at = has_end;
+	b->expires_at = ends_at;
+}
+
 /*
- * Look up a credit_subscribe key (account locked): true with the original
- * result in result/result_nulls if it was used by a subscribe with the
- * same plan and ends_at; CR003 if it was used by anything else.
+ * Look up a credit_subscribe key (account locked) in the user's key
+ * namespace (credits.idempotency_keys): true with the original result in
+ * result/result_nulls if it was used by a subscribe with the same plan and
+ * ends_at; CR003 if it was used by anything else.  The result itself is
+ * kept in credits.subscription_keys.
  */
 static bool
 find_subscribe_key(text *user_id, text *key, text *plan, bool has_end,
 				   TimestampTz ends_at, Datum *result, bool *result_nulls)
 {
 	Datum		values[2] = {PointerGetDatum(user_id), PointerGetDatum(key)};
-	bool		isnull;
-	Datum		d;
+	CreditsKeyBinding b;
+	CreditsKeyResult kr;
 
-	if (credits_exec(CQ_SUB_KEY_FIND, values, NULL, false, 0) == 1)
-	{
-		if (strcmp(TextDatumGetCString(credits_get(0, 1, &isnull)),
-				   text_to_cstring(plan)) != 0)
-			key_mismatch(key);
-		d = credits_get(0, 2, &isnull);
-		if (isnull != !has_end || (has_end && DatumGetTimestampTz(d) != ends_at))
-			key_mismatch(key);
-		for (int col = 0; col < 4; col++)
-			result[col] = credits_get(0, col + 3, &result_nulls[col]);
-		return true;
-	}
-	if (credits_exec(CQ_KEY_ELSEWHERE, values, NULL, false, 0) != 1)
-		elog(ERROR, "credits: key lookup returned no row");
-	if (DatumGetBool(credits_get(0, 1, &isnull)))
-		key_mismatch(key);
-	return false;
+	subscribe_binding(&b, plan, has_end, ends_at);
+	if (!credits_key_lookup(user_id, key, &b, &kr))
+		return false;
+	if (credits_exec(CQ_SUB_KEY_FIND, values, NULL, false, 0) != 1)
+		elog(ERROR, "credits: result of subscribe key not found");
+	for (int col = 0; col < 4; col++)
+		result[col] = credits_get(0, col + 3, &result_nulls[col]);
+	return true;
 }
 
 /*
@@ -403,6 +419,7 @@ credit_subscribe(PG_FUNCTION_ARGS)
 	CreditsAccount acct;
 	PlanConfig	cfg;
 	Renewal		r;
+	int64		pre_granted = 0;	/* by a due renewal done first, if kept */
 	Datum		values[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Datum		result[4];
@@ -439,17 +456,32 @@ credit_subscribe(PG_FUNCTION_ARGS)
 
 		if (credits_exec(CQ_SUB_LOCK, values, NULL, false, 0) != 1)
 			elog(ERROR, "credits: subscription vanished");
+		/*
+		 * A renewal the job has not run yet (a lapse at ends_at, a new
+		 * period) is done first, so the result does not depend on whether
+		 * the job ran.
+		 */
+		if (DatumGetTimestampTz(credits_get(0, 6, &isnull)) <= now)
+		{
+			renew_one(user_id, now, &acct, &r);
+			pre_granted = r.granted;
+			if (credits_exec(CQ_SUB_LOCK, values, NULL, false, 0) != 1)
+				elog(ERROR, "credits: subscription vanished");
+		}
 		current = TextDatumGetCString(credits_get(0, 1, &isnull));
 		grant = credits_get(0, 5, &isnull);
 		if (strcmp(current, text_to_cstring(plan)) == 0)
 		{
 			values[1] = values[2];
 			nulls[1] = nulls[2];
+			values[2] = TimestampTzGetDatum(now);
+			nulls[2] = ' ';
 			(void) credits_exec(CQ_SUB_SET_END, values, nulls, false, 0);
 		}
 		else
 		{
 			/* S2: close the previous plan's allowance, then switch. */
+			pre_granted = 0;	/* closed here: not granted by this call */
 			if (!isnull)
 				(void) credits_close_grant(user_id, DatumGetInt64(grant), &acct);
 			values[1] = PointerGetDatum(plan);
@@ -458,6 +490,7 @@ credit_subscribe(PG_FUNCTION_ARGS)
 		}
 	}
 	renew_one(user_id, now, &acct, &r);
+	r.granted += pre_granted;
 
 	result[0] = TimestampTzGetDatum(r.period_start);
 	result[1] = TimestampTzGetDatum(r.period_end);
@@ -475,6 +508,7 @@ credit_subscribe(PG_FUNCTION_ARGS)
 		values[2] = PointerGetDatum(plan);
 		nulls[0] = nulls[1] = nulls[2] = ' ';	/* nulls[2] held ends_at's */
 		values[3] = TimestampTzGetDatum(ends_at);
+		nulls[0] = nulls[1] = nulls[2] = ' ';
 		nulls[3] = has_end ? ' ' : 'n';
 		for (int col = 0; col < 4; col++)
 		{
@@ -482,6 +516,16 @@ credit_subscribe(PG_FUNCTION_ARGS)
 			nulls[4 + col] = result_nulls[col] ? 'n' : ' ';
 		}
 		(void) credits_exec(CQ_SUB_KEY_INSERT, values, nulls, false, 0);
+		{
+			CreditsKeyBinding b;
+			CreditsKeyResult kr;
+
+			subscribe_binding(&b, plan, has_end, ends_at);
+			memset(&kr, 0, sizeof(kr));
+			kr.has_balance = !result_nulls[3];
+			kr.balance = result_nulls[3] ? 0 : DatumGetInt64(result[3]);
+			credits_key_record(user_id, key, &b, &kr);
+		}
 	}
 done:
 	InitMaterializedSRF(fcinfo, rsinfo != NULL && rsinfo->expectedDesc != NULL ?

@@ -120,18 +120,11 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" WHERE a.user_id = $1",
 		1, {TEXTOID}, SPI_OK_SELECT
 	},
-	/*
-	 * an idempotency key's binding and result (idempotency.c); credit_subscribe
-	 * keeps its keys in credits.subscription_keys (plans.c), which is part of
-	 * the same namespace
-	 */
+	/* an idempotency key's binding and result (idempotency.c) */
 	[CQ_FIND_KEY] = {
 		"SELECT operation, amount, quantity, action, expires_at, hold_id,"
 		" tx_id, balance, available, result, created_at"
-		" FROM credits.idempotency_keys WHERE user_id = $1 AND key = $2"
-		" UNION ALL SELECT 'subscribe', NULL, NULL, plan, ends_at, NULL, NULL,"
-		" balance, NULL, NULL, created_at FROM credits.subscription_keys"
-		" WHERE user_id = $1 AND idempotency_key = $2",
+		" FROM credits.idempotency_keys WHERE user_id = $1 AND key = $2",
 		2, {TEXTOID, TEXTOID}, SPI_OK_SELECT
 	},
 	[CQ_KEY_RECORD] = {
@@ -193,12 +186,14 @@ static CreditsStatement statements[CQ__COUNT] = {
 		4, {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
 	[CQ_HISTORY_BEFORE] = {
-		"SELECT l.id, l.user_id, l.amount, l.balance_after, l.action, l.metadata,"
-		" l.idempotency_key, l.created_at"
-		" FROM credits.ledger c JOIN credits.ledger l ON l.user_id = c.user_id"
-		"  AND l.created_at <= c.created_at AND (l.created_at < c.created_at OR l.id < c.id)"
-		" WHERE c.id = $5 AND c.user_id = $1 AND l.created_at >= $3 AND l.created_at < $4"
-		" ORDER BY l.created_at DESC, l.id DESC LIMIT $2",
+		"SELECT id, user_id, amount, balance_after, action, metadata,"
+		" idempotency_key, created_at FROM credits.ledger"
+		" WHERE user_id = $1 AND created_at >= $3 AND created_at < $4"
+		" AND created_at <= (SELECT c.created_at FROM credits.ledger c"
+		"  WHERE c.id = $5 AND c.user_id = $1)"
+		" AND (created_at < (SELECT c.created_at FROM credits.ledger c"
+		"  WHERE c.id = $5 AND c.user_id = $1) OR id < $5)"
+		" ORDER BY created_at DESC, id DESC LIMIT $2",
 		5, {TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}, SPI_OK_SELECT
 	},
 	[CQ_VERIFY] = {
@@ -395,11 +390,12 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" coalesce(pg_catalog.sum(take), 0)::pg_catalog.int8 FROM g",
 		3, {TEXTOID, INT8OID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
-
+	/* expires_at = $10 + ttl $5, in UTC (whatever the session's TimeZone) */
 	[CQ_HOLD_INSERT] = {
 		"INSERT INTO credits.holds (user_id, amount, action, metadata, expires_at,"
 		" idempotency_key, grant_ids, grant_amounts, available_after)"
-		" VALUES ($1, $2, $3, $4, $10 + $5, $6, $7, $8, $9) RETURNING id",
+		" VALUES ($1, $2, $3, $4, (($10 AT TIME ZONE 'UTC') + $5) AT TIME ZONE 'UTC',"
+		" $6, $7, $8, $9) RETURNING id",
 		10, {TEXTOID, INT8OID, TEXTOID, JSONBOID, INTERVALOID, TEXTOID,
 		INT8ARRAYOID, INT8ARRAYOID, INT8OID, TIMESTAMPTZOID}, SPI_OK_INSERT_RETURNING
 	},
@@ -476,7 +472,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" CROSS JOIN LATERAL (SELECT $2 * p.rate AS exact,"
 		"  CASE WHEN NOT p.per_call THEN coalesce((SELECT carry FROM credits.carries"
 		"   WHERE user_id = $4 AND action = $1), 0) END AS before) x"
-		" CROSS JOIN LATERAL (SELECT CASE WHEN NOT p.per_call AND $4 IS NOT NULL"
+		" CROSS JOIN LATERAL (SELECT CASE WHEN NOT p.per_call"
 		"  THEN pg_catalog.floor(x.before + x.exact)"
 		"  WHEN p.rounding = 'up' THEN pg_catalog.ceil(x.exact)"
 		"  WHEN p.rounding = 'down' THEN pg_catalog.floor(x.exact)"
@@ -507,7 +503,8 @@ static CreditsStatement statements[CQ__COUNT] = {
 		4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_INSERT_RETURNING
 	},
 	[CQ_SUB_LOCK] = {
-		"SELECT plan, ends_at, anchor, cycle, grant_id, renews_at FROM credits.subscriptions"
+		"SELECT plan, ends_at, anchor, cycle, grant_id, renews_at, period_end"
+		" FROM credits.subscriptions"
 		" WHERE user_id = $1 FOR UPDATE",
 		1, {TEXTOID}, SPI_OK_SELECT
 	},
@@ -519,12 +516,18 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" WHERE user_id = $1",
 		4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_UPDATE
 	},
+	/*
+	 * a new ends_at ($2) for the same plan; the current allowance, if it has
+	 * not expired by $3, now expires at the period's end or at $2 if sooner
+	 */
 	[CQ_SUB_SET_END] = {
-		"UPDATE credits.subscriptions SET ends_at = $2,"
-		" renews_at = CASE WHEN period_end IS NULL THEN renews_at"
-		"  ELSE LEAST(period_end, $2) END,"
-		" updated_at = pg_catalog.now() WHERE user_id = $1",
-		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_UPDATE
+		"WITH s AS (UPDATE credits.subscriptions SET ends_at = $2,"
+		"  renews_at = CASE WHEN period_end IS NULL THEN renews_at"
+		"   ELSE LEAST(period_end, $2) END,"
+		"  updated_at = pg_catalog.now() WHERE user_id = $1 RETURNING grant_id, period_end)"
+		" UPDATE credits.grants g SET expires_at = LEAST(s.period_end, $2)"
+		" FROM s WHERE g.id = s.grant_id AND g.user_id = $1 AND g.expires_at > $3",
+		3, {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, SPI_OK_UPDATE
 	},
 	/* the next $3 subscriptions due by $1 after user $2 (not locked) */
 	[CQ_SUBS_DUE] = {
@@ -536,15 +539,6 @@ static CreditsStatement statements[CQ__COUNT] = {
 	[CQ_SUB_KEY_FIND] = {
 		"SELECT plan, ends_at, period_start, period_end, granted, balance"
 		" FROM credits.subscription_keys WHERE user_id = $1 AND idempotency_key = $2",
-		2, {TEXTOID, TEXTOID}, SPI_OK_SELECT
-	},
-	/* whether key $2 is used by another keyed operation of user $1 */
-	[CQ_KEY_ELSEWHERE] = {
-		"SELECT EXISTS (SELECT FROM credits.ledger WHERE user_id = $1 AND idempotency_key = $2)"
-		" OR EXISTS (SELECT FROM credits.holds WHERE user_id = $1"
-		"  AND (idempotency_key = $2 OR capture_key = $2))"
-		" OR EXISTS (SELECT FROM credits.grants WHERE user_id = $1 AND idempotency_key = $2)"
-		" OR EXISTS (SELECT FROM credits.idempotency_keys WHERE user_id = $1 AND key = $2)",
 		2, {TEXTOID, TEXTOID}, SPI_OK_SELECT
 	},
 	[CQ_SUB_KEY_INSERT] = {

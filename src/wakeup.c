@@ -26,10 +26,7 @@
  * (The daemon used to wait for a snapshot's xmin to pass the next xid,
  * which an old transaction held back without limit.)  If a transaction
  * that took the flag aborts, the flag is set again.
- *
- * A prepared transaction notifies at PREPARE, not at COMMIT PREPARED (which
- * runs no pre-commit callback): its rows reach the daemon at its next poll
- * (a write, or the safety poll).
+
  *
  * The flag lives in shared memory only when the library is preloaded
  * (shared_preload_libraries = 'credits').  Otherwise every writing

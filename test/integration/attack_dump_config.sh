@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# TO FIX (integrator's note): owner = the sec helper (release/packaging): pg_dump must keep every price/plan row an operator adds, including valid_from '-infinity' ones (e.g. mark seeded rows with a column instead of filtering on -infinity). Fix the SQL, not this test.
 # Attack finding (helper `attack`): README says "pg_dump keeps every row you
 # add" to credits.prices and credits.plans, but the extension marks them for
 # dumping WHERE valid_from <> '-infinity', so a price or plan an operator
 # adds "valid from always" ('-infinity', the natural choice for a new
 # action or plan) is silently missing from a dump and lost by a restore
 # (charges then fail with CR005, subscriptions and renewals with CR006).
-# Expected (correct): both rows survive pg_dump + restore.  Fails on main.
+# Expected (correct): both rows survive pg_dump + restore.  Fixed in 1.1: the
+# dump conditions name the seeded rows (sql/credits.sql, billing section).
 set -euo pipefail
 BIN=${CREDITS_PGBIN:-/usr/lib/postgresql/15/bin}
 SRC=credits_attack_dump_src

@@ -6,9 +6,11 @@
 #      owned by the same credits_owner.
 #   2. REVOKE CONNECT ON DATABASE ... FROM PUBLIC keeps that login role out
 #      of a database it has no CONNECT on.
-#   3. CREATE EXTENSION refuses existing roles that would give more than its
-#      grants: a credits_owner that can log in, or credits_app made a member
-#      of credits_ops (the roles are restored afterwards).
+#   3. CREATE EXTENSION refuses (SQLSTATE 0P000) existing roles that would
+#      give more than its grants: a credits_owner that can log in, or
+#      credits_app made a member of credits_ops; so does the update from
+#      1.0, which then changes nothing (the roles are restored afterwards).
+#   4. DROP EXTENSION leaves the roles.
 #
 # Needs PGHOST/PGPORT/PGUSER of a superuser (the stack's env); the stack's
 # pg_hba trusts local TCP connections, so the login role needs no password.
@@ -16,11 +18,12 @@ set -euo pipefail
 A=credits_roles_a
 B=credits_roles_b
 C=credits_roles_c
+D=credits_roles_d
 LOGIN=credits_roles_app_login
 cleanup() {
 	psql -X -q -d postgres -c "ALTER ROLE credits_owner NOLOGIN" \
 		-c "REVOKE credits_ops FROM credits_app" >/dev/null 2>&1 || true
-	for db in $A $B $C; do
+	for db in $A $B $C $D; do
 		psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
 	done
 	psql -X -q -d postgres -c "DROP ROLE IF EXISTS $LOGIN" >/dev/null 2>&1 || true
@@ -31,7 +34,7 @@ fail() { echo "FAIL: roles_cluster: $*"; exit 1; }
 q() { psql -X -At -v ON_ERROR_STOP=1 "$@"; }
 
 cleanup
-for db in $A $B $C; do
+for db in $A $B $C $D; do
 	q -d postgres -c "CREATE DATABASE $db" >/dev/null
 done
 q -d $A -c "CREATE EXTENSION credits" >/dev/null
@@ -57,17 +60,30 @@ fi
 [ "$(q -U $LOGIN -d $A -c "SELECT credits.credit_balance('r')")" = 5 ] || fail "REVOKE CONNECT on $B affected $A"
 
 # 3. existing roles that would give more are refused, not adopted
+q -d $D -c "CREATE EXTENSION credits VERSION '1.0'" >/dev/null
 q -d postgres -c "ALTER ROLE credits_owner LOGIN" >/dev/null
-if out=$(q -d $C -c "CREATE EXTENSION credits" 2>&1); then
+if out=$(q -v VERBOSITY=verbose -d $C -c "CREATE EXTENSION credits" 2>&1); then
 	fail "CREATE EXTENSION adopted a credits_owner that can log in"
 fi
-[[ "$out" == *"role credits_owner has attributes"* ]] || fail "unexpected error: $out"
+[[ "$out" == *"0P000: role credits_owner has attributes"* ]] || fail "unexpected error: $out"
+if out=$(q -v VERBOSITY=verbose -d $D -c "ALTER EXTENSION credits UPDATE" 2>&1); then
+	fail "the update to 1.1 adopted a credits_owner that can log in"
+fi
+[[ "$out" == *"0P000: role credits_owner has attributes"* ]] || fail "unexpected error: $out"
+[ "$(q -d $D -c "SELECT extversion FROM pg_extension WHERE extname = 'credits'")" = 1.0 ] ||
+	fail "the refused update changed the extension's version"
 q -d postgres -c "ALTER ROLE credits_owner NOLOGIN" -c "GRANT credits_ops TO credits_app" >/dev/null
-if out=$(q -d $C -c "CREATE EXTENSION credits" 2>&1); then
+if out=$(q -v VERBOSITY=verbose -d $C -c "CREATE EXTENSION credits" 2>&1); then
 	fail "CREATE EXTENSION adopted a credits_app that is a member of credits_ops"
 fi
-[[ "$out" == *"role credits_app is a member of role credits_ops"* ]] || fail "unexpected error: $out"
+[[ "$out" == *"0P000: role credits_app is a member of role credits_ops"* ]] || fail "unexpected error: $out"
 q -d postgres -c "REVOKE credits_ops FROM credits_app" >/dev/null
 q -d $C -c "CREATE EXTENSION credits" >/dev/null || fail "CREATE EXTENSION fails with the roles restored"
+q -d $D -c "ALTER EXTENSION credits UPDATE" >/dev/null || fail "the update fails with the roles restored"
+
+# 4. the roles outlive the extension
+q -d $C -c "DROP EXTENSION credits" >/dev/null
+[ "$(q -d postgres -c "SELECT count(*) FROM pg_roles WHERE rolname IN ('credits_app', 'credits_ops', 'credits_reader', 'credits_owner')")" = 4 ] ||
+	fail "DROP EXTENSION dropped a role"
 
 echo "PASS: roles_cluster"

@@ -168,10 +168,9 @@ call credit_expire_holds "SELECT credits.credit_expire_holds() >= 0" t
 call credit_expire_grants "SELECT credits.credit_expire_grants() >= 0" t
 call credit_subscribe "SELECT count(*) FROM credits.credit_subscribe('up-s', 'enterprise')" 1
 call credit_renew "SELECT credits.credit_renew() >= 0" t
-call run_job_step "SELECT count(*) FROM credits.run_job_step('renew', NULL, 10)" 1
-call run_jobs "CALL credits.run_jobs(10)"
 call credit_usage "SELECT plan FROM credits.credit_usage('up-s')" enterprise
 call sync_sleep "SELECT credits.sync_sleep() IS NOT NULL" t
+call sync_arm "SELECT credits.sync_arm() >= 0" t
 echo ledger_refuse_change >> "$called"
 if q -d "$OLD" -c "DELETE FROM credits.ledger WHERE user_id = 'up-a'" >/dev/null 2>&1; then
 	fail "the upgraded ledger accepts DELETE"
@@ -179,6 +178,8 @@ fi
 call credit_balance_at "SELECT credits.credit_balance_at('up-a', now()) = credits.credit_balance('up-a')" t
 call credit_balance_at "SELECT credits.credit_balance_at('up-b', (SELECT created_at FROM credits.ledger WHERE idempotency_key = 'up-k2'))" 525
 # functions new in 1.1
+call run_job_step "SELECT count(*) FROM credits.run_job_step('renew', NULL, 10)" 1
+call run_jobs "CALL credits.run_jobs(10)"
 # the hash chain: the upgrade hashed the 1.0 rows, and the new rows chain on
 call ledger_row_hash "SELECT bool_and(ok) FROM (SELECT l.hash = credits.ledger_row_hash(lag(l.hash) OVER w,
 	l.id, l.user_id, l.amount, l.balance_after, l.action, l.metadata, l.idempotency_key, l.created_at,

@@ -1,4 +1,3 @@
--- TO FIX (integrator's note): owner = the plans helper (S1 clock): the price in force must be chosen by credits_now(); hold ttl must not depend on the session TimeZone. Fix the C code, not the expected output.
 -- Attack findings on credits' clock (helper `attack`; shared semantics S1:
 -- every decision about time uses the transaction timestamp plus
 -- credits.clock_offset, independent of session settings).  The expected

@@ -1,4 +1,3 @@
--- TO FIX (integrator's note): owner = the pricing helper (S3, S4, S5). Fix the code, not the expected output.
 -- Attack findings on idempotency keys (helper `attack`; shared semantics S4,
 -- issue 8 defects 4-6): one key namespace per user across every keyed
 -- function; a key is bound to the operation that first used it, and any

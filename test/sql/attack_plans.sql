@@ -1,4 +1,3 @@
--- TO FIX (integrator's note): owner = the plans helper (plan changes, renewals, jobs). Fix the C code; never edit the expected output to match wrong behaviour. Findings 1-3, 10, 11 of the attack review.
 -- Attack findings on plans and subscriptions (helper `attack`).  The
 -- expected output states the CORRECT behaviour, so this test fails until
 -- the findings are fixed.  Runs as a superuser to move credits' clock.

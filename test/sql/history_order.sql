@@ -69,8 +69,9 @@ SELECT array_agg(id ORDER BY id DESC) = (
 SELECT count(*) FROM credits.credit_history('ord-a', 50, NULL, NULL,
 	(SELECT min(id) FROM credits.ledger WHERE user_id = 'ord-a'));
 SELECT count(*) FROM credits.credit_history('ord-a', 50, NULL, NULL, 9223372036854775807);
+SELECT balance FROM credits.credit_init('ord-other', 1);
 SELECT count(*) FROM credits.credit_history('ord-a', 50, NULL, NULL,
-	(SELECT min(id) FROM credits.ledger WHERE user_id <> 'ord-a'));
+	(SELECT min(id) FROM credits.ledger WHERE user_id = 'ord-other'));
 
 -- the result has no txid (Prisma 7 cannot read xid8) and no hash
 SELECT pg_get_function_result('credits.credit_history(text, int, timestamptz, timestamptz, bigint)'::regprocedure);

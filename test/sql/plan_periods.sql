@@ -14,10 +14,10 @@ BEGIN
 	PERFORM set_config('credits.clock_offset', '0', true);
 	RETURN n;
 END $$;
--- move u's subscription to anchor a, period 0 granted, due at a + 1 second
+-- move u's subscription to anchor a, no period granted yet, due at a
 CREATE FUNCTION pg_temp.anchor(u text, a timestamptz) RETURNS void LANGUAGE sql AS $$
-UPDATE credits.subscriptions SET anchor = a, cycle = 0, period_start = a,
-	   period_end = a + interval '1 second', renews_at = a + interval '1 second'
+UPDATE credits.subscriptions SET anchor = a, cycle = -1, period_start = NULL,
+	   period_end = NULL, renews_at = a
  WHERE user_id = u
 $$;
 CREATE TEMP VIEW periods AS

@@ -127,6 +127,7 @@ SELECT granted FROM credits.credit_subscribe('switch-k', 'pro', :'ends');
 RESET credits.clock_offset;
 -- the key bound to another plan, another ends_at, or used by another
 -- function is CR003, and nothing is written
+\set VERBOSITY terse
 SELECT count(*) AS ledger0 FROM credits.ledger WHERE user_id = 'switch-k' \gset
 SELECT granted FROM credits.credit_subscribe('switch-k', 'enterprise', :'ends', 'sub-k-1');
 \echo :LAST_ERROR_SQLSTATE
@@ -138,4 +139,19 @@ SELECT granted FROM credits.credit_subscribe('switch-k', 'pro', NULL, 'deduct-k-
 SELECT count(*) - 1 = :ledger0 AS only_the_deduction,
 	   (SELECT plan FROM credits.subscriptions WHERE user_id = 'switch-k') AS plan
   FROM credits.ledger WHERE user_id = 'switch-k';
-SELECT user_id, idempotency_key, plan, granted FROM credits.subscription_keys ORDER BY 1, 2;
+-- a keyed subscribe without an end, retried
+SELECT granted, balance FROM credits.credit_subscribe('switch-k2', 'pro', NULL, 'sub-k2');
+SELECT granted, balance FROM credits.credit_subscribe('switch-k2', 'pro', NULL, 'sub-k2');
+SELECT granted FROM credits.credit_subscribe('switch-k2', 'pro', now() + interval '1 day', 'sub-k2');
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+SELECT user_id, idempotency_key, plan, granted FROM credits.subscription_keys WHERE user_id LIKE 'switch-%' ORDER BY 1, 2;
+
+-- a subscribe whose renewal is due renews first, and reports what it granted
+-- (the same as if the renewal job had run just before)
+SELECT granted FROM credits.credit_subscribe('switch-due', 'pro');
+SET credits.clock_offset = 2764800;
+SELECT granted, balance FROM credits.credit_subscribe('switch-due', 'pro');
+RESET credits.clock_offset;
+SELECT amount, action FROM credits.ledger WHERE user_id = 'switch-due' ORDER BY id;
+

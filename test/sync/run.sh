@@ -776,12 +776,12 @@ test_window() {
   sql -c "SELECT credits.credit_deduct('v-' || (i % 4 + 1), 1, 'tie') FROM generate_series(1, 40) i" >/dev/null
   sql -c "SELECT credits.credit_deduct('v-1', 1, 'solo')" >/dev/null
   sql -c "BEGIN; SELECT credits.credit_deduct('v-2', 1, 'tie2') FROM generate_series(1, 9); COMMIT;" >/dev/null
-  converge || return
+  converge 10000 || return
   [ "$(rcli ZCARD "${PREFIX}txs:v-1")" = 3 ] || fail "txs:v-1 does not hold exactly 3 rows"
   stop_daemon d
   WINDOW=5
   start_daemon d
-  converge || return
+  converge 10000 || return
   [ "$(log_count d 'window changed from 3 to 5')" = 1 ] || fail "window change not noticed"
   [ "$(rcli ZCARD "${PREFIX}txs:v-1")" = 5 ] || fail "txs:v-1 does not hold exactly 5 rows"
   # rows of v-4 in distinct milliseconds: the rebuild for a smaller window
@@ -790,12 +790,12 @@ test_window() {
     sql -c "SELECT credits.credit_deduct('v-4', 1, 'solo $i')" >/dev/null
     sleep 0.01
   done
-  converge || return
+  converge 10000 || return
   stop_daemon d
   # lowering the window trims every txs key
   WINDOW=2
   start_daemon d
-  converge || return
+  converge 10000 || return
   [ "$(rcli ZCARD "${PREFIX}txs:v-4")" = 2 ] || fail "lowering the window to 2 left $(rcli ZCARD "${PREFIX}txs:v-4") rows in txs:v-4"
   stop_daemon d
 }
@@ -936,9 +936,9 @@ test_expiry() {
   cur0=$(rcli --raw GET "${PREFIX}sync:cursor")
   chk0=$(rcli --raw GET "${PREFIX}sync:checked")
   [ -n "$chk0" ] || fail "no sync:checked after the rebuild"
-  id=$(sql -c "SELECT hold_id FROM credits.credit_hold('exp-1', 400, 'video_generation', ttl => '2 seconds')")
+  id=$(sql -c "SELECT hold_id FROM credits.credit_hold('exp-1', 400, 'video_generation', ttl => '5 seconds')")
   exp=$(sql -c "SELECT floor(extract(epoch FROM expires_at) * 1000)::int8 FROM credits.holds WHERE id = $id")
-  sql -c "SELECT credits.credit_grant('exp-2', 500, 'promo', now() + interval '2 seconds')" >/dev/null
+  sql -c "SELECT credits.credit_grant('exp-2', 500, 'promo', now() + interval '5 seconds')" >/dev/null
   wait_value available:exp-1 600 2000 && wait_value held:exp-1 400 2000 || return
   wait_value available:exp-2 1500 2000 && wait_value balance:exp-2 1500 2000 || return
   local left=$((exp - $(now_ms)))

@@ -140,9 +140,9 @@ export interface Transaction {
 	idempotencyKey: string | null;
 	timestamp: Date;
 	/**
-	 * For metered charges, when the extension records them (credits 1.1
-	 * ledger columns quantity, rate, carry): exact decimal strings.  Absent
-	 * when read from Redis or from an extension without them.
+	 * A charge's quantity, rate and carry (exact decimal strings), present
+	 * only when credit_history returns those ledger columns (1.1's does
+	 * not yet); never from Redis.
 	 */
 	quantity?: string | null;
 	rate?: string | null;

@@ -82,10 +82,12 @@ describe('the four apps', () => {
 		assert.equal(r.body.balance, '440');
 		const again = await api('/api/video', { user: u, key: 'vid-1', body: { estimated_seconds: 8, actual_seconds: 6 } });
 		assert.deepEqual(again.body, r.body, 'a retried request is the same hold and capture');
-		const f = await api('/api/video', { user: u, body: { estimated_seconds: 10, fail: true } });
+		const f = await api('/api/video', { user: u, key: 'vid-2', body: { estimated_seconds: 10, fail: true } });
 		assert.equal(f.status, 200, f.text);
 		assert.equal(f.body.status, 'released');
 		assert.equal(f.body.available, '440');
+		const fAgain = await api('/api/video', { user: u, key: 'vid-2', body: { estimated_seconds: 10, fail: true } });
+		assert.deepEqual(fAgain.body, f.body, 'a retried failed render is the same hold and release');
 		const big = await api('/api/video', { user: u, body: { estimated_seconds: 100, actual_seconds: 1 } });
 		assert.equal(big.status, 402);
 		assert.equal(big.body.required, '1000');
@@ -108,10 +110,12 @@ describe('the four apps', () => {
 		assert.equal(w3.status, 409, 'without a key, a second capture is refused');
 		assert.equal(w3.body.code, 'CR004');
 		const s2 = await api('/api/train/start', { user: u, body: { estimated_gpu_hours: 1 } });
-		const failed = await api('/api/train/webhook', { body: { hold_id: s2.body.hold_id, status: 'failed' } });
+		const failed = await api('/api/train/webhook', { key: 'job-failed-2', body: { hold_id: s2.body.hold_id, status: 'failed' } });
 		assert.equal(failed.status, 200, failed.text);
 		assert.equal(failed.body.status, 'released');
 		assert.equal(failed.body.available, '1500');
+		const redelivered = await api('/api/train/webhook', { key: 'job-failed-2', body: { hold_id: s2.body.hold_id, status: 'failed' } });
+		assert.deepEqual(redelivered.body, failed.body, 'a redelivered failure webhook gets the original answer');
 		assert.equal((await api('/api/train/webhook', { body: { hold_id: '999999999', status: 'failed' } })).status, 404);
 		assert.equal(await balanceOf(u), 1500n);
 	});
