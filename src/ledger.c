@@ -217,8 +217,14 @@ credits_deduct_locked(text *user_id, int64 amount, const CreditsAccount *acct)
 	Datum		values[2] = {PointerGetDatum(user_id), Int64GetDatum(amount)};
 	int64		available;
 
-	/* Expiring grants: settle them and draw them down (settle.c). */
-	if (acct->expiring > 0)
+	/*
+	 * Open holds or expiring grants: settle the account first (settle.c), so
+	 * that a hold past its expiry is closed before the credit it held is
+	 * spent (a capture of it is then CR004, and available never goes
+	 * negative for a transaction that still sees the hold active), and draw
+	 * expiring grants down.
+	 */
+	if (acct->expiring > 0 || acct->held > 0)
 		return credits_spend_expiring(user_id, amount, acct);
 
 	available = acct->balance - credits_active_held(user_id, acct->held);

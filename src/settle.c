@@ -253,8 +253,8 @@ credits_spend(text *user_id, int64 amount, int64 draw)
 }
 
 /*
- * The deduction path of an account with expiring grants (called from
- * credits_deduct_locked): settle, check, spend.  Returns the new balance.
+ * The deduction path of an account with open holds or expiring grants
+ * (called from credits_deduct_locked): settle, check, spend.  Returns the new balance.
  * Caller holds the lock of the account row whose values are *locked.
  */
 int64

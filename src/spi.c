@@ -60,7 +60,7 @@ typedef struct CreditsStatement
  * The unkeyed deduction: one UPDATE that locks, checks and changes the row.
  * The check subtracts every open hold (expired ones too), which is never
  * more permissive than the exact rule; when it fails, the caller re-checks
- * with CQ_LOCK_ACCOUNT and credits_active_held().  Accounts with expiring
+ * with CQ_LOCK_ACCOUNT and settles the account (settle.c).  Accounts with expiring
  * grants (expiring > 0) never match: their deductions must also draw the
  * grants down, which the caller's locked path does (settle.c).
  */

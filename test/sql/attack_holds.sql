@@ -1,4 +1,3 @@
--- TO FIX (integrator's note): owner = the pricing helper (it owns src/holds.c's key/capture paths and the deduct/charge paths): a deduction must settle (close) expired holds it spends past; available never negative; capture of an expired hold is CR004. Fix the C code, not the expected output.
 -- Attack findings on holds (helper `attack`): the expected output states
 -- the CORRECT behaviour.  Runs as a superuser to move credits' clock.
 SET client_min_messages = warning;
