@@ -20,9 +20,11 @@
  * it is audited and its key is bound.  Every charge's ledger row records
  * quantity, rate and (metered) the carry after it, in columns; its metadata
  * also records the price used under "price", so a later price change never
- * alters past rows.  credit_cost(action, q) is what a charge of q costs
- * with no carry: floor(q * rate) metered, rounded as the price says per
- * call.
+ * alters past rows.  credit_cost(action, q) is q * rate rounded as the
+ * price says, as in 1.0: for a per-call price the cost of a charge, for a
+ * metered price rounded up (every seeded price) the most a charge of q can
+ * cost, whatever the carry (floor(c + x) <= ceil(x) for c < 1), which is
+ * what a hold for the work should reserve.
  *
  * Holds and captures are in credits, not units: capturing a hold for a
  * metered action spends the amount captured and neither reads nor changes
@@ -56,8 +58,8 @@ typedef struct Priced
 } Priced;
 
 /*
- * Price quantity units of action for user_id (NULL: with no carry), with
- * metadata for the ledger row.  Raises CR005 and CR011.  Caller is
+ * Price quantity units of action for user_id, with metadata for the ledger
+ * row; user_id NULL (credit_cost) rounds as the price says, metered or not.  Raises CR005 and CR011.  Caller is
  * connected and, for a charge, holds the account row lock.
  */
 static void
@@ -102,7 +104,7 @@ price(text *user_id, text *action, Numeric quantity, Jsonb *metadata,
 	p->carry_unchanged = !isnull && DatumGetBool(d);
 }
 
-/* credits.credit_cost(action, quantity): the cost of a charge with no carry. */
+/* credits.credit_cost(action, quantity): quantity * rate, rounded as the price says. */
 Datum
 credit_cost(PG_FUNCTION_ARGS)
 {

@@ -472,7 +472,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" CROSS JOIN LATERAL (SELECT $2 * p.rate AS exact,"
 		"  CASE WHEN NOT p.per_call THEN coalesce((SELECT carry FROM credits.carries"
 		"   WHERE user_id = $4 AND action = $1), 0) END AS before) x"
-		" CROSS JOIN LATERAL (SELECT CASE WHEN NOT p.per_call"
+		" CROSS JOIN LATERAL (SELECT CASE WHEN NOT p.per_call AND $4 IS NOT NULL"
 		"  THEN pg_catalog.floor(x.before + x.exact)"
 		"  WHEN p.rounding = 'up' THEN pg_catalog.ceil(x.exact)"
 		"  WHEN p.rounding = 'down' THEN pg_catalog.floor(x.exact)"

@@ -88,7 +88,7 @@ SELECT throws_ok($$INSERT INTO credits.subscriptions (user_id, plan) VALUES ('ta
 				 '42501', NULL, 'a member of credits_app cannot write subscriptions');
 SELECT is((SELECT balance FROM credits.credit_charge('tap-bp', 'chat_message', 1)), 90::bigint,
 		  'a member of credits_app charges with credit_charge');
-SELECT is(credits.credit_cost('llm_tokens', 4001), 2::bigint, 'a member of credits_app prices with credit_cost');
+SELECT is(credits.credit_cost('llm_tokens', 4001), 3::bigint, 'a member of credits_app prices with credit_cost');
 SELECT is((SELECT granted FROM credits.credit_subscribe('tap-bp', 'pro')), 100::bigint,
 		  'a member of credits_app subscribes with credit_subscribe');
 SELECT throws_ok($$SELECT credits.credit_renew()$$, '42501', NULL, 'a member of credits_app cannot run credit_renew');

@@ -154,8 +154,8 @@ SELECT is((SELECT a FROM bsp_result WHERE step = 'capture'), 30::bigint, 'credit
 SELECT results_eq($$SELECT h.amount, r.b FROM bsp_result r JOIN credits.holds h ON h.id = r.a WHERE r.step = 'hold 2'$$,
 				  $$VALUES (5::bigint, 25::bigint)$$, 'a keyed credit_hold: 5 held, 25 available');
 SELECT is((SELECT a FROM bsp_result WHERE step = 'release'), 30::bigint, 'credit_release: 30 available');
-SELECT results_eq($$SELECT a, b FROM bsp_result WHERE step = 'cost'$$, $$VALUES (2::bigint, 10::bigint)$$,
-				  'credit_cost uses credits.prices (metered): 2 and 10');
+SELECT results_eq($$SELECT a, b FROM bsp_result WHERE step = 'cost'$$, $$VALUES (3::bigint, 10::bigint)$$,
+				  'credit_cost uses credits.prices: 3 and 10');
 SELECT is((SELECT a FROM bsp_result WHERE step = 'charge'), 20::bigint, 'credit_charge: 20');
 SELECT results_eq($$SELECT a, b FROM bsp_result WHERE step = 'subscribe'$$, $$VALUES (100::bigint, 120::bigint)$$,
 				  'credit_subscribe uses credits.plans: 100 granted');

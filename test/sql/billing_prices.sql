@@ -9,7 +9,7 @@ SET client_min_messages = warning;
 SELECT action, unit, rate, rounding, valid_from FROM credits.prices ORDER BY action;
 SELECT action, unit, rate FROM credits.current_prices ORDER BY action;
 
--- credit_cost of a metered price: floor(quantity * rate), the cost with no carry
+-- credit_cost: quantity * rate rounded as the price says (up), as in 1.0
 SELECT q.action, q.quantity, credits.credit_cost(q.action, q.quantity) AS cost
   FROM (VALUES ('chat_message', 1), ('chat_message', 3), ('chat_message', 0.5),
 			   ('canvas_generation_simple', 1), ('canvas_generation_complex', 1),

@@ -67,8 +67,8 @@ SELECT min(c.balance) AS balance
 SELECT count(*) AS rows, sum(amount) AS total, count(carry) AS carries, min(rate) AS rate
   FROM credits.ledger WHERE user_id = 'm-e' AND action = 'flat_call';
 SELECT count(*) AS carry_rows FROM credits.carries WHERE user_id = 'm-e';
--- credit_cost: per call, rounded as the price says; metered, the cost
--- with no carry (floor)
+-- credit_cost rounds as the price says, metered or not: for a metered
+-- price rounded up, the most one charge of that quantity can cost
 SELECT credits.credit_cost('flat_call', 1) AS per_call_cost, credits.credit_cost('llm_tokens', 1) AS metered_cost,
 	   credits.credit_cost('llm_tokens', 3999) AS metered_3999;
 
