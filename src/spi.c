@@ -120,18 +120,11 @@ static CreditsStatement statements[CQ__COUNT] = {
 		" WHERE a.user_id = $1",
 		1, {TEXTOID}, SPI_OK_SELECT
 	},
-	/*
-	 * an idempotency key's binding and result (idempotency.c); credit_subscribe
-	 * keeps its keys in credits.subscription_keys (plans.c), which is part of
-	 * the same namespace
-	 */
+	/* an idempotency key's binding and result (idempotency.c) */
 	[CQ_FIND_KEY] = {
 		"SELECT operation, amount, quantity, action, expires_at, hold_id,"
 		" tx_id, balance, available, result, created_at"
-		" FROM credits.idempotency_keys WHERE user_id = $1 AND key = $2"
-		" UNION ALL SELECT 'subscribe', NULL, NULL, plan, ends_at, NULL, NULL,"
-		" balance, NULL, NULL, created_at FROM credits.subscription_keys"
-		" WHERE user_id = $1 AND idempotency_key = $2",
+		" FROM credits.idempotency_keys WHERE user_id = $1 AND key = $2",
 		2, {TEXTOID, TEXTOID}, SPI_OK_SELECT
 	},
 	[CQ_KEY_RECORD] = {
