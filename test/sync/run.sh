@@ -608,6 +608,11 @@ test_pg_crash() {
   wait "${DPID[w]}" 2>/dev/null
   unset "DPID[w]"
   for i in $(seq 1 100); do pgrep -u postgres -f "$PGDATA_DIR" >/dev/null || break; sleep 0.05; done
+  # A killed postmaster stays a zombie (no cmdline, so pgrep misses it)
+  # until its parent reaps it, and PostgreSQL refuses to start while the
+  # pid in postmaster.pid still exists: wait for it to be gone.
+  for i in $(seq 1 200); do [ -e "/proc/$pid" ] || break; sleep 0.05; done
+  [ ! -e "/proc/$pid" ] || note "the killed postmaster $pid was not reaped within 10 s"
   [ -e "$PGROOT/.s.PGSQL.$PGPORT" ] || note "no stale socket file was left (the test shows less)"
   "$REPO/.ci/stack.sh" up >"$T/$CURRENT.stack-up.log" 2>&1 || { fail "stack up after the crash failed"; cat "$T/$CURRENT.stack-up.log"; return; }
   stop_stack_daemon
