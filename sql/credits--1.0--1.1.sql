@@ -393,6 +393,31 @@ CREATE PROCEDURE credits.run_jobs(batch_size integer DEFAULT 50,
 -- Privileges: the last section (the jobs are credits_ops' only).
 
 -- ---------------------------------------------------------------------
+-- Section: core (plans.period becomes text holding a positive interval:
+-- Prisma 7 cannot read interval columns, and every table and view an app
+-- or analyst reads must deserialize.  current_plans reads the column, so
+-- it is dropped and created again as it was; the last section grants it
+-- again.  The seeded periods keep the text a fresh install writes.)
+-- ---------------------------------------------------------------------
+DROP VIEW credits.current_plans;
+ALTER TABLE credits.plans DROP CONSTRAINT plans_period_positive;
+ALTER TABLE credits.plans
+	ALTER COLUMN period DROP DEFAULT,
+	ALTER COLUMN period TYPE text USING
+		CASE WHEN period = interval '1 month' THEN '1 month' ELSE period::text END,
+	ALTER COLUMN period SET DEFAULT '1 month';
+ALTER TABLE credits.plans
+	ADD CONSTRAINT plans_period_positive CHECK (period::pg_catalog.interval > interval '0');
+COMMENT ON COLUMN credits.plans.period IS
+	'The period, as the text of a positive interval (''1 month'', ''7 days''): text, not interval, so that every client (Prisma 7) can read the row';
+
+CREATE VIEW credits.current_plans AS
+	SELECT DISTINCT ON (plan) plan, allowance, period, policy, rollover_cap, valid_from
+	  FROM credits.plans
+	 WHERE valid_from <= pg_catalog.now()
+	 ORDER BY plan, valid_from DESC;
+
+-- ---------------------------------------------------------------------
 -- Section: release (pg_dump keeps a price or plan an operator adds valid
 -- from -infinity: the dump conditions name the seeded rows instead of
 -- leaving out every row valid from -infinity)

@@ -446,20 +446,22 @@ COMMENT ON TABLE credits.carries IS
 CREATE TABLE credits.plans (
 	plan			text NOT NULL,
 	allowance		bigint NOT NULL,
-	period			interval NOT NULL DEFAULT '1 month',
+	period			text NOT NULL DEFAULT '1 month',
 	policy			text NOT NULL DEFAULT 'reset',
 	rollover_cap	bigint,
 	valid_from		timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (plan, valid_from),
 	CONSTRAINT plans_plan_nonempty CHECK (plan <> ''),
 	CONSTRAINT plans_allowance_nonnegative CHECK (allowance >= 0),
-	CONSTRAINT plans_period_positive CHECK (period > interval '0'),
+	CONSTRAINT plans_period_positive CHECK (period::pg_catalog.interval > interval '0'),
 	CONSTRAINT plans_policy_known CHECK (policy IN ('reset', 'rollover')),
 	CONSTRAINT plans_rollover_cap CHECK (rollover_cap >= 0)
 );
 
 COMMENT ON TABLE credits.plans IS
 	'Allowance granted each period; reset: the unspent allowance expires at the period end; rollover: up to rollover_cap of it (NULL: all) is granted again with the next allowance';
+COMMENT ON COLUMN credits.plans.period IS
+	'The period, as the text of a positive interval (''1 month'', ''7 days''): text, not interval, so that every client (Prisma 7) can read the row';
 
 INSERT INTO credits.plans (plan, allowance, period, policy, rollover_cap, valid_from) VALUES
 	('free', 5, '1 month', 'reset', NULL, '-infinity'),

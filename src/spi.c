@@ -492,7 +492,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 	},
 
 	[CQ_PLAN] = {
-		"SELECT allowance, period, policy, rollover_cap FROM credits.plans"
+		"SELECT allowance, period::pg_catalog.interval, policy, rollover_cap FROM credits.plans"
 		" WHERE plan = $1 AND valid_from <= $2 ORDER BY valid_from DESC LIMIT 1",
 		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},

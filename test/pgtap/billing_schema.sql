@@ -51,7 +51,7 @@ SELECT results_eq(
 	'the seeded prices');
 SELECT results_eq(
 	$$SELECT plan, allowance, period, policy FROM credits.current_plans WHERE plan IN ('free', 'pro') ORDER BY plan$$,
-	$$VALUES ('free', 5::bigint, interval '1 month', 'reset'), ('pro', 100::bigint, interval '1 month', 'reset')$$,
+	$$VALUES ('free', 5::bigint, '1 month'::text, 'reset'), ('pro', 100::bigint, '1 month'::text, 'reset')$$,
 	'free = 5 and pro = 100 a month');
 SELECT ok(EXISTS (SELECT FROM credits.current_plans WHERE plan = 'enterprise'), 'an enterprise plan is seeded');
 
