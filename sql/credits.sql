@@ -590,8 +590,8 @@ CREATE VIEW credits.grant_balances AS
 -- the charged quantity (1.0's rows: the priced quantity in metadata).
 CREATE VIEW credits.daily_usage AS
 	SELECT (l.created_at AT TIME ZONE 'UTC')::date AS day, l.user_id, l.action,
-		   pg_catalog.sum(-l.amount)::bigint AS credits,
-		   pg_catalog.sum(
+		   pg_catalog.sum(-l.amount) AS credits,
+		   pg_catalog.round(pg_catalog.sum(
 			   CASE WHEN pg_catalog.jsonb_typeof(l.metadata -> 'tokens') = 'number'
 					THEN (l.metadata ->> 'tokens')::numeric
 					WHEN l.action = 'llm_tokens' AND l.quantity IS NOT NULL
@@ -599,7 +599,7 @@ CREATE VIEW credits.daily_usage AS
 					WHEN l.action = 'llm_tokens'
 					 AND pg_catalog.jsonb_typeof(l.metadata #> '{price,quantity}') = 'number'
 					THEN (l.metadata #>> '{price,quantity}')::numeric
-					ELSE 0 END)::bigint AS tokens
+					ELSE 0 END)) AS tokens
 	  FROM credits.ledger l
 	 WHERE (l.amount < 0 OR l.quantity IS NOT NULL) AND l.action <> 'expire'
 	 GROUP BY 1, 2, 3;
@@ -692,8 +692,8 @@ CREATE PROCEDURE credits.run_jobs(batch_size integer DEFAULT 50,
 CREATE FUNCTION credits.credit_usage(user_id text)
 	RETURNS TABLE(balance bigint, available bigint, held bigint, plan text,
 				  plan_ends_at timestamptz, period_start timestamptz,
-				  spent_period bigint, spent_lifetime bigint,
-				  tokens_period bigint, tokens_lifetime bigint)
+				  spent_period numeric, spent_lifetime numeric,
+				  tokens_period numeric, tokens_lifetime numeric)
 	AS 'MODULE_PATHNAME', 'credit_usage_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER ROWS 1;
 

@@ -78,8 +78,8 @@ SELECT is(pg_get_function_result('credits.credit_grant(text, bigint, text, times
 		  'TABLE(tx_id bigint, balance bigint, created_at timestamp with time zone)', 'credit_grant returns the ledger row');
 SELECT is(pg_get_function_result('credits.credit_usage(text)'::regprocedure),
 		  'TABLE(balance bigint, available bigint, held bigint, plan text, plan_ends_at timestamp with time zone, '
-		  'period_start timestamp with time zone, spent_period bigint, spent_lifetime bigint, tokens_period bigint, '
-		  'tokens_lifetime bigint)', 'credit_usage returns one summary row');
+		  'period_start timestamp with time zone, spent_period numeric, spent_lifetime numeric, tokens_period numeric, '
+		  'tokens_lifetime numeric)', 'credit_usage returns one summary row');
 SELECT function_returns('credits', 'credit_release', ARRAY['bigint', 'text'], 'bigint');
 SELECT function_returns('credits', 'credit_cost', ARRAY['text', 'numeric'], 'bigint');
 SELECT is_empty(
