@@ -80,6 +80,12 @@
 /* Longest user_id and idempotency_key accepted, in bytes */
 #define CREDITS_MAX_KEY_BYTES	256
 
+/* Longest action, source and plan name accepted, in bytes */
+#define CREDITS_MAX_NAME_BYTES	64
+
+/* Largest metadata accepted, in bytes of its jsonb value */
+#define CREDITS_MAX_METADATA_BYTES	(64 * 1024)
+
 /* GUC: credits granted by credit_init() without an amount */
 extern int	credits_default_credits;
 
@@ -95,6 +101,7 @@ extern void credits_invalid_parameter(const char *name, const char *msg,
 extern text *credits_arg_user_id(FunctionCallInfo fcinfo, int argno);
 extern int64 credits_arg_amount(FunctionCallInfo fcinfo, int argno, const char *name);
 extern text *credits_arg_required_text(FunctionCallInfo fcinfo, int argno, const char *name);
+extern text *credits_arg_action(FunctionCallInfo fcinfo, int argno);
 extern Jsonb *credits_arg_metadata(FunctionCallInfo fcinfo, int argno);
 extern text *credits_arg_idempotency_key(FunctionCallInfo fcinfo, int argno);
 extern void credits_insufficient(int64 required, int64 available) pg_attribute_noreturn();

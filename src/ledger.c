@@ -285,7 +285,7 @@ credit_deduct(PG_FUNCTION_ARGS)
 {
 	text	   *user_id = credits_arg_user_id(fcinfo, 0);
 	int64		amount = credits_arg_amount(fcinfo, 1, "amount");
-	text	   *action = credits_arg_required_text(fcinfo, 2, "action");
+	text	   *action = credits_arg_action(fcinfo, 2);
 	Jsonb	   *metadata = credits_arg_metadata(fcinfo, 3);
 	text	   *key = credits_arg_idempotency_key(fcinfo, 4);
 	CreditsTx	tx;
@@ -338,7 +338,7 @@ credit_add(PG_FUNCTION_ARGS)
 {
 	text	   *user_id = credits_arg_user_id(fcinfo, 0);
 	int64		amount = credits_arg_amount(fcinfo, 1, "amount");
-	text	   *action = credits_arg_required_text(fcinfo, 2, "action");
+	text	   *action = credits_arg_action(fcinfo, 2);
 	Jsonb	   *metadata = credits_arg_metadata(fcinfo, 3);
 	text	   *key = credits_arg_idempotency_key(fcinfo, 4);
 	CreditsTx	tx;
