@@ -17,6 +17,9 @@
  *	- with any other binding is CR003 and writes nothing.
  *
  * Metadata is never part of a binding and is never read here.
+ * credit_subscribe (plans.c) binds its key here too, and keeps its
+ * original result in credits.subscription_keys
+ * (test/sql/idempotency_keys.sql).
  *
  * Locking: the caller locks the account row first and only then looks the
  * key up, and records it in the same transaction before releasing the

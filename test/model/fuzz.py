@@ -62,7 +62,7 @@ UNKNOWN_HOLD = 900000000000  # hold ids from here on are nobody's
 # out until the feature that fixes it is detected on the database (by
 # signature, column or a rolled-back behavioural probe, see
 # detect_features).  Each entry goes once its fix is in main everywhere.
-# Defects this fuzzer found (A, B) are listed here too; so is the one
+# Defects this fuzzer found (A, C) are listed here too; so is the one
 # comparison the model skips and counts (model.py f_usage: credit_usage
 # past bigint lifetime spending, defect B).
 FEATURES = {
@@ -72,6 +72,8 @@ FEATURES = {
     "subscribe_key": "S2: credit_subscribe has an idempotency_key -> keyed subscribes",
     "subscribe_key_no_end": "found by this fuzzer (defect A): a keyed credit_subscribe with ends_at NULL"
                             " fails with 23502 -> keyed subscribes have an ends_at",
+    "subscribe_keys_shared": "found by this fuzzer (defect C): a key used by credit_subscribe is not seen by"
+                             " credit_deduct and the others -> subscribe keys are not reused by other functions",
     "carry": "S3/defect 3: prices.per_call exists -> fractional costs, zero-cost charges",
     "shared_keys": "S4/defects 4, 5: one key namespace per user -> keys reused across functions, retries after expiry",
     "release_key": "S5/defect 6: credit_release has an idempotency_key",
@@ -434,8 +436,12 @@ class Gen:
                 a[1] = "pro" if a[1] != "pro" else "free"
             return {"fn": fn, "args": a, "uid": self.new_uid(), "key_index": ki}
         # S4: the key used by another function of the same user
+        if fn == "subscribe" and not self.feat.get("subscribe_keys_shared"):
+            return None  # defect C
         user = orig["user"]
         other = self.rng.choice(["deduct", "add", "hold", "charge", "grant", "subscribe"])
+        if other == "subscribe" and not self.feat.get("subscribe_keys_shared"):
+            return None  # defect C (a release key, for one, is not seen by credit_subscribe)
         if other == fn:
             return None
         if other == "deduct":
@@ -638,6 +644,16 @@ def detect_features(cur):
                 " WHERE n.nspname = 'credits' AND p.proname = 'run_jobs'")
     f["run_jobs"] = cur.fetchone()[0] == 1
     f["clock"] = f["clock"] and f["renew_noarg"]
+    f["subscribe_keys_shared"] = False
+    if f["subscribe_key"]:
+        cur.execute("BEGIN")
+        try:
+            cur.execute("SELECT credits.credit_subscribe('probe', 'free', NULL, 'probe-key')")
+            cur.execute("SELECT credits.credit_add('probe', 1, 'probe', '{}', 'probe-key')")
+        except psycopg2.Error as e:
+            f["subscribe_keys_shared"] = e.pgcode == "CR003"
+        finally:
+            cur.execute("ROLLBACK")
     f["history_cursor"] = nargs("credit_history") == 5
     f["price_clock"] = False
     if f["clock"]:
@@ -690,6 +706,7 @@ class Runner:
         self.verbose = verbose
         self.stats = {}
         self.skipped = {}  # known-open divergences met: reason -> count
+        self.check_every = CHECK_EVERY
 
     def reset(self, epoch_index):
         cur = self.cur
@@ -764,7 +781,7 @@ class Runner:
                             gen.keyed.append(op)
                 if gen is not None and op["fn"] == "hold" and op["uid"] in st.hold_of_uid:
                     gen.ok_holds.append(op["uid"])
-                if (i + 1) % CHECK_EVERY == 0:
+                if (i + 1) % self.check_every == 0:
                     self.checkpoint(model, st)
             except Mismatch as e:
                 return (i, str(e))
@@ -1076,10 +1093,10 @@ def apply_mutation(model, name):
 
         orig_spend = model.spend
 
-        def spend(user, amount, action, key):
+        def spend(user, amount, action, key, fast=False):
             if action in model.prices:
                 amount += 1  # an off-by-one in every priced charge
-            return orig_spend(user, amount, action, key)
+            return orig_spend(user, amount, action, key, fast)
         model.spend = spend
     elif name == "hold_expiry":
         orig_expired = model.expired
@@ -1201,6 +1218,8 @@ def main():
                     help="run a model with a deliberate bug (fee, drawdown, hold_expiry); several,"
                     " comma-separated: exit 0 only if every one disagrees with the extension")
     ap.add_argument("--keep-db", action="store_true")
+    ap.add_argument("--check-every", type=int, default=CHECK_EVERY,
+                    help="operations between whole-state comparisons")
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--stats", action="store_true", help="print outcomes per function")
     ap.add_argument("--off", action="append", default=[],
@@ -1227,6 +1246,7 @@ def main():
                 die("unknown feature %r (%s)" % (name, ", ".join(feat)))
             feat[name] = False
         runner.feat = feat
+        runner.check_every = args.check_every
         print("fuzz: features: " + ", ".join("%s=%s" % (k, "on" if v else "OFF") for k, v in feat.items()))
         off = [k for k, v in feat.items() if not v]
         for k in off:

@@ -393,15 +393,16 @@ class Model:
             g.remaining -= take
             amount -= take
 
-    def spend(self, user, amount, action, key):
+    def spend(self, user, amount, action, key, fast=False):
         """Deduct amount from the locked account (the core's rule: an account
         with expiring credit is settled first).  Raises CR001."""
         a = self.accounts[user]
-        if self.expiring(user) > 0:
+        if fast and self.expiring(user) == 0 and a.balance - self.held(user) >= amount:
+            avail = a.balance  # the one-UPDATE path: nothing to settle or draw
+        else:
+            # the locked path settles the account first (expired holds too)
             self.settle(user)
             avail = a.balance - self.held(user)
-        else:
-            avail = a.balance - self.active_held(user)
         if amount > avail:
             insufficient(amount, avail)
         self.draw(user, amount)
@@ -457,7 +458,7 @@ class Model:
         r = self.lookup(user, key, "deduct", params)
         if r is not None:
             return r
-        row = self.spend(user, amount, action, key)
+        row = self.spend(user, amount, action, key, fast=key is None)
         return self.bind(user, key, "deduct", params, self.tx(row))
 
     def f_add(self, user, amount, action, metadata, key):
@@ -700,11 +701,9 @@ class Model:
         self.text_arg(action)
         self.quantity_arg(quantity)
         p = self.price(action)
-        if p.per_call or not self.feat.get("carry"):
-            cost = round_by(quantity * p.rate, p.rounding)
-        else:
-            # a metered price: what a charge costs with no carry
-            cost = int((quantity * p.rate).to_integral_value(rounding=decimal.ROUND_FLOOR))
+        # rounded as the price says, metered or per call (for a metered price
+        # rounded up: the most a charge of quantity can cost, whatever the carry)
+        cost = round_by(quantity * p.rate, p.rounding)
         if cost > INT64_MAX:
             raise Err("CR011")
         return ("int", cost)
@@ -739,10 +738,9 @@ class Model:
             new_carry = carry + exact - cost
         if cost > INT64_MAX:
             raise Err("CR011")
-        if cost == 0:
-            row = self.post(user, 0, action, key)
-        else:
-            row = self.spend(user, cost, action, key)
+        # a zero-cost charge takes the deduction path too (an amount-0 row;
+        # an account with expiring credit is settled first)
+        row = self.spend(user, cost, action, key)
         self.carry[(user, action)] = new_carry
         row.quantity, row.rate = quantity, p.rate
         row.carry = None if p.per_call else new_carry
@@ -814,12 +812,17 @@ class Model:
         t = self.now
         plan_name, ends_at, anchor, cycle = s.plan, s.ends_at, s.anchor, s.cycle
         lapsed = False
-        if ends_at is not None and ends_at <= t and plan_name != "free":
+        if ends_at is not None and ends_at <= t:
+            # past ends_at: free, from the end, with no end (free too)
             lapsed = True
             plan_name, anchor, ends_at, cycle = "free", ends_at, None, -1
         plan = self.plan(plan_name)
         if plan is None:
             raise Err("CR006")
+        # the plan's period changed since the last period was granted:
+        # periods continue from the end of that period
+        if cycle >= 0 and s.period is not None and plan.period.add(self.epoch, anchor, cycle + 1) != s.period[1]:
+            anchor, cycle = s.period[1], -1
         k = self.period_containing(anchor, plan.period, max(cycle, 0), t)
         if k is None:
             return (False, 0, None)
@@ -869,15 +872,27 @@ class Model:
             raise Err("CR006")
         self.open(user)
         s = self.subs.get(user)
+        first = 0
         if s is None:
             self.subs[user] = Sub(plan, ends_at, self.now)
-        elif s.plan == plan:
-            s.ends_at = ends_at
-            if s.period is not None:
-                s.renews_at = s.period[1] if ends_at is None else min(s.period[1], ends_at)
         else:
-            self.switch_plan(user, s, plan, ends_at)
+            if s.renews_at <= self.now:
+                # a renewal the job has not run yet is done first; its
+                # allowance is reported when the plan is kept
+                first = self.renew_one(user)[1]
+            if s.plan == plan:
+                s.ends_at = ends_at
+                if s.period is not None:
+                    s.renews_at = s.period[1] if ends_at is None else min(s.period[1], ends_at)
+                    # the current allowance follows the new end
+                    g = self.grants.get(s.grant_id) if s.grant_id is not None else None
+                    if g is not None and g.expires > self.now:
+                        g.expires = s.period[1] if ends_at is None else min(s.period[1], ends_at)
+            else:
+                first = 0
+                self.switch_plan(user, s, plan, ends_at)
         renewed, granted, period = self.renew_one(user)
+        granted += first
         a = self.accounts.get(user)
         res = ("sub", period[0] if period else None, period[1] if period else None,
                granted, None if a is None else a.balance)

@@ -128,6 +128,23 @@ SELECT * FROM credits.credit_grant('ik-b', 5, 'promo', :'g3_expires', '{}', 'G4'
 RESET credits.clock_offset;
 SELECT count(*) AS grants FROM credits.grants WHERE user_id = 'ik-b';
 
+-- credit_subscribe shares the namespace (its keys live in
+-- credits.subscription_keys): each way round is CR003, nothing written
+SELECT granted FROM credits.credit_subscribe('ik-d', 'pro', now() + interval '3 months', 'S1');
+SELECT credits.credit_balance('ik-d') AS balance;
+\set VERBOSITY terse
+SELECT * FROM credits.credit_deduct('ik-d', 1, 'chat_message', '{}', 'S1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT balance FROM credits.credit_deduct('ik-d', 1, 'chat_message', '{}', 'D1');
+SELECT * FROM credits.credit_subscribe('ik-d', 'enterprise', NULL, 'D1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT hold_id AS h6 FROM credits.credit_hold('ik-d', 5, 'chat_message') \gset
+SELECT credits.credit_release(:h6, 'R6') IS NOT NULL AS released;
+SELECT * FROM credits.credit_subscribe('ik-d', 'enterprise', NULL, 'R6');
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+SELECT credits.credit_balance('ik-d') AS balance, (SELECT plan FROM credits.subscriptions WHERE user_id = 'ik-d') AS plan;
+
 -- keys stay per user
 SELECT balance FROM credits.credit_add('ik-c', 5, 'purchase', '{}', 'K');
 SELECT user_id, operation FROM credits.idempotency_keys WHERE key = 'K' ORDER BY user_id;

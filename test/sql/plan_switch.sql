@@ -145,7 +145,7 @@ SELECT granted, balance FROM credits.credit_subscribe('switch-k2', 'pro', NULL, 
 SELECT granted FROM credits.credit_subscribe('switch-k2', 'pro', now() + interval '1 day', 'sub-k2');
 \echo :LAST_ERROR_SQLSTATE
 \set VERBOSITY default
-SELECT user_id, idempotency_key, plan, granted FROM credits.subscription_keys ORDER BY 1, 2;
+SELECT user_id, idempotency_key, plan, granted FROM credits.subscription_keys WHERE user_id LIKE 'switch-%' ORDER BY 1, 2;
 
 -- a subscribe whose renewal is due renews first, and reports what it granted
 -- (the same as if the renewal job had run just before)

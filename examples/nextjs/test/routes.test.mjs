@@ -141,6 +141,13 @@ describe('reads', () => {
 			await api('/api/chat', { user: u, body: { message: `m${i}` } });
 		const want = (await db().getTransactions(u, { limit: 100, source: 'sql' })).map((t) => t.txId.toString());
 		assert.equal(want.length, 8);
+		// The route reads txs:<user> when Redis covers the page: wait until
+		// credits-sync has mirrored the newest row (it lags by milliseconds).
+		await eventually(async () => {
+			const r = await api('/api/credits/history?limit=1', { user: u });
+			assert.equal(r.status, 200, r.text);
+			assert.deepEqual(r.body.transactions.map((t) => t.tx_id), [want[0]]);
+		});
 		const got = [];
 		let cursor = null;
 		do {
