@@ -185,7 +185,7 @@ extern uint64 credits_exec(CreditsQuery q, Datum *values, const char *nulls,
 extern Datum credits_get(int row, int col, bool *isnull);
 extern int64 credits_get_int64(int row, int col);
 
-/* ledger.c */
+/* the account and its ledger rows (account.c, ledger.c) */
 
 /* An account row's values, as locked by credits_lock_account() */
 typedef struct CreditsAccount
@@ -210,18 +210,23 @@ typedef struct CreditsCharge
 	Numeric		carry;			/* after the row; NULL for per-call prices */
 } CreditsCharge;
 
+/* account.c: the account primitives (caller holds the account row lock) */
 extern void credits_post(text *user_id, int64 amount, int64 balance_after,
 						 text *action, Jsonb *metadata, text *idem_key,
 						 CreditsTx *tx);
 extern void credits_post_charge(text *user_id, int64 amount, int64 balance_after,
 								text *action, Jsonb *metadata, text *idem_key,
 								const CreditsCharge *charge, CreditsTx *tx);
-extern void credits_return_tx(FunctionCallInfo fcinfo, const CreditsTx *tx);
 extern int64 credits_active_held(text *user_id, int64 held);
 extern bool credits_lock_account(text *user_id, CreditsAccount *acct);
 extern void credits_lock_or_open(text *user_id, CreditsAccount *acct);
+
+/* settle.c: the locked deduction (caller holds the account row lock) */
 extern int64 credits_deduct_locked(text *user_id, int64 amount,
 								   const CreditsAccount *acct);
+
+/* ledger.c */
+extern void credits_return_tx(FunctionCallInfo fcinfo, const CreditsTx *tx);
 extern int64 credits_deduct_unkeyed(text *user_id, int64 amount);
 
 /* idempotency.c: one key namespace per user, bound in columns */
