@@ -393,6 +393,63 @@ CREATE PROCEDURE credits.run_jobs(batch_size integer DEFAULT 50,
 -- Privileges: the last section (the jobs are credits_ops' only).
 
 -- ---------------------------------------------------------------------
+-- Section: core (plans.period becomes text holding a positive interval:
+-- Prisma 7 cannot read interval columns, and every table and view an app
+-- or analyst reads must deserialize.  current_plans reads the column, so
+-- it is dropped and created again as it was; the last section grants it
+-- again.  The seeded periods keep the text a fresh install writes.)
+-- ---------------------------------------------------------------------
+DROP VIEW credits.current_plans;
+ALTER TABLE credits.plans DROP CONSTRAINT plans_period_positive;
+ALTER TABLE credits.plans
+	ALTER COLUMN period DROP DEFAULT,
+	ALTER COLUMN period TYPE text USING
+		CASE WHEN period = interval '1 month' THEN '1 month' ELSE period::text END,
+	ALTER COLUMN period SET DEFAULT '1 month';
+ALTER TABLE credits.plans
+	ADD CONSTRAINT plans_period_positive CHECK (period::pg_catalog.interval > interval '0');
+COMMENT ON COLUMN credits.plans.period IS
+	'The period, as the text of a positive interval (''1 month'', ''7 days''): text, not interval, so that every client (Prisma 7) can read the row';
+
+CREATE VIEW credits.current_plans AS
+	SELECT DISTINCT ON (plan) plan, allowance, period, policy, rollover_cap, valid_from
+	  FROM credits.plans
+	 WHERE valid_from <= pg_catalog.now()
+	 ORDER BY plan, valid_from DESC;
+
+-- ---------------------------------------------------------------------
+-- Section: core (usage sums are numeric: a bigint sum of credits or of
+-- the tokens an app reports could overflow, and then credit_usage and
+-- every read of daily_usage failed with 22003.  Both are created again
+-- with numeric columns; the last section grants them again.)
+-- ---------------------------------------------------------------------
+DROP VIEW credits.daily_usage;
+CREATE VIEW credits.daily_usage AS
+	SELECT (l.created_at AT TIME ZONE 'UTC')::date AS day, l.user_id, l.action,
+		   pg_catalog.sum(-l.amount) AS credits,
+		   pg_catalog.round(pg_catalog.sum(
+			   CASE WHEN pg_catalog.jsonb_typeof(l.metadata -> 'tokens') = 'number'
+					THEN (l.metadata ->> 'tokens')::numeric
+					WHEN l.action = 'llm_tokens' AND l.quantity IS NOT NULL
+					THEN l.quantity
+					WHEN l.action = 'llm_tokens'
+					 AND pg_catalog.jsonb_typeof(l.metadata #> '{price,quantity}') = 'number'
+					THEN (l.metadata #>> '{price,quantity}')::numeric
+					ELSE 0 END)) AS tokens
+	  FROM credits.ledger l
+	 WHERE (l.amount < 0 OR l.quantity IS NOT NULL) AND l.action <> 'expire'
+	 GROUP BY 1, 2, 3;
+
+DROP FUNCTION credits.credit_usage(text);
+CREATE FUNCTION credits.credit_usage(user_id text)
+	RETURNS TABLE(balance bigint, available bigint, held bigint, plan text,
+				  plan_ends_at timestamptz, period_start timestamptz,
+				  spent_period numeric, spent_lifetime numeric,
+				  tokens_period numeric, tokens_lifetime numeric)
+	AS 'MODULE_PATHNAME', 'credit_usage_1_1'
+	LANGUAGE C STABLE SECURITY DEFINER ROWS 1;
+
+-- ---------------------------------------------------------------------
 -- Section: release (pg_dump keeps a price or plan an operator adds valid
 -- from -infinity: the dump conditions name the seeded rows instead of
 -- leaving out every row valid from -infinity)

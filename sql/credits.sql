@@ -446,20 +446,22 @@ COMMENT ON TABLE credits.carries IS
 CREATE TABLE credits.plans (
 	plan			text NOT NULL,
 	allowance		bigint NOT NULL,
-	period			interval NOT NULL DEFAULT '1 month',
+	period			text NOT NULL DEFAULT '1 month',
 	policy			text NOT NULL DEFAULT 'reset',
 	rollover_cap	bigint,
 	valid_from		timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (plan, valid_from),
 	CONSTRAINT plans_plan_nonempty CHECK (plan <> ''),
 	CONSTRAINT plans_allowance_nonnegative CHECK (allowance >= 0),
-	CONSTRAINT plans_period_positive CHECK (period > interval '0'),
+	CONSTRAINT plans_period_positive CHECK (period::pg_catalog.interval > interval '0'),
 	CONSTRAINT plans_policy_known CHECK (policy IN ('reset', 'rollover')),
 	CONSTRAINT plans_rollover_cap CHECK (rollover_cap >= 0)
 );
 
 COMMENT ON TABLE credits.plans IS
 	'Allowance granted each period; reset: the unspent allowance expires at the period end; rollover: up to rollover_cap of it (NULL: all) is granted again with the next allowance';
+COMMENT ON COLUMN credits.plans.period IS
+	'The period, as the text of a positive interval (''1 month'', ''7 days''): text, not interval, so that every client (Prisma 7) can read the row';
 
 INSERT INTO credits.plans (plan, allowance, period, policy, rollover_cap, valid_from) VALUES
 	('free', 5, '1 month', 'reset', NULL, '-infinity'),
@@ -588,8 +590,8 @@ CREATE VIEW credits.grant_balances AS
 -- the charged quantity (1.0's rows: the priced quantity in metadata).
 CREATE VIEW credits.daily_usage AS
 	SELECT (l.created_at AT TIME ZONE 'UTC')::date AS day, l.user_id, l.action,
-		   pg_catalog.sum(-l.amount)::bigint AS credits,
-		   pg_catalog.sum(
+		   pg_catalog.sum(-l.amount) AS credits,
+		   pg_catalog.round(pg_catalog.sum(
 			   CASE WHEN pg_catalog.jsonb_typeof(l.metadata -> 'tokens') = 'number'
 					THEN (l.metadata ->> 'tokens')::numeric
 					WHEN l.action = 'llm_tokens' AND l.quantity IS NOT NULL
@@ -597,7 +599,7 @@ CREATE VIEW credits.daily_usage AS
 					WHEN l.action = 'llm_tokens'
 					 AND pg_catalog.jsonb_typeof(l.metadata #> '{price,quantity}') = 'number'
 					THEN (l.metadata #>> '{price,quantity}')::numeric
-					ELSE 0 END)::bigint AS tokens
+					ELSE 0 END)) AS tokens
 	  FROM credits.ledger l
 	 WHERE (l.amount < 0 OR l.quantity IS NOT NULL) AND l.action <> 'expire'
 	 GROUP BY 1, 2, 3;
@@ -690,8 +692,8 @@ CREATE PROCEDURE credits.run_jobs(batch_size integer DEFAULT 50,
 CREATE FUNCTION credits.credit_usage(user_id text)
 	RETURNS TABLE(balance bigint, available bigint, held bigint, plan text,
 				  plan_ends_at timestamptz, period_start timestamptz,
-				  spent_period bigint, spent_lifetime bigint,
-				  tokens_period bigint, tokens_lifetime bigint)
+				  spent_period numeric, spent_lifetime numeric,
+				  tokens_period numeric, tokens_lifetime numeric)
 	AS 'MODULE_PATHNAME', 'credit_usage_1_1'
 	LANGUAGE C STABLE SECURITY DEFINER ROWS 1;
 

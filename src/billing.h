@@ -2,7 +2,7 @@
  *
  * billing.h
  *		Declarations shared by the billing files: holds.c, grants.c,
- *		prices.c, plans.c, usage.c, settle.c and billing_args.c.
+ *		prices.c, plans.c, usage.c, settle.c, account.c and billing_args.c.
  *
  * Every billing write follows the core's protocol (see credits.h): check
  * every argument first, then lock the account row, then settle it (close
@@ -34,12 +34,14 @@ extern void credits_check_future(const char *name, TimestampTz t);
 extern int	credits_settle_holds(text *user_id, CreditsAccount *acct);
 extern int	credits_settle_grants(text *user_id, CreditsAccount *acct);
 extern void credits_settle(text *user_id, CreditsAccount *acct);
+extern int64 credits_close_grant(text *user_id, int64 grant_id, CreditsAccount *acct);
+
+/* account.c: the account primitives (caller holds the account row lock) */
 extern void credits_hold_account(text *user_id, int64 held_delta,
 								 int64 expiring_delta, CreditsAccount *acct);
 extern void credits_hold_event(text *user_id, const char *event, int64 hold_id);
 extern int64 credits_unreserve(Datum grant_ids, Datum grant_amounts, int64 consume);
 extern int64 credits_spend(text *user_id, int64 amount, int64 draw);
-extern int64 credits_close_grant(text *user_id, int64 grant_id, CreditsAccount *acct);
 
 /* plans.c */
 extern int	credits_renew_account(text *user_id, TimestampTz now);

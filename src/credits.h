@@ -80,6 +80,12 @@
 /* Longest user_id and idempotency_key accepted, in bytes */
 #define CREDITS_MAX_KEY_BYTES	256
 
+/* Longest action, source and plan name accepted, in bytes */
+#define CREDITS_MAX_NAME_BYTES	64
+
+/* Largest metadata accepted, in bytes of its jsonb value */
+#define CREDITS_MAX_METADATA_BYTES	(64 * 1024)
+
 /* GUC: credits granted by credit_init() without an amount */
 extern int	credits_default_credits;
 
@@ -95,6 +101,7 @@ extern void credits_invalid_parameter(const char *name, const char *msg,
 extern text *credits_arg_user_id(FunctionCallInfo fcinfo, int argno);
 extern int64 credits_arg_amount(FunctionCallInfo fcinfo, int argno, const char *name);
 extern text *credits_arg_required_text(FunctionCallInfo fcinfo, int argno, const char *name);
+extern text *credits_arg_action(FunctionCallInfo fcinfo, int argno);
 extern Jsonb *credits_arg_metadata(FunctionCallInfo fcinfo, int argno);
 extern text *credits_arg_idempotency_key(FunctionCallInfo fcinfo, int argno);
 extern void credits_insufficient(int64 required, int64 available) pg_attribute_noreturn();
@@ -178,7 +185,7 @@ extern uint64 credits_exec(CreditsQuery q, Datum *values, const char *nulls,
 extern Datum credits_get(int row, int col, bool *isnull);
 extern int64 credits_get_int64(int row, int col);
 
-/* ledger.c */
+/* the account and its ledger rows (account.c, ledger.c) */
 
 /* An account row's values, as locked by credits_lock_account() */
 typedef struct CreditsAccount
@@ -203,18 +210,23 @@ typedef struct CreditsCharge
 	Numeric		carry;			/* after the row; NULL for per-call prices */
 } CreditsCharge;
 
+/* account.c: the account primitives (caller holds the account row lock) */
 extern void credits_post(text *user_id, int64 amount, int64 balance_after,
 						 text *action, Jsonb *metadata, text *idem_key,
 						 CreditsTx *tx);
 extern void credits_post_charge(text *user_id, int64 amount, int64 balance_after,
 								text *action, Jsonb *metadata, text *idem_key,
 								const CreditsCharge *charge, CreditsTx *tx);
-extern void credits_return_tx(FunctionCallInfo fcinfo, const CreditsTx *tx);
 extern int64 credits_active_held(text *user_id, int64 held);
 extern bool credits_lock_account(text *user_id, CreditsAccount *acct);
 extern void credits_lock_or_open(text *user_id, CreditsAccount *acct);
+
+/* settle.c: the locked deduction (caller holds the account row lock) */
 extern int64 credits_deduct_locked(text *user_id, int64 amount,
 								   const CreditsAccount *acct);
+
+/* ledger.c */
+extern void credits_return_tx(FunctionCallInfo fcinfo, const CreditsTx *tx);
 extern int64 credits_deduct_unkeyed(text *user_id, int64 amount);
 
 /* idempotency.c: one key namespace per user, bound in columns */

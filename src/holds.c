@@ -167,7 +167,7 @@ credit_hold(PG_FUNCTION_ARGS)
 {
 	text	   *user_id = credits_arg_user_id(fcinfo, 0);
 	int64		amount = credits_arg_amount(fcinfo, 1, "amount");
-	text	   *action = credits_arg_required_text(fcinfo, 2, "action");
+	text	   *action = credits_arg_action(fcinfo, 2);
 	Jsonb	   *metadata = credits_arg_metadata(fcinfo, 3);
 	Interval   *ttl = credits_arg_ttl(fcinfo, 4);
 	text	   *key = credits_arg_idempotency_key(fcinfo, 5);

@@ -47,77 +47,6 @@ PG_FUNCTION_INFO_V1(credit_deduct);
 PG_FUNCTION_INFO_V1(credit_add);
 
 /*
- * Holds that are still active for user_id, given accounts.held (the sum of
- * open holds, expired or not).  Caller must hold the account row lock.
- */
-int64
-credits_active_held(text *user_id, int64 held)
-{
-	Datum		values[2] = {PointerGetDatum(user_id), TimestampTzGetDatum(credits_now())};
-
-	if (held == 0)
-		return 0;
-	if (credits_exec(CQ_ACTIVE_HELD, values, NULL, false, 0) != 1)
-		elog(ERROR, "credits: active holds query returned no row");
-	return credits_get_int64(0, 1);
-}
-
-/*
- * Insert the ledger row for a change already applied to the account, and
- * fill *tx; charge (NULL for anything but a charge) gives its quantity,
- * rate and carry.  The same statement advances the account's hash chain
- * (id, created_at and hash of the new row, src/chain.c).  Caller must hold
- * the account row lock and be connected to SPI.
- */
-void
-credits_post_charge(text *user_id, int64 amount, int64 balance_after,
-					text *action, Jsonb *metadata, text *idem_key,
-					const CreditsCharge *charge, CreditsTx *tx)
-{
-	Datum		values[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', 'n', 'n', 'n'};
-	bool		isnull;
-
-	values[0] = PointerGetDatum(user_id);
-	values[1] = Int64GetDatum(amount);
-	values[2] = Int64GetDatum(balance_after);
-	values[3] = PointerGetDatum(action);
-	values[4] = JsonbPGetDatum(metadata);
-	values[5] = PointerGetDatum(idem_key);
-	if (idem_key == NULL)
-		nulls[5] = 'n';
-	values[6] = values[7] = values[8] = (Datum) 0;
-	if (charge != NULL)
-	{
-		values[6] = NumericGetDatum(charge->quantity);
-		values[7] = NumericGetDatum(charge->rate);
-		nulls[6] = nulls[7] = ' ';
-		if (charge->carry != NULL)
-		{
-			values[8] = NumericGetDatum(charge->carry);
-			nulls[8] = ' ';
-		}
-	}
-
-	if (credits_exec(CQ_POST, values, nulls, false, 0) != 1)
-		elog(ERROR, "credits: ledger insert returned no row (account row vanished)");
-
-	tx->tx_id = credits_get_int64(0, 1);
-	tx->created_at = DatumGetTimestampTz(credits_get(0, 2, &isnull));
-	tx->balance = balance_after;
-	credits_note_write();
-}
-
-/* credits_post_charge() for every row that is not a charge. */
-void
-credits_post(text *user_id, int64 amount, int64 balance_after,
-			 text *action, Jsonb *metadata, text *idem_key, CreditsTx *tx)
-{
-	credits_post_charge(user_id, amount, balance_after, action, metadata,
-						idem_key, NULL, tx);
-}
-
-/*
  * The unkeyed deduction's fast path: one UPDATE locks, checks and changes
  * the account row and advances its hash chain, then the ledger row is
  * inserted with the id, created_at and hash that UPDATE assigned.  Returns
@@ -176,66 +105,6 @@ credits_return_tx(FunctionCallInfo fcinfo, const CreditsTx *tx)
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
-/*
- * Lock user_id's account row into *acct; returns false if there is none.
- * Caller is connected.
- */
-bool
-credits_lock_account(text *user_id, CreditsAccount *acct)
-{
-	Datum		values[1] = {PointerGetDatum(user_id)};
-
-	if (credits_exec(CQ_LOCK_ACCOUNT, values, NULL, false, 0) == 0)
-		return false;
-	acct->balance = credits_get_int64(0, 1);
-	acct->held = credits_get_int64(0, 2);
-	acct->expiring = credits_get_int64(0, 3);
-	return true;
-}
-
-/* Lock user_id's account row into *acct, opening the account if needed. */
-void
-credits_lock_or_open(text *user_id, CreditsAccount *acct)
-{
-	Datum		values[1] = {PointerGetDatum(user_id)};
-
-	if (credits_lock_account(user_id, acct))
-		return;
-	(void) credits_exec(CQ_OPEN_ACCOUNT, values, NULL, false, 0);
-	if (!credits_lock_account(user_id, acct))
-		elog(ERROR, "credits: account vanished after being opened");
-}
-
-/*
- * Deduct from the locked account *acct; raises CR001 if the available
- * credit does not cover amount.  Returns the new balance.  Caller must hold
- * the account row lock.
- */
-int64
-credits_deduct_locked(text *user_id, int64 amount, const CreditsAccount *acct)
-{
-	Datum		values[2] = {PointerGetDatum(user_id), Int64GetDatum(amount)};
-	int64		available;
-
-	/*
-	 * Open holds or expiring grants: settle the account first (settle.c), so
-	 * that a hold past its expiry is closed before the credit it held is
-	 * spent (a capture of it is then CR004, and available never goes
-	 * negative for a transaction that still sees the hold active), and draw
-	 * expiring grants down.
-	 */
-	if (acct->expiring > 0 || acct->held > 0)
-		return credits_spend_expiring(user_id, amount, acct);
-
-	available = acct->balance - credits_active_held(user_id, acct->held);
-
-	if (amount > available)
-		credits_insufficient(amount, Max(available, 0));
-	if (credits_exec(CQ_DEDUCT_LOCKED, values, NULL, false, 0) != 1)
-		elog(ERROR, "credits: locked account row vanished");
-	return credits_get_int64(0, 1);
-}
-
 /* Apply an unkeyed deduction; returns the new balance.  Caller is connected. */
 int64
 credits_deduct_unkeyed(text *user_id, int64 amount)
@@ -285,7 +154,7 @@ credit_deduct(PG_FUNCTION_ARGS)
 {
 	text	   *user_id = credits_arg_user_id(fcinfo, 0);
 	int64		amount = credits_arg_amount(fcinfo, 1, "amount");
-	text	   *action = credits_arg_required_text(fcinfo, 2, "action");
+	text	   *action = credits_arg_action(fcinfo, 2);
 	Jsonb	   *metadata = credits_arg_metadata(fcinfo, 3);
 	text	   *key = credits_arg_idempotency_key(fcinfo, 4);
 	CreditsTx	tx;
@@ -338,7 +207,7 @@ credit_add(PG_FUNCTION_ARGS)
 {
 	text	   *user_id = credits_arg_user_id(fcinfo, 0);
 	int64		amount = credits_arg_amount(fcinfo, 1, "amount");
-	text	   *action = credits_arg_required_text(fcinfo, 2, "action");
+	text	   *action = credits_arg_action(fcinfo, 2);
 	Jsonb	   *metadata = credits_arg_metadata(fcinfo, 3);
 	text	   *key = credits_arg_idempotency_key(fcinfo, 4);
 	CreditsTx	tx;

@@ -131,7 +131,7 @@ Datum
 credit_charge(PG_FUNCTION_ARGS)
 {
 	text	   *user_id = credits_arg_user_id(fcinfo, 0);
-	text	   *action = credits_arg_required_text(fcinfo, 1, "action");
+	text	   *action = credits_arg_action(fcinfo, 1);
 	Numeric		quantity = credits_arg_quantity(fcinfo, 2);
 	Jsonb	   *metadata = credits_arg_metadata(fcinfo, 3);
 	text	   *key = credits_arg_idempotency_key(fcinfo, 4);

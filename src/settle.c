@@ -30,6 +30,12 @@
  * reserved), every operation keeps F >= 0, so a capture of no more than
  * its hold never fails and expiry never takes credit a hold relies on.
  *
+ * Layering: the entry points (ledger.c, holds.c, grants.c, prices.c,
+ * plans.c, jobs.c) call this file, and it calls only the account
+ * primitives below it (account.c), never back up.  credits_deduct_locked,
+ * the deduction under the lock shared by credit_deduct and credit_charge,
+ * lives here because it settles.
+ *
  * Locking: every function here requires the caller to hold the account row
  * lock (SELECT ... FOR UPDATE or an UPDATE of the row) and to be connected
  * to SPI.  Holds and grants are only ever changed under their account's
@@ -50,81 +56,6 @@ account_from_result(CreditsAccount *acct)
 	acct->balance = credits_get_int64(0, 1);
 	acct->held = credits_get_int64(0, 2);
 	acct->expiring = credits_get_int64(0, 3);
-}
-
-/* Add held_delta to held and expiring_delta to expiring; bumps version. */
-void
-credits_hold_account(text *user_id, int64 held_delta, int64 expiring_delta,
-					 CreditsAccount *acct)
-{
-	Datum		values[3];
-
-	values[0] = PointerGetDatum(user_id);
-	values[1] = Int64GetDatum(held_delta);
-	values[2] = Int64GetDatum(expiring_delta);
-	if (credits_exec(CQ_HOLD_ACCOUNT, values, NULL, false, 0) != 1)
-		elog(ERROR, "credits: locked account row vanished");
-	account_from_result(acct);
-}
-
-/* Write the account_events row of a change to held (after the change). */
-void
-credits_hold_event(text *user_id, const char *event, int64 hold_id)
-{
-	Datum		values[3];
-
-	values[0] = PointerGetDatum(user_id);
-	values[1] = CStringGetTextDatum(event);
-	values[2] = Int64GetDatum(hold_id);
-	if (credits_exec(CQ_HOLD_EVENT, values, NULL, false, 0) != 1)
-		elog(ERROR, "credits: hold event not written");
-	credits_note_write();
-}
-
-/*
- * Close a hold's reservation (grant_ids/grant_amounts, soonest-expiring
- * first): its first `consume` credits are spent, the rest goes back to the
- * grants' remaining credit.  Returns the credit spent (at most consume).
- * accounts.expiring is the caller's to lower by that amount.
- */
-int64
-credits_unreserve(Datum grant_ids, Datum grant_amounts, int64 consume)
-{
-	Datum	   *ids;
-	Datum	   *amounts;
-	Datum	   *returned;
-	bool	   *nulls;
-	int			n;
-	int			n_amounts;
-	int64		spent = 0;
-	Datum		values[3];
-
-	deconstruct_array(DatumGetArrayTypeP(grant_ids), INT8OID, sizeof(int64),
-					  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &ids, &nulls, &n);
-	deconstruct_array(DatumGetArrayTypeP(grant_amounts), INT8OID, sizeof(int64),
-					  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &amounts, &nulls, &n_amounts);
-	if (n != n_amounts)
-		elog(ERROR, "credits: hold reservation arrays differ in length");
-	if (n == 0)
-		return 0;
-
-	returned = palloc(n * sizeof(Datum));
-	for (int i = 0; i < n; i++)
-	{
-		int64		reserved = DatumGetInt64(amounts[i]);
-		int64		take = Min(reserved, consume - spent);
-
-		spent += take;
-		returned[i] = Int64GetDatum(reserved - take);
-	}
-
-	values[0] = grant_ids;
-	values[1] = grant_amounts;
-	values[2] = PointerGetDatum(construct_array(returned, n, INT8OID, sizeof(int64),
-													  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	if (credits_exec(CQ_UNRESERVE, values, NULL, false, 0) != (uint64) n)
-		elog(ERROR, "credits: reserved grant vanished");
-	return spent;
 }
 
 /* Close user_id's expired open holds; returns how many. */
@@ -234,25 +165,6 @@ credits_close_grant(text *user_id, int64 grant_id, CreditsAccount *acct)
 }
 
 /*
- * Take amount off the settled account's balance, drawing up to draw of it
- * from unexpired grants (see the order above).  Returns the new balance.
- * The caller has checked that amount is available.
- */
-int64
-credits_spend(text *user_id, int64 amount, int64 draw)
-{
-	Datum		values[4];
-
-	values[0] = PointerGetDatum(user_id);
-	values[1] = Int64GetDatum(amount);
-	values[2] = Int64GetDatum(draw);
-	values[3] = TimestampTzGetDatum(credits_now());
-	if (credits_exec(CQ_SPEND, values, NULL, false, 0) != 1)
-		elog(ERROR, "credits: locked account row vanished");
-	return credits_get_int64(0, 1);
-}
-
-/*
  * The deduction path of an account with open holds or expiring grants
  * (called from credits_deduct_locked): settle, check, spend.  Returns the new balance.
  * Caller holds the lock of the account row whose values are *locked.
@@ -268,4 +180,34 @@ credits_spend_expiring(text *user_id, int64 amount, const CreditsAccount *locked
 	if (amount > available)
 		credits_insufficient(amount, Max(available, 0));
 	return credits_spend(user_id, amount, amount);
+}
+
+/*
+ * Deduct from the locked account *acct; raises CR001 if the available
+ * credit does not cover amount.  Returns the new balance.  Caller must hold
+ * the account row lock.
+ */
+int64
+credits_deduct_locked(text *user_id, int64 amount, const CreditsAccount *acct)
+{
+	Datum		values[2] = {PointerGetDatum(user_id), Int64GetDatum(amount)};
+	int64		available;
+
+	/*
+	 * Open holds or expiring grants: settle the account first (settle.c), so
+	 * that a hold past its expiry is closed before the credit it held is
+	 * spent (a capture of it is then CR004, and available never goes
+	 * negative for a transaction that still sees the hold active), and draw
+	 * expiring grants down.
+	 */
+	if (acct->expiring > 0 || acct->held > 0)
+		return credits_spend_expiring(user_id, amount, acct);
+
+	available = acct->balance - credits_active_held(user_id, acct->held);
+
+	if (amount > available)
+		credits_insufficient(amount, Max(available, 0));
+	if (credits_exec(CQ_DEDUCT_LOCKED, values, NULL, false, 0) != 1)
+		elog(ERROR, "credits: locked account row vanished");
+	return credits_get_int64(0, 1);
 }

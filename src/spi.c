@@ -492,7 +492,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 	},
 
 	[CQ_PLAN] = {
-		"SELECT allowance, period, policy, rollover_cap FROM credits.plans"
+		"SELECT allowance, period::pg_catalog.interval, policy, rollover_cap FROM credits.plans"
 		" WHERE plan = $1 AND valid_from <= $2 ORDER BY valid_from DESC LIMIT 1",
 		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},
@@ -587,6 +587,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 		TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}, SPI_OK_UPDATE
 	},
 	/* plan, plan end, period start, spent and tokens this period and ever */
+	/* the sums are numeric: a bigint could overflow (README, credit_usage) */
 	[CQ_USAGE] = {
 		"WITH s AS (SELECT plan, ends_at, period_start,"
 		"  ends_at <= $2 AND plan <> 'free' AS lapsed"
@@ -605,10 +606,10 @@ static CreditsStatement statements[CQ__COUNT] = {
 		"  AND action <> 'expire')"
 		" SELECT (SELECT CASE WHEN lapsed THEN 'free' ELSE plan END FROM s),"
 		" (SELECT CASE WHEN lapsed THEN NULL ELSE ends_at END FROM s), p.start,"
-		" coalesce(pg_catalog.sum(-l.amount) FILTER (WHERE l.created_at >= p.start), 0)::pg_catalog.int8,"
-		" coalesce(pg_catalog.sum(-l.amount), 0)::pg_catalog.int8,"
-		" coalesce(pg_catalog.round(pg_catalog.sum(l.tokens) FILTER (WHERE l.created_at >= p.start)), 0)::pg_catalog.int8,"
-		" coalesce(pg_catalog.round(pg_catalog.sum(l.tokens)), 0)::pg_catalog.int8"
+		" coalesce(pg_catalog.sum(-l.amount) FILTER (WHERE l.created_at >= p.start), 0),"
+		" coalesce(pg_catalog.sum(-l.amount), 0),"
+		" coalesce(pg_catalog.round(pg_catalog.sum(l.tokens) FILTER (WHERE l.created_at >= p.start)), 0),"
+		" coalesce(pg_catalog.round(pg_catalog.sum(l.tokens)), 0)"
 		" FROM p LEFT JOIN l ON true GROUP BY p.start",
 		2, {TEXTOID, TIMESTAMPTZOID}, SPI_OK_SELECT
 	},

@@ -75,17 +75,51 @@ credits_arg_amount(FunctionCallInfo fcinfo, int argno, const char *name)
 	return amount;
 }
 
-/* Non-NULL, non-empty text (an action, a source, ...). */
+/*
+ * Non-NULL, non-empty text of at most CREDITS_MAX_NAME_BYTES bytes (an
+ * action, a source, a plan name).
+ */
 text *
 credits_arg_required_text(FunctionCallInfo fcinfo, int argno, const char *name)
 {
 	text	   *t;
+	int			len;
 
 	if (PG_ARGISNULL(argno))
 		credits_invalid_parameter(name, "must not be null", NULL);
 	t = PG_GETARG_TEXT_PP(argno);
-	if (VARSIZE_ANY_EXHDR(t) == 0)
+	len = VARSIZE_ANY_EXHDR(t);
+	if (len == 0)
 		credits_invalid_parameter(name, "must not be empty", NULL);
+	if (len > CREDITS_MAX_NAME_BYTES)
+		credits_invalid_parameter(name, "too long",
+						  psprintf("The %s is %d bytes long; the limit is %d bytes.",
+								   name, len, CREDITS_MAX_NAME_BYTES));
+	return t;
+}
+
+/*
+ * The ledger actions the extension writes itself (README, Functions): an
+ * application may not use them, so its rows never pass for a signup, a
+ * grant or an expiry.
+ */
+static const char *const system_actions[] = {"init", "grant", "expire"};
+
+/* An application's action: credits_arg_required_text, and not a system one. */
+text *
+credits_arg_action(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *t = credits_arg_required_text(fcinfo, argno, "action");
+	int			len = VARSIZE_ANY_EXHDR(t);
+
+	for (int i = 0; i < (int) lengthof(system_actions); i++)
+	{
+		if (len == (int) strlen(system_actions[i]) &&
+			memcmp(VARDATA_ANY(t), system_actions[i], len) == 0)
+			credits_invalid_parameter("action", "reserved",
+							  psprintf("The action \"%s\" is written by the extension itself; use another name.",
+									   system_actions[i]));
+	}
 	return t;
 }
 
@@ -103,6 +137,10 @@ credits_arg_metadata(FunctionCallInfo fcinfo, int argno)
 		credits_invalid_parameter("metadata", "must be a JSON object",
 						  psprintf("The metadata given was a JSON %s.",
 								   JB_ROOT_IS_SCALAR(jb) ? "scalar" : "array"));
+	if (VARSIZE(jb) - VARHDRSZ > CREDITS_MAX_METADATA_BYTES)
+		credits_invalid_parameter("metadata", "too large",
+						  psprintf("The metadata is %d bytes as jsonb; the limit is %d bytes.",
+								   (int) (VARSIZE(jb) - VARHDRSZ), CREDITS_MAX_METADATA_BYTES));
 	return jb;
 }
 

@@ -678,16 +678,16 @@ def read_config(cur, feat):
     cur.execute("SELECT DISTINCT ON (action) " + cols +
                 " FROM credits.prices ORDER BY action, valid_from DESC")
     prices = [M.Price(a, Decimal(r), rd, pc) for a, r, rd, pc in cur.fetchall()]
-    cur.execute("SELECT DISTINCT ON (plan) plan, allowance, extract(epoch from period)::bigint,"
-                " (extract(year from period) * 12 + extract(month from period))::int,"
-                " (extract(day from period))::int, policy, rollover_cap"
+    cur.execute("SELECT DISTINCT ON (plan) plan, allowance, extract(epoch from period::interval)::bigint,"
+                " (extract(year from period::interval) * 12 + extract(month from period::interval))::int,"
+                " (extract(day from period::interval))::int, policy, rollover_cap"
                 " FROM credits.plans ORDER BY plan, valid_from DESC")
     plans = []
     for name, allowance, _, months, days, policy, cap in cur.fetchall():
         if months:
             period = M.Period(months=months)
         else:
-            cur.execute("SELECT extract(epoch from period)::bigint FROM credits.plans"
+            cur.execute("SELECT extract(epoch from period::interval)::bigint FROM credits.plans"
                         " WHERE plan = %s ORDER BY valid_from DESC LIMIT 1", (name,))
             period = M.Period(seconds=cur.fetchone()[0])
         plans.append(M.Plan(name, allowance, period, policy, cap))

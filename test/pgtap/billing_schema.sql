@@ -51,7 +51,7 @@ SELECT results_eq(
 	'the seeded prices');
 SELECT results_eq(
 	$$SELECT plan, allowance, period, policy FROM credits.current_plans WHERE plan IN ('free', 'pro') ORDER BY plan$$,
-	$$VALUES ('free', 5::bigint, interval '1 month', 'reset'), ('pro', 100::bigint, interval '1 month', 'reset')$$,
+	$$VALUES ('free', 5::bigint, '1 month'::text, 'reset'), ('pro', 100::bigint, '1 month'::text, 'reset')$$,
 	'free = 5 and pro = 100 a month');
 SELECT ok(EXISTS (SELECT FROM credits.current_plans WHERE plan = 'enterprise'), 'an enterprise plan is seeded');
 
@@ -78,8 +78,8 @@ SELECT is(pg_get_function_result('credits.credit_grant(text, bigint, text, times
 		  'TABLE(tx_id bigint, balance bigint, created_at timestamp with time zone)', 'credit_grant returns the ledger row');
 SELECT is(pg_get_function_result('credits.credit_usage(text)'::regprocedure),
 		  'TABLE(balance bigint, available bigint, held bigint, plan text, plan_ends_at timestamp with time zone, '
-		  'period_start timestamp with time zone, spent_period bigint, spent_lifetime bigint, tokens_period bigint, '
-		  'tokens_lifetime bigint)', 'credit_usage returns one summary row');
+		  'period_start timestamp with time zone, spent_period numeric, spent_lifetime numeric, tokens_period numeric, '
+		  'tokens_lifetime numeric)', 'credit_usage returns one summary row');
 SELECT function_returns('credits', 'credit_release', ARRAY['bigint', 'text'], 'bigint');
 SELECT function_returns('credits', 'credit_cost', ARRAY['text', 'numeric'], 'bigint');
 SELECT is_empty(

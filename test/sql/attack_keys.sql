@@ -16,8 +16,8 @@ SELECT held FROM credits.credit_hold('atk-key', 5, 'chat_message', '{}', '1 hour
 -- a grant's key reused by a hold
 SELECT balance FROM credits.credit_grant('atk-key', 10, 'promo', NULL, '{}', 'k-grant');
 SELECT held FROM credits.credit_hold('atk-key', 10, 'video_generation', '{}', '1 hour', 'k-grant');
--- a grant replayed by credit_add with action 'grant' (today: returns the grant's row)
-SELECT balance FROM credits.credit_add('atk-key', 10, 'grant', '{}', 'k-grant');
+-- a grant's key reused by credit_add (action 'grant' itself is reserved: CR010, limits.sql)
+SELECT balance FROM credits.credit_add('atk-key', 10, 'bonus', '{}', 'k-grant');
 -- a capture replayed by a deduction of the same amount and action
 SELECT hold_id AS atk_h2 FROM credits.credit_hold('atk-key', 10, 'video_generation') \gset
 SELECT balance FROM credits.credit_capture(:atk_h2, 10, '{}', 'k-cap');

@@ -58,6 +58,17 @@ SELECT balance, available, held, plan, plan_ends_at,
 SELECT day = (now() AT TIME ZONE 'UTC')::date AS today, user_id, action, credits, tokens
   FROM credits.daily_usage WHERE user_id LIKE 'usage-%' ORDER BY user_id, action;
 
+-- sums beyond bigint (FINDINGS #15): spending the largest bigint twice, and
+-- tokens an app reports in metadata, are summed exactly (numeric), not 22003
+SELECT balance FROM credits.credit_add('usage-big', 9223372036854775807, 'purchase');
+SELECT balance FROM credits.credit_deduct('usage-big', 9223372036854775807, 'chat_message', '{"tokens": 1e30}');
+SELECT balance FROM credits.credit_add('usage-big', 9223372036854775807, 'purchase');
+SELECT balance FROM credits.credit_deduct('usage-big', 9223372036854775807, 'chat_message', '{"tokens": 1e30}');
+SELECT spent_period, spent_lifetime, tokens_period, tokens_lifetime
+  FROM credits.credit_usage('usage-big');
+SELECT user_id, action, credits, tokens
+  FROM credits.daily_usage WHERE user_id = 'usage-big';
+
 -- errors
 SELECT * FROM credits.credit_usage('usage-nobody');
 \echo :LAST_ERROR_SQLSTATE

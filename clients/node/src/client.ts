@@ -635,7 +635,7 @@ export class CreditsClient {
 	/** Balance, holds, plan and spending of one user. */
 	async usage(userId: string): Promise<Usage> {
 		const r = await this.one(callSql('credit_usage',
-			'balance, available, held, plan, plan_ends_at, period_start, spent_period, spent_lifetime, tokens_period, tokens_lifetime',
+			'balance, available, held, plan, plan_ends_at, period_start, spent_period::text AS spent_period, spent_lifetime::text AS spent_lifetime, tokens_period::text AS tokens_period, tokens_lifetime::text AS tokens_lifetime',
 			[['user_id', userParam(userId), 'text']]));
 		return {
 			balance: big(r.balance), available: big(r.available), held: big(r.held),
@@ -655,7 +655,7 @@ export class CreditsClient {
 		if (!Number.isInteger(days) || days < 1 || days > 3660)
 			throw new InvalidArgumentError({ code: 'CR010', message: 'invalid days: must be an integer from 1 to 3660', detail: 'Checked by @credits/client before the call; nothing was sent.' });
 		const rows = await this.ex.rows(
-			`SELECT to_char(day, 'YYYY-MM-DD') AS day, action, credits, tokens
+			`SELECT to_char(day, 'YYYY-MM-DD') AS day, action, credits::text AS credits, tokens::text AS tokens
 			   FROM credits.daily_usage
 			  WHERE user_id = $1::text AND day > (now() AT TIME ZONE 'UTC')::date - $2::int
 			  ORDER BY day, action`, [userParam(userId), days]);
