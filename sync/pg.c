@@ -65,6 +65,9 @@ static bool was_standby = false;	/* the last connect found a standby */
 /* Budget of metadata bytes per page, so that huge metadata cannot blow up memory */
 #define PAGE_BYTE_BUDGET "16777216"
 
+/* Width a member's id is right-aligned to (the digits of the largest bigint) */
+#define MEMBER_ID_WIDTH 19
+
 /*
  * The member of txs:<user> (compacted in C, see json_compact) and its score.
  * TimeZone is UTC for the session, so created_at prints as
@@ -533,6 +536,32 @@ json_compact(char *dst, const char *src, size_t len)
 	return n;
 }
 
+/*
+ * m holds the compacted member {"id":N,...} of len bytes and has room for
+ * MEMBER_ID_WIDTH more.  Right-aligns N in MEMBER_ID_WIDTH characters with
+ * blanks (JSON allows them there), so that Redis, which orders members of
+ * equal score by their bytes, orders rows of one millisecond by id: blank
+ * sorts below every digit.  Returns the new length.
+ */
+static size_t
+member_align_id(char *m, size_t len)
+{
+	const size_t pre = 6;		/* {"id": */
+	size_t		digits = 0;
+	size_t		pad;
+
+	if (len < pre || memcmp(m, "{\"id\":", pre) != 0)
+		return len;
+	while (pre + digits < len && m[pre + digits] >= '0' && m[pre + digits] <= '9')
+		digits++;
+	if (digits == 0 || digits >= MEMBER_ID_WIDTH)
+		return len;
+	pad = MEMBER_ID_WIDTH - digits;
+	memmove(m + pre + pad, m + pre, len - pre);
+	memset(m + pre, ' ', pad);
+	return len + pad;
+}
+
 /* s is NUL-terminated.  True if it looks like pg_snapshot text. */
 bool
 snapshot_valid(const char *s)
@@ -623,7 +652,7 @@ batch_fill(SyncBatch *b, PGresult *res)
 			nl++;
 		}
 	}
-	b->members = malloc(member_bytes + 1);
+	b->members = malloc(member_bytes + (size_t) nl * MEMBER_ID_WIDTH + 1);
 	b->txs = malloc(sizeof(SyncTx) * (size_t) (nl + 1));
 	b->users_cap = nrows + 1;
 	b->users = malloc(sizeof(SyncUser) * (size_t) b->users_cap);
@@ -687,7 +716,8 @@ batch_fill(SyncBatch *b, PGresult *res)
 
 					tx->score = PQgetvalue(res, r, COL_N);
 					tx->member = b->members + moff;
-					tx->member_len = json_compact(b->members + moff, m, mlen);
+					tx->member_len = member_align_id(b->members + moff,
+													 json_compact(b->members + moff, m, mlen));
 					moff += tx->member_len;
 					b->bytes += tx->member_len;
 					u->tx_count++;

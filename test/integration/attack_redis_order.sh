@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
-# TO FIX (integrator's note): owner = the sync helper: txs:<user> must list rows in ledger (id) order. Fix the daemon, not this test.
-# Attack finding (helper `attack`): the Redis mirror's txs:<user> shows a
-# user's rows out of ledger order when rows written in the same millisecond
-# cross a power of ten in their ids.  The score is created_at in epoch ms
-# and ties are broken by the member's bytes, which begin {"id":N,...: the
-# member of id 99999 sorts after that of id 100002, so ZREVRANGE (newest
-# first) lists balance 2 above balance 5.  Expected (correct): ZREVRANGE
-# returns the rows in descending id order.  Fails on main today.
+# Attack finding (a hostile review of 1.1), fixed: rows written in the same
+# millisecond have the same score (created_at in epoch ms), and Redis orders
+# them by member bytes.  Members began {"id":N,... so id 99999 sorted after
+# id 100002 and ZREVRANGE (newest first) was out of ledger order whenever
+# ids crossed a power of ten.  credits-sync now right-aligns the id in 19
+# characters; ZREVRANGE must return the rows in descending id order.
 #
 # Needs the stack (PGHOST/PGPORT/PGDATABASE of a superuser, REDIS_PORT) with
 # credits-sync running against PGDATABASE.  Moves ledger_id_seq forward
@@ -25,7 +23,7 @@ for _ in $(seq 1 100); do
 	[ "$(R ZCARD "txs:$user")" = 5 ] && break
 	sleep 0.1
 done
-got=$(R ZREVRANGE "txs:$user" 0 -1 | sed -E 's/^\{"id":([0-9]+),.*/\1/' | tr '\n' ' ' | sed 's/ $//')
+got=$(R ZREVRANGE "txs:$user" 0 -1 | sed -E 's/^\{"id": *([0-9]+),.*/\1/' | tr '\n' ' ' | sed 's/ $//')
 echo "ledger order (newest first): $want"
 echo "txs:$user (ZREVRANGE):       $got"
 [ "$got" = "$want" ] || { echo "FAIL: attack_redis_order: txs:<user> is not in ledger order"; exit 1; }

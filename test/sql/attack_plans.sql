@@ -1,6 +1,6 @@
--- Attack findings on plans and subscriptions (helper `attack`).  The
--- expected output states the CORRECT behaviour, so this test fails until
--- the findings are fixed.  Runs as a superuser to move credits' clock.
+-- Attack findings on plans and subscriptions (a hostile review of 1.1),
+-- fixed; the expected output states the correct behaviour.  Runs as a
+-- superuser to move credits' clock.
 SET client_min_messages = warning;
 \set VERBOSITY sqlstate
 

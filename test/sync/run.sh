@@ -235,7 +235,7 @@ test_basic() {
   converge || return
   local m
   m=$(rcli --raw ZRANGE "${PREFIX}txs:b-1" -1 -1)
-  [[ "$m" =~ ^\{\"id\":[0-9]+,\"amount\":5,\"balance\":[0-9]+,\"action\":\"refund\",\"metadata\":\{\},\"created_at\":\"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+\+00:00\"\}$ ]] ||
+  [[ "$m" =~ ^\{\"id\":\ *[0-9]+,\"amount\":5,\"balance\":[0-9]+,\"action\":\"refund\",\"metadata\":\{\},\"created_at\":\"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+\+00:00\"\}$ ]] ||
     fail "newest member of txs:b-1 is not the documented JSON: $m"
   local f
   for f in rows_synced lag_ms last_error reconnects cursor updated_at pid; do
@@ -293,14 +293,14 @@ test_out_of_order() {
   later_id=$(sql -c "SELECT max(id) FROM credits.ledger WHERE user_id LIKE 'o-%'")
   [ "$later_id" -gt "$held_id" ] || fail "later rows did not get higher ids"
   converge || { exec {fd}>&-; return; }
-  rcli --raw ZRANGE "${PREFIX}txs:o-1" 0 -1 | grep -q "\"id\":$held_id," &&
+  rcli --raw ZRANGE "${PREFIX}txs:o-1" 0 -1 | grep -qE "\"id\": *$held_id," &&
     fail "uncommitted row $held_id is in Redis"
   sleep 0.3
   echo "COMMIT;" >&"$fd"
   exec {fd}>&-
   wait "$hpid"
   converge || return
-  rcli --raw ZRANGE "${PREFIX}txs:o-1" 0 -1 | grep -q "\"id\":$held_id," ||
+  rcli --raw ZRANGE "${PREFIX}txs:o-1" 0 -1 | grep -qE "\"id\": *$held_id," ||
     fail "row $held_id, committed out of order, never reached Redis"
   stop_daemon d
 }
@@ -360,7 +360,7 @@ test_long_transaction() {
   exec {fd}>&- {fd2}>&-
   wait "$hpid" "$hpid2"
   converge || return
-  rcli --raw ZRANGE "${PREFIX}txs:lt-1" 0 -1 | grep -q "\"id\":$held_id," ||
+  rcli --raw ZRANGE "${PREFIX}txs:lt-1" 0 -1 | grep -qE "\"id\": *$held_id," ||
     fail "row $held_id of the transaction held open never reached Redis"
   stop_daemon d
   sql -d postgres -c "DROP DATABASE $PGDATABASE" >/dev/null
