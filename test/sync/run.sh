@@ -736,8 +736,8 @@ SELECT credits.credit_init(id, 1000000) FROM odd;
 SELECT credits.credit_deduct(id, 3, 'odd action "quoted"\n',
          jsonb_build_object('id', id, 'q', E'he said "hi"\n\t\\', 'u', 'ü🙂', 'nested', '{"a": [1, 2.50, {"b": null}]}'::jsonb))
   FROM odd;
-SELECT credits.credit_deduct(repeat('z', 256), 1, 'big', jsonb_build_object('blob', repeat('x', 1000000)));
-SELECT credits.credit_deduct(repeat('z', 256), 1, 'big', jsonb_build_object('blob', repeat('y', 3000000), 'n', 1));
+SELECT credits.credit_deduct(repeat('z', 256), 1, 'big', jsonb_build_object('blob', repeat('x', 60000)));
+SELECT credits.credit_deduct(repeat('z', 256), 1, 'big', jsonb_build_object('blob', repeat('y', 60000), 'n', 1));
 EOF
   converge 4000 || return
   [ "$(rcli --raw EXISTS "${PREFIX}balance:$(printf 'new\nline')")" = 1 ] ||
