@@ -14,7 +14,8 @@
  *		  - ZRANGE <P>txs:<u> holds exactly the ids of the newest N ledger
  *			rows, newest by (created_at in ms, then Redis's member order,
  *			which for these members is the byte order of id || ',');
- *		  - every member is compact JSON (no whitespace outside strings)
+ *		  - every member is compact JSON (no whitespace outside strings) except
+ *			its id, right-aligned in 19 characters
  *			and equal, as jsonb, to the row's {id, amount, balance, action,
  *			metadata, created_at}, with the score = created_at in epoch ms;
  *		and no <P>balance:*, available:*, held:* or <P>txs:* key exists for a
@@ -147,6 +148,22 @@ key(const char *name, const char *uid, size_t uid_len, size_t *len)
 	*len = prefix_len + nl + uid_len;
 	k[*len] = '\0';
 	return k;
+}
+
+/* The 19 characters at p are blanks, then at least one digit, then digits. */
+static bool
+id_aligned(const char *p)
+{
+	int			i = 0;
+
+	while (i < 19 && p[i] == ' ')
+		i++;
+	if (i == 19)
+		return false;
+	for (; i < 19; i++)
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+	return true;
 }
 
 /* True if s (len bytes) has whitespace outside JSON string literals. */
@@ -355,7 +372,10 @@ check_once(void)
 					problem("user \"%s\": member does not start with {\"id\": : %.80s",
 							q(u->uid, u->uid_len), m->str);
 				ids[j] = strtoll(m->str + 6, NULL, 10);
-				if (has_loose_space(m->str, (size_t) m->len))
+				if (m->len < 26 || m->str[25] != ',' || !id_aligned(m->str + 6))
+					problem("user \"%s\": member's id is not right-aligned in 19 characters: %.80s",
+							q(u->uid, u->uid_len), m->str);
+				else if (has_loose_space(m->str + 25, (size_t) m->len - 25))
 					problem("user \"%s\": member is not compact JSON: %.120s",
 							q(u->uid, u->uid_len), m->str);
 				array_add(&members, &mlen, &mcap, m->str, (size_t) m->len);
