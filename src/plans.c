@@ -508,7 +508,6 @@ credit_subscribe(PG_FUNCTION_ARGS)
 		values[2] = PointerGetDatum(plan);
 		nulls[0] = nulls[1] = nulls[2] = ' ';	/* nulls[2] held ends_at's */
 		values[3] = TimestampTzGetDatum(ends_at);
-		nulls[0] = nulls[1] = nulls[2] = ' ';
 		nulls[3] = has_end ? ' ' : 'n';
 		for (int col = 0; col < 4; col++)
 		{
