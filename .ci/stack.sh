@@ -229,12 +229,29 @@ pg_init() {
   fi
 }
 
+# pg_start: port_busy() sees listening sockets only, so a port can still
+# be taken, by another stack starting at the same moment or by a client's
+# ephemeral port (the range includes 54320 and up): when the port was
+# chosen here and PostgreSQL could not bind it, try the next free one.
 pg_start() {
-  pg_write_conf
-  log "starting PostgreSQL on 127.0.0.1:$PGPORT (data $PGDATA_DIR)"
-  as_postgres "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/postgresql.log" \
-    -w -t 120 -s start ||
-    { tail -n 30 "$PGDATA_DIR/postgresql.log" >&2 || true; die "PostgreSQL did not start"; }
+  local tries=0
+  while :; do
+    pg_write_conf
+    log "starting PostgreSQL on 127.0.0.1:$PGPORT (data $PGDATA_DIR)"
+    if as_postgres "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/postgresql.log" \
+      -w -t 120 -s start; then
+      break
+    fi
+    tries=$((tries + 1))
+    if [ -z "${CREDITS_PGPORT:-}" ] && [ "$tries" -lt 5 ] &&
+      tail -n 5 "$PGDATA_DIR/postgresql.log" 2>/dev/null | grep -q 'could not create any TCP/IP sockets'; then
+      warn "port $PGPORT was taken as PostgreSQL started: trying another"
+      PGPORT=$(first_free_port $((PGPORT + 1)))
+      continue
+    fi
+    tail -n 30 "$PGDATA_DIR/postgresql.log" >&2 || true
+    die "PostgreSQL did not start"
+  done
   read_pid "$PGDATA_DIR/postmaster.pid" >"$RUN_DIR/postgres.pid"
   ln -sfn "$PGDATA_DIR/postgresql.log" "$RUN_DIR/postgresql.log"
   file_sum "$PKGLIBDIR/credits.so" >"$RUN_DIR/credits.so.sum"

@@ -8,6 +8,17 @@
 #            durable deduction)
 #   plpgsql  credits_bench.plpgsql_deduct: the straightforward PL/pgSQL
 #
+# These comparisons of SQL run with credits-sync stopped: the daemon is
+# woken by credit_deduct's commits but not by the baselines' (they do not
+# notify), so with it running the table would charge the mirror's work to
+# credit_deduct alone.  What the daemon costs the writers is measured on
+# its own, below.
+#
+# The hash chain (issue: tamper evidence, at most 3% per deduction):
+# floor_ordered against floor_chained, which differ in the chain alone
+# (bench/schema.sql), durable with pgbench and as CPU per call in one
+# backend, next to credit_deduct's CPU per call.
+#
 # Workloads: spread (BENCH_USERS accounts, 100,000 by default) and hot (one
 # account).  pgbench, BENCH_CLIENTS clients (16), BENCH_SECONDS per run
 # (10), BENCH_ROUNDS rounds (3); the order of the variants rotates each
@@ -56,6 +67,36 @@ run_one() {
 	printf '  %-22s %10.0f tps\n' "$label" "$tps"
 }
 
+# credits-sync, if the stack runs it: stopped for the comparisons of SQL,
+# started again for its own measurement.
+SYNC_PIDFILE=$RUN_DIR/credits-sync.pid
+daemon_alive() { [ -f "$SYNC_PIDFILE" ] && kill -0 "$(head -n1 "$SYNC_PIDFILE")" 2>/dev/null; }
+daemon_stop() {
+	local pid
+	daemon_alive || return 0
+	pid=$(head -n1 "$SYNC_PIDFILE")
+	kill -TERM "$pid"
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+}
+# daemon_caught_up: start the daemon if needed, commit a marker row, and
+# wait (up to 120 s) until Redis shows the marker's balance; rows are
+# applied in commit order, so everything before it is in Redis too.
+daemon_caught_up() {
+	local want have i
+	daemon_alive || .ci/stack.sh up >/dev/null
+	want=$(psql -X -Atc "SELECT balance FROM credits.credit_add('bench-sync-marker', 1, 'bench_marker')")
+	for i in $(seq 1 1200); do
+		have=$(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --raw GET "balance:bench-sync-marker" 2>/dev/null || true)
+		[ "$have" = "$want" ] && return 0
+		sleep 0.1
+	done
+	echo "credits-sync did not catch up within 120 s" >&2
+	exit 1
+}
+sync_was_running=false
+if daemon_alive; then sync_was_running=true; fi
+daemon_stop
+
 variants=(deduct floor plpgsql)
 for round in $(seq 1 "$ROUNDS"); do
 	echo "round $round/$ROUNDS"
@@ -64,6 +105,19 @@ for round in $(seq 1 "$ROUNDS"); do
 		for i in 0 1 2; do
 			v=${variants[$(( (i + round) % 3 ))]}
 			run_one "$workload/$v" "$v" "$users"
+		done
+	done
+done
+
+# The hash chain, durable: floor_ordered against floor_chained, both
+# workloads, alternating which goes first.
+for round in $(seq 1 "$ROUNDS"); do
+	echo "chain round $round/$ROUNDS"
+	for workload in spread hot; do
+		users=$USERS; [ "$workload" = hot ] && users=1
+		if [ $((round % 2)) -eq 1 ]; then order="floor_chained floor_ordered"; else order="floor_ordered floor_chained"; fi
+		for v in $order; do
+			run_one "chain/$workload/$v" "$v" "$users"
 		done
 	done
 done
@@ -103,19 +157,26 @@ percall() { # LABEL FUNCTION-CALL N
 	printf '  %-22s %10.2f CPU us per call\n' "$1" "$us"
 }
 for round in $(seq 1 "$PERCALL_ROUNDS"); do
-	echo "SET clause, in-backend round $round/$PERCALL_ROUNDS"
-	for f in balance deduct; do
-		if [ "$f" = balance ]; then
+	echo "SET clause and chain, in-backend round $round/$PERCALL_ROUNDS"
+	for f in balance deduct chain; do
+		case $f in
+		balance)
 			args="('bench-' || (g % 1000 + 1))" n=20000
-			with="credits.credit_balance$args" without="credits_bench.balance_noset$args"
-		else
+			a=percall/balance b=percall/balance_noset
+			with="credits.credit_balance$args" without="credits_bench.balance_noset$args" ;;
+		deduct)
 			args="('bench-' || (g % 1000 + 1), 1, 'bench')" n=2000
-			with="credits.credit_deduct$args" without="credits_bench.deduct_noset$args"
-		fi
+			a=percall/deduct b=percall/deduct_noset
+			with="credits.credit_deduct$args" without="credits_bench.deduct_noset$args" ;;
+		chain)
+			args="('bench-' || (g % 1000 + 1), 1)" n=2000
+			a=percall/floor_chained b=percall/floor_ordered
+			with="credits_bench.floor_chained$args" without="credits_bench.floor_ordered$args" ;;
+		esac
 		if [ $((round % 2)) -eq 1 ]; then
-			percall "percall/$f" "$with" $n; percall "percall/${f}_noset" "$without" $n
+			percall "$a" "$with" $n; percall "$b" "$without" $n
 		else
-			percall "percall/${f}_noset" "$without" $n; percall "percall/$f" "$with" $n
+			percall "$b" "$without" $n; percall "$a" "$with" $n
 		fi
 	done
 done
@@ -124,31 +185,7 @@ done
 # run with the daemon, it is (re)started and allowed to catch up with what
 # was written while it was stopped, so that the run measures the steady
 # state and not a catch-up.
-SYNC_PIDFILE=$RUN_DIR/credits-sync.pid
-daemon_alive() { [ -f "$SYNC_PIDFILE" ] && kill -0 "$(head -n1 "$SYNC_PIDFILE")" 2>/dev/null; }
-daemon_stop() {
-	local pid
-	daemon_alive || return 0
-	pid=$(head -n1 "$SYNC_PIDFILE")
-	kill -TERM "$pid"
-	while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-}
-# daemon_caught_up: start the daemon if needed, commit a marker row, and
-# wait (up to 120 s) until Redis shows the marker's balance; rows are
-# applied in commit order, so everything before it is in Redis too.
-daemon_caught_up() {
-	local want have i
-	daemon_alive || .ci/stack.sh up >/dev/null
-	want=$(psql -X -Atc "SELECT balance FROM credits.credit_add('bench-sync-marker', 1, 'bench_marker')")
-	for i in $(seq 1 1200); do
-		have=$(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --raw GET "balance:bench-sync-marker" 2>/dev/null || true)
-		[ "$have" = "$want" ] && return 0
-		sleep 0.1
-	done
-	echo "credits-sync did not catch up within 120 s" >&2
-	exit 1
-}
-if daemon_alive && [ -n "${REDIS_PORT:-}" ]; then
+if $sync_was_running && [ -n "${REDIS_PORT:-}" ]; then
 	for round in $(seq 1 "$ROUNDS"); do
 		echo "daemon round $round/$ROUNDS"
 		for workload in spread hot; do
@@ -178,7 +215,7 @@ for line in open(raw):
     label, tps = line.rstrip('\n').split('\t')
     runs[label].append(float(tps))
 med = {k: statistics.median(v) for k, v in runs.items()}
-print(f"pgbench, {clients} clients, {secs} s per run, median of {rounds} alternating rounds, durable commits; spread = {users} accounts, hot = 1 account")
+print(f"pgbench, {clients} clients, {secs} s per run, median of {rounds} alternating rounds, durable commits; spread = {users} accounts, hot = 1 account; credits-sync stopped (its cost is the last table)")
 print()
 print("| workload | credit_deduct tps | floor tps | PL/pgSQL tps | deduct / floor | deduct / PL/pgSQL |")
 print("|---|---:|---:|---:|---:|---:|")
@@ -213,6 +250,23 @@ if "percall/deduct" in runs:
         p = paired(f"percall/{f}", f"percall/{f}_noset")
         if p:
             print(f"| credit_{f} ({p[2]} pairs) | {med[f'percall/{f}']:.2f} | {med[f'percall/{f}_noset']:.2f} | {p[0]:.3f} | {p[1]:.2f} |")
+if "chain/spread/floor_chained" in runs or "percall/floor_chained" in runs:
+    print()
+    print("The hash chain: the floor with ordering only (floor_ordered) against the same with the chain (floor_chained); they differ in the chain alone.")
+    print()
+    print("| workload (pgbench, durable) | chained tps | unchained tps | chained / unchained (per-round pairs) | chain cost |")
+    print("|---|---:|---:|---:|---:|")
+    for w in ("spread", "hot"):
+        p = paired(f"chain/{w}/floor_chained", f"chain/{w}/floor_ordered")
+        if p:
+            print(f"| {w} | {med[f'chain/{w}/floor_chained']:.0f} | {med[f'chain/{w}/floor_ordered']:.0f} | {p[0]:.3f} | {(1 - p[0]) * 100:+.1f}% |")
+    p = paired("percall/floor_chained", "percall/floor_ordered")
+    if p and "percall/deduct" in med:
+        d = med["percall/deduct"]
+        print()
+        print("| in one backend, CPU us per call | chained | unchained | the chain | credit_deduct | the chain / credit_deduct |")
+        print("|---|---:|---:|---:|---:|---:|")
+        print(f"| {p[2]} pairs | {med['percall/floor_chained']:.2f} | {med['percall/floor_ordered']:.2f} | {p[1]:.2f} | {d:.2f} | {p[1] / d * 100:.1f}% |")
 if any(k.endswith("+sync") for k in med):
     print()
     print("| workload | deduct, credits-sync running | deduct, credits-sync stopped | ratio |")

@@ -3,13 +3,13 @@
  * sync_lag.c
  *		Measures credits-sync's commit-to-visible-in-Redis lag.
  *
- *	sync_lag --rate R --seconds S --clients C --users U [--warmup W]
+ *	sync_lag --rate R --seconds S --clients C --users U [--warmup W] [--prefix P]
  *
  * C asynchronous libpq connections run
  *	SELECT balance FROM credits.credit_deduct('lag-<n>', 1, 'sync_lag')
  * (autocommit: the result arrives after COMMIT), at R deductions per second
  * in total (open loop), or as fast as they can with R = 0.  One Redis
- * connection is subscribed to keyspace events of balance:lag-* (the script
+ * connection is subscribed to keyspace events of <P>balance:lag-* (the script
  * enables notify-keyspace-events K$ and restores it afterwards).
  *
  * A user gets a new deduction only after the previous one was seen, so each
@@ -107,6 +107,7 @@ main(int argc, char **argv)
 				interval;
 	long		done_total = 0;
 	static const char match[] = "balance:lag-";
+	const char *prefix = "";	/* credits-sync's --prefix */
 
 	for (int i = 1; i + 1 < argc; i += 2)
 	{
@@ -120,8 +121,10 @@ main(int argc, char **argv)
 			nusers = atoi(argv[i + 1]);
 		else if (strcmp(argv[i], "--warmup") == 0)
 			warmup = atof(argv[i + 1]);
+		else if (strcmp(argv[i], "--prefix") == 0)
+			prefix = argv[i + 1];
 		else
-			die("usage", "sync_lag --rate R --seconds S --clients C --users U [--warmup W]");
+			die("usage", "sync_lag --rate R --seconds S --clients C --users U [--warmup W] [--prefix P]");
 	}
 
 	slots = calloc((size_t) nusers, sizeof(Slot));
@@ -137,7 +140,7 @@ main(int argc, char **argv)
 	rc = redisConnect(host ? host : "127.0.0.1", port ? atoi(port) : 6379);
 	if (rc == NULL || rc->err)
 		die("Redis", rc ? rc->errstr : "out of memory");
-	reply = redisCommand(rc, "PSUBSCRIBE __keyspace@*__:%s*", match);
+	reply = redisCommand(rc, "PSUBSCRIBE __keyspace@*__:%s%s*", prefix, match);
 	if (reply == NULL)
 		die("Redis", rc->errstr);
 	freeReplyObject(reply);

@@ -13,28 +13,45 @@
  * flag.  While it is awake the daemon polls the outbox.
  *
  * A writer that read the flag just before it was set will not notify, so
- * the daemon must see its rows before it waits.  Each writer counts itself
- * in its slot's "committing" from just before it reads the flag (at
- * pre-commit) until after its commit is visible (XACT_EVENT_COMMIT runs
- * after ProcArrayEndTransaction) or its abort.  credits.sync_arm() sets the
- * flag and then reads the count; both are full-barrier atomics, so either
- * the writer's increment is counted or the writer sees the flag.  A count
- * of 0 means every writer that missed the flag is already visible: the
- * daemon's next poll sees it, and then it can wait (sync/main.c).  This
- * does not depend on the oldest transaction in progress: a transaction
- * held open, or prepared, is not counted until it reaches pre-commit.
- * (The daemon used to wait for a snapshot's xmin to pass the next xid,
- * which an old transaction held back without limit.)  If a transaction
- * that took the flag aborts, the flag is set again.
-
+ * the daemon must see its rows before it waits.  Writers register in one of
+ * two counters, chosen by the parity of the slot's epoch, from just before
+ * they read the flag (at pre-commit) until after their commit is visible
+ * (XACT_EVENT_COMMIT runs after ProcArrayEndTransaction) or their abort.
+ * A writer reads the epoch, increments that epoch's counter, and reads the
+ * epoch again: if it changed, it takes the increment back and starts over,
+ * so a registered writer's epoch was current after its increment.
  *
+ * credits.sync_arm() sets the flag, then advances the epoch and waits for
+ * the previous epoch's counter to drain, twice.  Every atomic operation
+ * here that writes is a full barrier, so a writer registered in an epoch
+ * that began after the flag was set reads the flag after it was set: it
+ * takes it and notifies, or another writer took it first and notifies
+ * (and the daemon re-arms on that notification and waits for this writer
+ * then).  A writer registered in an earlier epoch may have missed the
+ * flag; the two waits drain both counters of the epochs before the first
+ * advance, each of which new writers stop joining once the epoch moves on,
+ * so the waits end within about one commit's time however busy the
+ * writers are.  sync_arm() returns 0 when both drained: every writer that
+ * may have missed the flag is visible, the daemon's next poll sees it, and
+ * then it can wait (sync/main.c).  This depends neither on the oldest
+ * transaction in progress (a transaction held open, or prepared, is not
+ * counted until it reaches pre-commit) nor on a moment when no writer is
+ * committing, which a steady stream of writers never leaves.  (The daemon
+ * used to wait for a snapshot's xmin to pass the next xid, which an old
+ * transaction held back without limit, and then for a single count of
+ * committing writers to reach 0, which at 1,000 commits/s it rarely did:
+ * after poll_interval it slept anyway and a missed commit waited for the
+ * safety poll.)  If a transaction that took the flag aborts, the flag is
+ * set again.
+
  * The flag lives in shared memory only when the library is preloaded
  * (shared_preload_libraries = 'credits').  Otherwise every writing
  * transaction notifies: correct, and slower under load.
  *
  * NOTIFY is delivered per database, so there is one flag per database.
  *
- * Locking: the flags are pg_atomic_uint32s; the write path takes no lock.
+ * Locking: the flags and counters are atomics; the write path takes no
+ * lock and never waits.
  * A spinlock serialises only the claiming of a database's slot.  The
  * per-backend state below is reset at every transaction end.
  *
@@ -50,6 +67,7 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "utils/timestamp.h"
 
 #define CREDITS_SYNC_CHANNEL "credits_sync"
 
@@ -65,8 +83,11 @@ typedef struct CreditsWakeSlot
 {
 	pg_atomic_uint32 dboid;		/* InvalidOid while free */
 	pg_atomic_uint32 sleeping;	/* 1 while credits-sync waits for NOTIFY */
-	pg_atomic_uint32 committing;	/* writers between reading the flag and
-									 * the end of their commit */
+	pg_atomic_uint64 epoch;		/* advanced by sync_arm() */
+	pg_atomic_uint32 committing[2];	/* writers between reading the flag and
+									 * the end of their commit, by the
+									 * parity of the epoch they registered
+									 * in */
 } CreditsWakeSlot;
 
 typedef struct CreditsSharedState
@@ -88,6 +109,10 @@ static CreditsWakeSlot *my_slot = NULL;
 static bool xact_wrote = false;
 static bool xact_took_flag = false;
 static bool xact_counted = false;	/* counted in my_slot->committing */
+static uint64 xact_epoch = 0;	/* ... of this epoch's parity */
+
+/* How long sync_arm() waits for one epoch's writers (they are committing) */
+#define ARM_DRAIN_MAX_MS 200
 
 PG_FUNCTION_INFO_V1(credits_sync_sleep);
 PG_FUNCTION_INFO_V1(credits_sync_arm);
@@ -97,7 +122,7 @@ static void
 uncount(void)
 {
 	if (xact_counted && my_slot != NULL)
-		pg_atomic_fetch_sub_u32(&my_slot->committing, 1);
+		pg_atomic_fetch_sub_u32(&my_slot->committing[xact_epoch & 1], 1);
 	xact_counted = false;
 }
 
@@ -129,7 +154,9 @@ credits_shmem_startup(void)
 		{
 			pg_atomic_init_u32(&credits_shared->slots[i].dboid, InvalidOid);
 			pg_atomic_init_u32(&credits_shared->slots[i].sleeping, 0);
-			pg_atomic_init_u32(&credits_shared->slots[i].committing, 0);
+			pg_atomic_init_u64(&credits_shared->slots[i].epoch, 0);
+			pg_atomic_init_u32(&credits_shared->slots[i].committing[0], 0);
+			pg_atomic_init_u32(&credits_shared->slots[i].committing[1], 0);
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -170,6 +197,30 @@ find_slot(bool create)
 	return my_slot;
 }
 
+/*
+ * Count the current transaction in its epoch's counter (file header).
+ * Caller is at pre-commit, about to read the flag.
+ */
+static void
+register_writer(CreditsWakeSlot *slot)
+{
+	for (;;)
+	{
+		uint64		e = pg_atomic_read_u64(&slot->epoch);
+
+		pg_atomic_fetch_add_u32(&slot->committing[e & 1], 1);
+		if (pg_atomic_read_u64(&slot->epoch) == e)
+		{
+			xact_epoch = e;
+			xact_counted = true;
+			break;
+		}
+		pg_atomic_fetch_sub_u32(&slot->committing[e & 1], 1);
+	}
+	/* the flag is read after the epoch */
+	pg_memory_barrier();
+}
+
 /* Transaction callback: send the coalesced NOTIFY at pre-commit. */
 static void
 credits_xact_callback(XactEvent event, void *arg)
@@ -185,9 +236,8 @@ credits_xact_callback(XactEvent event, void *arg)
 				Async_Notify(CREDITS_SYNC_CHANNEL, NULL);
 			else if ((slot = find_slot(false)) != NULL)
 			{
-				/* Count first (a full barrier), then read the flag */
-				pg_atomic_fetch_add_u32(&slot->committing, 1);
-				xact_counted = true;
+				/* Register first (a full barrier), then read the flag */
+				register_writer(slot);
 				if (pg_atomic_read_u32(&slot->sleeping) != 0 &&
 					pg_atomic_exchange_u32(&slot->sleeping, 0) != 0)
 				{
@@ -261,17 +311,34 @@ credits_sync_sleep(PG_FUNCTION_ARGS)
 
 /*
  * credits.sync_arm(): mark credits-sync as sleeping on this database, then
- * return how many writers were between reading the flag and the end of
- * their commit (they may have missed it; see the file header).  Returns -1
+ * advance the epoch and wait (at most ARM_DRAIN_MAX_MS) for the writers of
+ * the previous one to finish their commit, twice (see the file header).
+ * Returns 0 when they all did, so that every writer that may have missed
+ * the flag is visible; else how many were still committing.  Returns -1
  * when wake-ups are not coalesced (as sync_sleep() returns false).
  */
 Datum
 credits_sync_arm(PG_FUNCTION_ARGS)
 {
 	CreditsWakeSlot *slot;
+	TimestampTz start;
 
 	if (credits_shared == NULL || (slot = find_slot(true)) == NULL)
 		PG_RETURN_INT32(-1);
 	pg_atomic_exchange_u32(&slot->sleeping, 1);
-	PG_RETURN_INT32((int32) pg_atomic_read_u32(&slot->committing));
+	start = GetCurrentTimestamp();
+	for (int pass = 0; pass < 2; pass++)
+	{
+		uint64		old = pg_atomic_fetch_add_u64(&slot->epoch, 1);
+		uint32		n;
+
+		while ((n = pg_atomic_read_u32(&slot->committing[old & 1])) > 0)
+		{
+			if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), ARM_DRAIN_MAX_MS))
+				PG_RETURN_INT32((int32) n);
+			CHECK_FOR_INTERRUPTS();
+			pg_usleep(100L);
+		}
+	}
+	PG_RETURN_INT32(0);
 }

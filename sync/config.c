@@ -67,7 +67,7 @@ static const OptDef options[] = {
 	{"batch-size", 0, "CREDITS_SYNC_BATCH_SIZE", OPT_INT, OFF(batch_size), 1, MAX_BATCH_SIZE, 0, "N",
 	"outbox rows read per query (default 2000)"},
 	{"batch-delay", 0, "CREDITS_SYNC_BATCH_DELAY", OPT_INT, OFF(batch_delay), 0, 1000, 0, "MS",
-	"most time between polls while rows stream in (1 us per row/s; default 10)"},
+	"interval between polls while rows stream in (default 5)"},
 	{"poll-interval", 0, "CREDITS_SYNC_POLL_INTERVAL", OPT_INT, OFF(poll_interval), 10, 3600000, 0, "MS",
 	"safety poll while idle, in ms (default 500)"},
 	{"max-backoff", 0, "CREDITS_SYNC_MAX_BACKOFF", OPT_INT, OFF(max_backoff), 10, 3600000, 0, "MS",

@@ -58,7 +58,7 @@
 #define DEFAULT_REDIS_PORT		6379
 #define DEFAULT_WINDOW			1000
 #define DEFAULT_BATCH_SIZE		2000
-#define DEFAULT_BATCH_DELAY		10		/* ms: cap of the pause between polls */
+#define DEFAULT_BATCH_DELAY		5		/* ms: the interval between polls while rows stream in */
 #define DEFAULT_POLL_INTERVAL	500		/* ms: safety poll while idle */
 #define DEFAULT_MAX_BACKOFF		1000	/* ms: cap of the reconnect backoff */
 #define DEFAULT_CONNECT_TIMEOUT 5		/* s */
@@ -123,7 +123,7 @@ typedef struct SyncConfig
 	char	   *prefix;			/* prepended to every key; "" by default */
 	int			window;			/* newest N ledger rows kept per user */
 	int			batch_size;		/* outbox rows read per page */
-	int			batch_delay;	/* ms: cap of the pause between polls */
+	int			batch_delay;	/* ms: the interval between polls while rows stream in */
 	int			poll_interval;	/* ms */
 	int			max_backoff;	/* ms */
 	int			connect_timeout;	/* s */
