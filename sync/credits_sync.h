@@ -39,7 +39,7 @@
  * fails the build if a call goes the other way):
  *
  *	main.c		orchestrates: calls everything below, nothing calls it
- *	config.c, pg.c, redis.c
+ *	config.c, pg.c, redis.c, metrics.c
  *				pg.c fills a SyncBatch, main.c hands it to redis.c; pg.c and
  *				redis.c never call each other, and redis.c never sees libpq
  *	status.c, batch.c, log.c
@@ -140,6 +140,7 @@ typedef struct SyncConfig
 	int			connect_timeout;	/* s */
 	LogLevel	log_level;
 	char	   *pidfile;
+	char	   *metrics_file;	/* Prometheus text file, or NULL */
 } SyncConfig;
 
 extern bool config_load(SyncConfig *cfg, int argc, char **argv);
@@ -225,6 +226,10 @@ extern void status_stale_refused(int64_t n);
 extern void status_set_extension_version(const char *version);
 extern int	status_hash_fields(const char *cursor_text, int64_t pending_rows,
 							   const char *const **fields);
+
+/* ------------------------------------------------------------ metrics.c */
+
+extern void metrics_write(const char *path, bool force);
 
 /* ---------------------------------------------- batches (batch.c) */
 

@@ -3,7 +3,7 @@
 # comment of credits_sync.h):
 #
 #	main.c                            the top: nothing calls it
-#	config.c, pg.c, redis.c
+#	config.c, pg.c, redis.c, metrics.c
 #	status.c, batch.c, log.c          the bottom: call nothing above them
 #
 # and that pg.c and redis.c never call each other, that only pg.c sees
@@ -20,7 +20,7 @@ CPPFLAGS=${CPPFLAGS:-}
 cd "$DIR" || exit 2
 
 TOP="main"
-MIDDLE="config pg redis"
+MIDDLE="config pg redis metrics"
 BOTTOM="status batch log"
 bad=0
 
@@ -84,5 +84,5 @@ for m in $TOP $MIDDLE $BOTTOM; do
   fi
 done
 
-[ $bad -eq 0 ] && echo "layering: ok (main -> config, pg, redis -> status, batch, log; pg and redis apart)"
+[ $bad -eq 0 ] && echo "layering: ok (main -> config, pg, redis, metrics -> status, batch, log; pg and redis apart)"
 exit $bad

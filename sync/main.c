@@ -31,9 +31,11 @@
  * are durable, notifications only cut the latency.
  *
  * This file only orchestrates: it calls pg.c, redis.c, config.c,
- * status.c and batch.c, and nothing calls it.  Batches go from
+ * metrics.c, status.c and batch.c, and nothing calls it.  Batches go from
  * pg.c to redis.c through here; every counter and the last error live in
- * status.c, where pg.c and redis.c record their errors themselves.
+ * status.c, where pg.c and redis.c record their errors themselves.  With
+ * --metrics-file, the loop writes the metrics at most every second (at
+ * the top of each turn, and between rebuild chunks) and at exit.
  *
  * Signals: handlers only set got_sigterm / got_sighup.  They are blocked
  * only around "check the flags, then ppoll()", so a signal either is seen
@@ -374,6 +376,7 @@ rebuild(RebuildReason why)
 
 	while (after != NULL)
 	{
+		metrics_write(cfg.metrics_file, false);
 		if (got_sigterm)
 		{
 			log_info("rebuild interrupted by shutdown; the next start rebuilds again");
@@ -900,6 +903,7 @@ run(void)
 		PageResult r;
 		int			n;
 
+		metrics_write(cfg.metrics_file, false);
 		if (got_sighup)
 		{
 			got_sighup = 0;
@@ -1139,6 +1143,7 @@ main(int argc, char **argv)
 
 		(void) redis_write_status(sf, nsf);
 	}
+	metrics_write(cfg.metrics_file, true);
 	if (rc == 0)
 		log_info("shutting down (rows synced: %" PRId64 ", stale writes refused: %" PRId64 ")",
 				 status_get()->rows_applied, status_get()->stale_refused);

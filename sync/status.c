@@ -8,7 +8,8 @@
  * the extension version seen and the value writes Redis refused; main.c
  * records the state, applied pages, lag, reconnects and rebuilds.  Two
  * readers turn it into text: status_hash_fields() for the sync:status
- * hash (written by redis.c, printed by --status).
+ * hash (written by redis.c, printed by --status) and metrics.c for the
+ * Prometheus text file.
  *
  * Calls: nothing above it (no PostgreSQL, no Redis, no logging).  The
  * process is single-threaded and nothing here is called from a signal
