@@ -14,6 +14,8 @@
  * in if it is valid; an invalid file on reload keeps the old configuration.
  * Nothing here keeps state between calls.
  *
+ * Calls: log.c only (errors in the settings); main.c calls in.
+ *
  *-------------------------------------------------------------------------
  */
 #include <ctype.h>
