@@ -14,6 +14,8 @@
  * in if it is valid; an invalid file on reload keeps the old configuration.
  * Nothing here keeps state between calls.
  *
+ * Calls: log.c only (errors in the settings); main.c calls in.
+ *
  *-------------------------------------------------------------------------
  */
 #include <ctype.h>
@@ -78,6 +80,8 @@ static const OptDef options[] = {
 	"error, warning, info or debug (default info)"},
 	{"pidfile", 'p', "CREDITS_SYNC_PIDFILE", OPT_STRING, OFF(pidfile), 0, 0, 0, "FILE",
 	"write the process id to FILE"},
+	{"metrics-file", 0, "CREDITS_SYNC_METRICS_FILE", OPT_STRING, OFF(metrics_file), 0, 0, 0, "FILE",
+	"write Prometheus metrics to FILE (node_exporter textfile format) every second and at exit"},
 	{"config", 'c', "CREDITS_SYNC_CONFIG", OPT_STRING, OFF(config_file), 0, 0, 0, "FILE",
 	"read settings from FILE (key = value; re-read on SIGHUP)"},
 	{"status", 0, NULL, OPT_ACTION, 0, 0, 0, ACTION_STATUS, NULL,
@@ -378,6 +382,7 @@ config_free(SyncConfig *cfg)
 	free(cfg->redis_password);
 	free(cfg->prefix);
 	free(cfg->pidfile);
+	free(cfg->metrics_file);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

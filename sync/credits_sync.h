@@ -35,6 +35,19 @@
  * The process is single-threaded.  Signal handlers only set the flags
  * declared below; the main loop acts on them between batches.
  *
+ * Modules and the direction of calls (sync/layering.sh, run by make,
+ * fails the build if a call goes the other way):
+ *
+ *	main.c		orchestrates: calls everything below, nothing calls it
+ *	config.c, pg.c, redis.c, metrics.c
+ *				pg.c fills a SyncBatch, main.c hands it to redis.c; pg.c and
+ *				redis.c never call each other, and redis.c never sees libpq
+ *	status.c, batch.c, log.c
+ *				the bottom: counters and the last error, the batch type,
+ *				log lines; they call nothing above them
+ *
+ * This header includes neither libpq's nor hiredis's headers.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef CREDITS_SYNC_H
@@ -44,8 +57,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <libpq-fe.h>
+#include <stdio.h>
 
 #ifndef CREDITS_SYNC_VERSION
 #error "CREDITS_SYNC_VERSION must be defined by sync/Makefile (from credits.control)"
@@ -67,7 +79,7 @@
 
 /*
  * Per-account values written as plain Redis strings.  pg.c returns them in
- * this order.  The first SYNC_NVERSIONED (balance:) are guarded by
+ * this order (redis.c names their keys).  The first SYNC_NVERSIONED (balance:) are guarded by
  * accounts.version alone; the others (available:, held:) change with time
  * at the same version (a hold or grant passing its expires_at), so they
  * are guarded by the pair (version, as_of), as_of being the time they
@@ -75,7 +87,6 @@
  */
 #define SYNC_NVALUES			3
 #define SYNC_NVERSIONED			1
-extern const char *const sync_value_keys[SYNC_NVALUES];
 
 /* ---------------------------------------------------------------- log.c */
 
@@ -129,6 +140,7 @@ typedef struct SyncConfig
 	int			connect_timeout;	/* s */
 	LogLevel	log_level;
 	char	   *pidfile;
+	char	   *metrics_file;	/* Prometheus text file, or NULL */
 } SyncConfig;
 
 extern bool config_load(SyncConfig *cfg, int argc, char **argv);
@@ -139,16 +151,87 @@ extern void config_usage(FILE *out);
 
 /* --------------------------------------------------------------- main.c */
 
+/* Set by the signal handlers; read by main.c only */
 extern volatile sig_atomic_t got_sigterm;
 extern volatile sig_atomic_t got_sighup;
+
+/* ------------------------------------------------------------- status.c */
+
+/* The two sides the daemon talks to */
+typedef enum SyncSide
+{
+	SIDE_POSTGRES = 0,
+	SIDE_REDIS,
+	NSIDES
+} SyncSide;
+
+/* Why Redis was rebuilt (see main.c's load_cursor and check_history) */
+typedef enum RebuildReason
+{
+	REBUILD_NO_CURSOR = 0,		/* new, flushed or restarted empty */
+	REBUILD_MALFORMED_CURSOR,
+	REBUILD_WINDOW_CHANGED,
+	REBUILD_NO_CHECKED,			/* sync:checked missing or damaged */
+	REBUILD_HISTORY,			/* PostgreSQL's history went back */
+	NREBUILD_REASONS
+} RebuildReason;
+
+/* The daemon's state, as --status and the metrics show it */
+typedef enum SyncState
+{
+	STATE_STARTING = 0,
+	STATE_RUNNING,
+	STATE_REBUILDING,
+	STATE_WAITING_PRIMARY,		/* the server is a standby */
+	STATE_STOPPED,				/* after SIGTERM */
+	STATE_REFUSED,				/* unsupported extension, evicting Redis */
+	NSTATES
+} SyncState;
+
+/* What this process has done; status_get() returns it (read only) */
+typedef struct SyncStatus
+{
+	SyncState	state;
+	int64_t		started_ms;		/* wall clock */
+	int64_t		rows_applied;	/* ledger rows applied */
+	int64_t		pages;			/* outbox pages with rows applied */
+	int64_t		lag_ms;			/* see status_set_lag */
+	int64_t		stale_refused;	/* value writes refused as older */
+	int64_t		rebuilds[NREBUILD_REASONS];
+	int64_t		reconnects[NSIDES];
+	int64_t		errors[NSIDES];
+	SyncSide	last_error_side;
+	int64_t		last_error_ms;	/* wall clock; 0 if no error yet */
+	char		last_error[512];	/* "<ISO time> <text>", or "" */
+	char		extension_version[64];	/* seen at the last connect, or "" */
+} SyncStatus;
 
 extern int64_t now_ms(void);
 extern int64_t now_us(void);
 extern int64_t wall_ms(void);
-extern void set_last_error(const char *fmt,...)
-			__attribute__((format(printf, 1, 2)));
+extern void format_time(int64_t ms, char *buf);
+extern const SyncStatus *status_get(void);
+extern const char *status_side_name(SyncSide side);
+extern const char *status_reason_name(RebuildReason reason);
+extern const char *status_state_name(SyncState state);
+extern void status_start(void);
+extern void status_set_state(SyncState state);
+extern void status_error(SyncSide side, const char *fmt,...)
+			__attribute__((format(printf, 2, 3)));
+extern void status_reconnect(SyncSide side);
+extern void status_rebuild_done(RebuildReason reason);
+extern void status_page_applied(int64_t rows);
+extern void status_set_lag(int64_t ms);
+extern void status_stale_refused(int64_t n);
+extern void status_set_extension_version(const char *version);
+extern int	status_hash_fields(const char *cursor_text, int64_t pending_rows,
+							   const char *const **fields);
 
-/* ------------------------------------------------------ batches (pg.c) */
+/* ------------------------------------------------------------ metrics.c */
+
+extern void metrics_write(const char *path, bool force);
+
+/* ---------------------------------------------- batches (batch.c) */
 
 /* One ledger row: a member of txs:<user> and its score. */
 typedef struct SyncTx
@@ -171,13 +254,14 @@ typedef struct SyncUser
 } SyncUser;
 
 /*
- * Rows read from PostgreSQL, grouped by user.  Every string points into res
- * or members, which the batch owns; batch_clear() frees them.
+ * Rows read from PostgreSQL, grouped by user: plain C strings, so that the
+ * Redis side needs nothing of libpq.  pg.c fills it; every string points
+ * into strings, which the batch owns; batch_clear() frees them.
  */
 typedef struct SyncBatch
 {
-	PGresult   *res;
-	char	   *members;		/* compacted copies of the member texts */
+	char	   *strings;		/* NUL-terminated copies of the values and
+								 * ids, and the compacted member texts */
 	SyncUser   *users;
 	int			nusers;
 	int			users_cap;
@@ -290,8 +374,6 @@ typedef struct RepairList
 	int			n;
 	int			cap;
 } RepairList;
-
-extern int64_t stale_refused;	/* values older than Redis's, not written */
 
 extern RedisStatus redis_connect(const SyncConfig *cfg);
 extern void redis_disconnect(void);

@@ -11,6 +11,9 @@
  *
  * Only the main loop logs; nothing here is called from a signal handler.
  *
+ * Calls: nothing above it (the bottom layer, with status.c and batch.c);
+ * every module may call it.
+ *
  *-------------------------------------------------------------------------
  */
 #include <errno.h>

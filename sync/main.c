@@ -29,6 +29,13 @@
  * Correctness never depends on a notification: the outbox and the cursor
  * are durable, notifications only cut the latency.
  *
+ * This file only orchestrates: it calls pg.c, redis.c, config.c,
+ * metrics.c, status.c and batch.c, and nothing calls it.  Batches go from
+ * pg.c to redis.c through here; every counter and the last error live in
+ * status.c, where pg.c and redis.c record their errors themselves.  With
+ * --metrics-file, the loop writes the metrics at most every second (at
+ * the top of each turn, and between rebuild chunks) and at exit.
+ *
  * Signals: handlers only set got_sigterm / got_sighup.  They are blocked
  * only around "check the flags, then ppoll()", so a signal either is seen
  * by the check or interrupts the ppoll.  SIGTERM/SIGINT let the current
@@ -42,12 +49,10 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "credits_sync.h"
@@ -88,19 +93,12 @@ static int	last_page_rows = 0;	/* outbox rows in the last page */
 static char checked[24] = "";
 static int64_t last_expiry_check = 0;	/* now_ms() of the last look */
 
-/* Status */
-static int64_t rows_synced = 0;
-static int64_t reconnects = 0;
-static int64_t rebuilds = 0;
-static int64_t lag_ms = 0;
+/* Status (the counters are status.c's) */
 static int64_t last_cursor_write = 0;
 static int64_t last_status_write = 0;
 static bool status_dirty = false;	/* rows applied since the status was written */
-static char last_error[512] = "";
-static char started_at[32];
 static bool pg_ever = false;
 static bool redis_ever = false;
-static const char *state_name = "starting";
 
 typedef enum PageResult
 {
@@ -110,67 +108,6 @@ typedef enum PageResult
 } PageResult;
 
 /* ------------------------------------------------------------------ */
-
-/* Any time. */
-int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Any time. */
-int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* Any time. */
-int64_t
-wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* buf has 32 bytes.  Formats a wall-clock time in ms as ISO 8601 UTC. */
-static void
-format_time(int64_t ms, char *buf)
-{
-	time_t		s = (time_t) (ms / 1000);
-	struct tm	tm;
-	size_t		n;
-
-	gmtime_r(&s, &tm);
-	n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, 32 - n, ".%03dZ", (int) (ms % 1000));
-}
-
-/* Main loop only.  Remembers an error for the status hash. */
-void
-set_last_error(const char *fmt,...)
-{
-	va_list		ap;
-	char		when[32];
-	size_t		n;
-
-	format_time(wall_ms(), when);
-	n = (size_t) snprintf(last_error, sizeof(last_error), "%s ", when);
-	va_start(ap, fmt);
-	vsnprintf(last_error + n, sizeof(last_error) - n, fmt, ap);
-	va_end(ap);
-	for (char *p = last_error; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
-}
 
 /* Handlers only set flags. */
 static void
@@ -334,65 +271,6 @@ done:
 
 /* ------------------------------------------------------------------ */
 
-/* Static storage for the status hash fields */
-static char st_rows[24],
-			st_refused[24],
-			st_lag[24],
-			st_reconnects[24],
-			st_rebuilds[24],
-			st_updated[32],
-			st_pid[16];
-static const char *st_fields[2 * 14];
-
-/*
- * cursor_text (or NULL) is the cursor being written.  Fills st_fields and
- * returns the number of field/value pairs.
- */
-static int
-status_fields(const char *cursor_text)
-{
-	int			n = 0;
-
-	snprintf(st_rows, sizeof(st_rows), "%" PRId64, rows_synced);
-	snprintf(st_refused, sizeof(st_refused), "%" PRId64, stale_refused);
-	snprintf(st_lag, sizeof(st_lag), "%" PRId64, lag_ms);
-	snprintf(st_reconnects, sizeof(st_reconnects), "%" PRId64, reconnects);
-	snprintf(st_rebuilds, sizeof(st_rebuilds), "%" PRId64, rebuilds);
-	snprintf(st_pid, sizeof(st_pid), "%d", (int) getpid());
-	format_time(wall_ms(), st_updated);
-
-	st_fields[n++] = "state";
-	st_fields[n++] = state_name;
-	st_fields[n++] = "rows_synced";
-	st_fields[n++] = st_rows;
-	st_fields[n++] = "lag_ms";
-	st_fields[n++] = st_lag;
-	st_fields[n++] = "last_error";
-	st_fields[n++] = last_error;
-	st_fields[n++] = "reconnects";
-	st_fields[n++] = st_reconnects;
-	st_fields[n++] = "rebuilds";
-	st_fields[n++] = st_rebuilds;
-	st_fields[n++] = "stale_refused";
-	st_fields[n++] = st_refused;
-	if (cursor_text != NULL)
-	{
-		st_fields[n++] = "cursor";
-		st_fields[n++] = cursor_text;
-	}
-	st_fields[n++] = "updated_at";
-	st_fields[n++] = st_updated;
-	st_fields[n++] = "started_at";
-	st_fields[n++] = started_at;
-	st_fields[n++] = "pid";
-	st_fields[n++] = st_pid;
-	st_fields[n++] = "version";
-	st_fields[n++] = CREDITS_SYNC_VERSION;
-	return n / 2;
-}
-
-/* ------------------------------------------------------------------ */
-
 /*
  * Inside the rebuild's transaction.  Deletes the keys of users that Redis
  * has values for (sync:version) but PostgreSQL has no account for: left
@@ -448,12 +326,13 @@ forget_gone_users(void)
  * written whatever the versions in Redis, txs keys are rewritten from
  * scratch and users without an account lose their keys: PostgreSQL's
  * history went back, so Redis's versions and rows may be from a future
- * that did not happen.  Returns false on failure (connections may have
+ * that did not happen (why is REBUILD_HISTORY).  Returns false on failure (connections may have
  * been dropped) or when interrupted by SIGTERM.
  */
 static bool
-rebuild(bool replace)
+rebuild(RebuildReason why)
 {
+	bool		replace = why == REBUILD_HISTORY;
 	PgHistory	hist;
 	uint64_t	lsn = 0;
 	char		token[64];
@@ -467,12 +346,14 @@ rebuild(bool replace)
 	int64_t		naccounts = 0;
 	SyncBatch	b;
 	RedisStatus rs;
+	const char *const *sf;
+	int			nsf;
 	bool		ok = false;
 
 	memset(&b, 0, sizeof(b));
 	snprintf(token, sizeof(token), "%" PRIx64 ".%x.%lx", wall_ms(),
 			 (unsigned) getpid(), (unsigned long) random());
-	state_name = "rebuilding";
+	status_set_state(STATE_REBUILDING);
 	log_info("rebuilding Redis from PostgreSQL (window %d, token %s)", cfg.window, token);
 
 	if (pg_read_history(&hist) != PGS_OK)
@@ -493,6 +374,7 @@ rebuild(bool replace)
 
 	while (after != NULL)
 	{
+		metrics_write(cfg.metrics_file, false);
 		if (got_sigterm)
 		{
 			log_info("rebuild interrupted by shutdown; the next start rebuilds again");
@@ -506,8 +388,9 @@ rebuild(bool replace)
 		}
 		if (b.nusers == 0)
 			break;
+		nsf = status_hash_fields(NULL, 0, &sf);
 		rs = redis_apply(&b, replace ? APPLY_REPLACE : APPLY_REBUILD, token,
-						 NULL, NULL, st_fields, status_fields(NULL), NULL);
+						 NULL, NULL, sf, nsf, NULL);
 		if (rs == RS_STALE)
 		{
 			log_warning("rebuild token vanished from Redis (flushed or restarted?); starting over");
@@ -546,11 +429,11 @@ rebuild(bool replace)
 	text = cursor.prev ? cursor_format(token, &cursor) : NULL;
 	if (text == NULL)
 		goto done;
-	state_name = "running";
+	status_set_state(STATE_RUNNING);
 	/* Every value was read as of the rebuild's now(): expiries from then on */
 	snprintf(b.checked, sizeof(b.checked), "%s", as_of);
-	rs = redis_apply(&b, APPLY_FINISH, token, NULL, text, st_fields,
-					 status_fields(text), NULL);
+	nsf = status_hash_fields(text, 0, &sf);
+	rs = redis_apply(&b, APPLY_FINISH, token, NULL, text, sf, nsf, NULL);
 	if (rs == RS_STALE)
 		log_warning("rebuild token vanished from Redis (flushed or restarted?); starting over");
 	if (rs != RS_OK)
@@ -567,7 +450,7 @@ rebuild(bool replace)
 	armed = false;
 	last_cursor_write = now_ms();
 	snprintf(checked, sizeof(checked), "%s", as_of);
-	rebuilds++;
+	status_rebuild_done(why);
 	log_info("rebuild done: %" PRId64 " accounts, %" PRId64 " rows in %" PRId64 " ms",
 			 naccounts, nrows, now_ms() - t0);
 	ok = true;
@@ -577,7 +460,7 @@ done:
 	{
 		cursor_clear(&cursor);
 		have_cursor = false;
-		state_name = "running";
+		status_set_state(STATE_RUNNING);
 	}
 	batch_clear(&b);
 	free(after);
@@ -603,13 +486,13 @@ load_cursor(void)
 	if (value == NULL)
 	{
 		log_info("no cursor in Redis (new, flushed or restarted empty)");
-		return rebuild(false);
+		return rebuild(REBUILD_NO_CURSOR);
 	}
 	if (!cursor_parse(value, &e, &c, &w))
 	{
 		log_warning("malformed cursor in Redis: \"%.200s\"", value);
 		free(value);
-		return rebuild(false);
+		return rebuild(REBUILD_MALFORMED_CURSOR);
 	}
 	free(redis_cursor);
 	redis_cursor = value;
@@ -618,7 +501,7 @@ load_cursor(void)
 		log_info("the window changed from %d to %d", w, cfg.window);
 		free(e);
 		cursor_clear(&c);
-		return rebuild(false);
+		return rebuild(REBUILD_WINDOW_CHANGED);
 	}
 	if (redis_get_checked(&value) != RS_OK)
 	{
@@ -635,7 +518,7 @@ load_cursor(void)
 		free(value);
 		free(e);
 		cursor_clear(&c);
-		return rebuild(false);
+		return rebuild(REBUILD_NO_CHECKED);
 	}
 	snprintf(checked, sizeof(checked), "%s", value);
 	free(value);
@@ -646,7 +529,7 @@ load_cursor(void)
 	have_cursor = true;
 	history_checked = false;
 	armed = false;
-	state_name = "running";
+	status_set_state(STATE_RUNNING);
 	log_info("resuming from cursor %s %s%s%s", epoch, cursor.prev,
 			 cursor.cur ? " inside " : "", cursor.cur ? cursor.cur : "");
 	return true;
@@ -776,8 +659,9 @@ check_history(void)
 		return true;
 	log_warning("PostgreSQL's history does not extend the cursor's (%s): restored, failed over, or recovered to an earlier point; rebuilding Redis, replacing every value",
 				why);
-	set_last_error("PostgreSQL's history does not extend the cursor's (%s); rebuilt", why);
-	return rebuild(true);
+	status_error(SIDE_POSTGRES, "PostgreSQL's history does not extend the cursor's (%s); rebuilt",
+				 why);
+	return rebuild(REBUILD_HISTORY);
 }
 
 /*
@@ -798,6 +682,9 @@ sync_page(void)
 	RedisStatus rs;
 	PageResult	result = PAGE_FAIL;
 	int64_t		t0 = now_ms();
+	int64_t		lag_ms;
+	const char *const *sf = NULL;
+	int			nsf = 0;
 
 	memset(&next, 0, sizeof(next));
 	if (pg_read_page(&cursor, cfg.batch_size, &b) != PGS_OK)
@@ -838,6 +725,7 @@ sync_page(void)
 		if (lag_ms < 0)
 			lag_ms = 0;
 	}
+	status_set_lag(lag_ms);
 
 	/*
 	 * An empty page changes nothing in Redis but the cursor; write it now
@@ -864,12 +752,14 @@ sync_page(void)
 	text = cursor_format(epoch, &next);
 	if (text == NULL)
 		goto done;
-	rows_synced += b.ledger_rows;	/* as the status written with the rows says */
 	with_status = empty || now_ms() - last_status_write >= STATUS_WRITE_MIN_MS;
-	rs = redis_apply(&b, APPLY_BATCH, redis_cursor, checked, text, st_fields,
-					 with_status ? status_fields(text) : 0, &repairs);
-	if (rs != RS_OK)
-		rows_synced -= b.ledger_rows;
+	/* the status written with the rows counts them */
+	if (with_status)
+		nsf = status_hash_fields(text, b.ledger_rows, &sf);
+	rs = redis_apply(&b, APPLY_BATCH, redis_cursor, checked, text, sf, nsf,
+					 &repairs);
+	if (rs == RS_OK)
+		status_page_applied(b.ledger_rows);
 	if (rs == RS_ERROR)
 		goto done;
 	if (rs == RS_STALE)
@@ -1011,6 +901,7 @@ run(void)
 		PageResult r;
 		int			n;
 
+		metrics_write(cfg.metrics_file, false);
 		if (got_sighup)
 		{
 			got_sighup = 0;
@@ -1026,7 +917,7 @@ run(void)
 			if (st == PGS_STANDBY)
 			{
 				/* Wait for a promotion, without hammering the standby */
-				state_name = "waiting for a primary";
+				status_set_state(STATE_WAITING_PRIMARY);
 				backoff = cfg.max_backoff;
 			}
 			if (st != PGS_OK)
@@ -1035,12 +926,12 @@ run(void)
 				continue;
 			}
 			if (pg_ever)
-				reconnects++;
+				status_reconnect(SIDE_POSTGRES);
 			pg_ever = true;
 			armed = false;
 			history_checked = false;
-			if (strcmp(state_name, "waiting for a primary") == 0)
-				state_name = "running";
+			if (status_get()->state == STATE_WAITING_PRIMARY)
+				status_set_state(STATE_RUNNING);
 		}
 		if (!redis_connected())
 		{
@@ -1054,7 +945,7 @@ run(void)
 				continue;
 			}
 			if (redis_ever)
-				reconnects++;
+				status_reconnect(SIDE_REDIS);
 			redis_ever = true;
 			have_cursor = false;
 		}
@@ -1207,7 +1098,7 @@ main(int argc, char **argv)
 
 	log_set_level(cfg.log_level);
 	srandom((unsigned) (wall_ms() ^ getpid()));
-	format_time(wall_ms(), started_at);
+	status_start();
 
 	memset(&sa, 0, sizeof(sa));
 	sigemptyset(&sa.sa_mask);
@@ -1230,12 +1121,18 @@ main(int argc, char **argv)
 
 	rc = run();
 
-	state_name = rc == 0 ? "stopped" : "refused";
+	status_set_state(rc == 0 ? STATE_STOPPED : STATE_REFUSED);
 	if (redis_connected())
-		(void) redis_write_status(st_fields, status_fields(NULL));
+	{
+		const char *const *sf;
+		int			nsf = status_hash_fields(NULL, 0, &sf);
+
+		(void) redis_write_status(sf, nsf);
+	}
+	metrics_write(cfg.metrics_file, true);
 	if (rc == 0)
 		log_info("shutting down (rows synced: %" PRId64 ", stale writes refused: %" PRId64 ")",
-				 rows_synced, stale_refused);
+				 status_get()->rows_applied, status_get()->stale_refused);
 	pg_disconnect();
 	redis_disconnect();
 	cursor_clear(&cursor);

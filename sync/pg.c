@@ -42,6 +42,11 @@
  * main loop only; any failure drops the connection (the caller reconnects
  * with backoff), so no half-done protocol state survives an error.
  *
+ * Calls: main.c calls in; this file calls only status.c (errors, the
+ * extension version seen), batch.c and log.c.  The batches it returns are
+ * copied out of the PGresult into plain strings, so no libpq type leaves
+ * this file.
+ *
  *-------------------------------------------------------------------------
  */
 #include <errno.h>
@@ -49,6 +54,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <libpq-fe.h>
 
 #include "credits_sync.h"
 
@@ -287,17 +294,14 @@ enum
 	COL_K, COL_USER, COL_A, COL_B, COL_N, COL_T, COL_O, NCOLS
 };
 
-/* Redis keys of the per-account values, in the order of SyncUser.values */
-const char *const sync_value_keys[SYNC_NVALUES] = {"balance:", "available:", "held:"};
-
 /* ------------------------------------------------------------------ */
 
-/* Records a failure for the status hash and the log; drops nothing. */
+/* Records a failure in the log and the status (status.c); drops nothing. */
 static void
 pg_fail(const char *what, const char *msg)
 {
 	log_error("PostgreSQL: %s: %s", what, msg);
-	set_last_error("PostgreSQL: %s: %s", what, msg);
+	status_error(SIDE_POSTGRES, "PostgreSQL: %s: %s", what, msg);
 }
 
 /* conn is open.  Runs sql (no parameters), expecting status ok. */
@@ -398,6 +402,7 @@ pg_connect(const SyncConfig *cfg)
 		goto retry;
 	}
 	ver = PQgetvalue(res, 0, 0);
+	status_set_extension_version(ver);
 	for (int i = 0; known_versions[i] != NULL; i++)
 		if (strcmp(ver, known_versions[i]) == 0)
 			known = true;
@@ -405,7 +410,7 @@ pg_connect(const SyncConfig *cfg)
 	{
 		log_error("extension \"credits\" version %s is not supported by credits-sync %s; install the matching credits-sync",
 				  ver, CREDITS_SYNC_VERSION);
-		set_last_error("unsupported extension version %s", ver);
+		status_error(SIDE_POSTGRES, "unsupported extension version %s", ver);
 		PQclear(res);
 		pg_disconnect();
 		return PGS_FATAL;
@@ -595,24 +600,12 @@ snapshot_xmax(const char *s)
 	return strtoull(strchr(s, ':') + 1, NULL, 10);
 }
 
-/* b is zeroed or was filled by one of the readers below. */
-void
-batch_clear(SyncBatch *b)
-{
-	PQclear(b->res);
-	free(b->members);
-	free(b->users);
-	free(b->txs);
-	free(b->cur);
-	memset(b, 0, sizeof(*b));
-}
-
 /*
  * Count an outbox row of res (txid in COL_A, id in COL_B) and move the
  * page's last position (*txid, *id) up to it.
  */
 static void
-note_position(PGresult *res, int r, int *rows, uint64_t *txid, int64_t *id)
+note_position(const PGresult *res, int r, int *rows, uint64_t *txid, int64_t *id)
 {
 	uint64_t	t = strtoull(PQgetvalue(res, r, COL_A), NULL, 10);
 	int64_t		i = strtoll(PQgetvalue(res, r, COL_B), NULL, 10);
@@ -626,37 +619,56 @@ note_position(PGresult *res, int r, int *rows, uint64_t *txid, int64_t *id)
 }
 
 /*
+ * b->strings has room for column c of row r of res and its NUL.  Copies
+ * it there (at *off, which moves past it); returns the copy.
+ */
+static const char *
+keep(SyncBatch *b, size_t *off, const PGresult *res, int r, int c)
+{
+	size_t		len = (size_t) PQgetlength(res, r, c);
+	char	   *d = b->strings + *off;
+
+	memcpy(d, PQgetvalue(res, r, c), len);
+	d[len] = '\0';
+	*off += len + 1;
+	return d;
+}
+
+/*
  * res is a successful result of a batch query (see the column layout
- * above); b is zeroed.  Takes ownership of res and groups its rows by user.
+ * above); b is zeroed.  Copies its rows into b, grouped by user; res stays
+ * the caller's.
  */
 static bool
-batch_fill(SyncBatch *b, PGresult *res)
+batch_fill(SyncBatch *b, const PGresult *res)
 {
 	int			nrows = PQntuples(res);
-	size_t		member_bytes = 0;
+	size_t		bytes = 1;
 	int			nl = 0;
-	size_t		moff = 0;
+	size_t		off = 0;
 
-	b->res = res;
 	if (PQnfields(res) != NCOLS)
 	{
 		pg_fail("read batch", "unexpected result shape");
 		return false;
 	}
 
+	/* Room for every column but k, each with a NUL, and the members' ids */
 	for (int r = 0; r < nrows; r++)
 	{
+		for (int c = COL_USER; c < NCOLS; c++)
+			bytes += (size_t) PQgetlength(res, r, c) + 1;
 		if (PQgetvalue(res, r, COL_K)[0] == 'l')
 		{
-			member_bytes += (size_t) PQgetlength(res, r, COL_T);
+			bytes += MEMBER_ID_WIDTH;
 			nl++;
 		}
 	}
-	b->members = malloc(member_bytes + (size_t) nl * MEMBER_ID_WIDTH + 1);
+	b->strings = malloc(bytes);
 	b->txs = malloc(sizeof(SyncTx) * (size_t) (nl + 1));
 	b->users_cap = nrows + 1;
 	b->users = malloc(sizeof(SyncUser) * (size_t) b->users_cap);
-	if (b->members == NULL || b->txs == NULL || b->users == NULL)
+	if (b->strings == NULL || b->txs == NULL || b->users == NULL)
 	{
 		pg_fail("read batch", "out of memory");
 		return false;
@@ -689,7 +701,7 @@ batch_fill(SyncBatch *b, PGresult *res)
 		{
 			u = &b->users[b->nusers++];
 			memset(u, 0, sizeof(*u));
-			u->uid = uid;
+			u->uid = keep(b, &off, res, r, COL_USER);
 			u->uid_len = uid_len;
 			u->tx_first = b->ntxs;
 			b->bytes += uid_len;
@@ -698,11 +710,11 @@ batch_fill(SyncBatch *b, PGresult *res)
 		switch (k)
 		{
 			case 'a':
-				u->version = PQgetvalue(res, r, COL_N);
-				u->values[0] = PQgetvalue(res, r, COL_T);
-				u->values[1] = PQgetvalue(res, r, COL_A);
-				u->values[2] = PQgetvalue(res, r, COL_B);
-				u->as_of = PQgetvalue(res, r, COL_O);
+				u->version = keep(b, &off, res, r, COL_N);
+				u->values[0] = keep(b, &off, res, r, COL_T);
+				u->values[1] = keep(b, &off, res, r, COL_A);
+				u->values[2] = keep(b, &off, res, r, COL_B);
+				u->as_of = keep(b, &off, res, r, COL_O);
 				break;
 			case 'e':
 				note_position(res, r, &b->event_rows, &b->event_txid, &b->event_id);
@@ -712,13 +724,15 @@ batch_fill(SyncBatch *b, PGresult *res)
 					SyncTx	   *tx = &b->txs[b->ntxs++];
 					const char *m = PQgetvalue(res, r, COL_T);
 					size_t		mlen = (size_t) PQgetlength(res, r, COL_T);
+					char	   *dst;
 					int64_t		score;
 
-					tx->score = PQgetvalue(res, r, COL_N);
-					tx->member = b->members + moff;
-					tx->member_len = member_align_id(b->members + moff,
-													 json_compact(b->members + moff, m, mlen));
-					moff += tx->member_len;
+					tx->score = keep(b, &off, res, r, COL_N);
+					dst = b->strings + off;
+					tx->member = dst;
+					tx->member_len = member_align_id(dst, json_compact(dst, m, mlen));
+					dst[tx->member_len] = '\0';
+					off += tx->member_len + 1;
 					b->bytes += tx->member_len;
 					u->tx_count++;
 					score = strtoll(tx->score, NULL, 10);
@@ -758,9 +772,11 @@ exec_batch(const char *stmt, int nparams, const char *const *params,
 	}
 	if (!batch_fill(b, res))
 	{
+		PQclear(res);
 		batch_clear(b);
 		return PGS_RETRY;
 	}
+	PQclear(res);
 	return PGS_OK;
 }
 
@@ -954,7 +970,7 @@ pg_read_history(PgHistory *h)
 		if (!was_standby)
 			log_error("PostgreSQL server %s:%s is a standby (pg_is_in_recovery()): credits-sync reads only a primary; retrying",
 				  PQhost(conn), PQport(conn));
-		set_last_error("PostgreSQL is a standby (pg_is_in_recovery()): credits-sync reads only a primary");
+		status_error(SIDE_POSTGRES, "PostgreSQL is a standby (pg_is_in_recovery()): credits-sync reads only a primary");
 		was_standby = true;
 		PQclear(res);
 		return PGS_STANDBY;

@@ -20,7 +20,7 @@
  *					(and, inside cur, up to the given (txid, id) positions)
  *					has been applied
  *	sync:rebuild	set of the tokens of rebuilds in progress
- *	sync:status		hash, the daemon's state (see main.c)
+ *	sync:status		hash, the daemon's state (see status.c)
  * User ids are opaque bytes: keys are passed to Redis with explicit
  * lengths, never through a format string.
  *
@@ -48,6 +48,10 @@
  *
  * Any error (I/O, timeout, error reply) drops the connection; the caller
  * reconnects with backoff and re-reads the cursor.
+ *
+ * Calls: main.c calls in; this file calls only status.c (errors, values
+ * refused as older) and log.c.  It knows nothing of PostgreSQL: a
+ * SyncBatch is plain C strings (batch.c), and libpq is not included.
  *
  *-------------------------------------------------------------------------
  */
@@ -190,7 +194,8 @@ static const char APPLY_LUA[] =
 "out[2] = refused\n"
 "return out\n";
 
-int64_t		stale_refused = 0;
+/* Redis keys of the per-account values, in the order of SyncUser.values */
+static const char *const sync_value_keys[SYNC_NVALUES] = {"balance:", "available:", "held:"};
 
 static redisContext *ctx = NULL;
 static char script_sha[41];
@@ -215,12 +220,12 @@ typedef struct Argv
 
 /* ------------------------------------------------------------------ */
 
-/* Records a failure for the log and the status hash. */
+/* Records a failure in the log and the status (status.c). */
 static void
 redis_fail(const char *what, const char *msg)
 {
 	log_error("Redis: %s: %s", what, msg);
-	set_last_error("Redis: %s: %s", what, msg);
+	status_error(SIDE_REDIS, "Redis: %s: %s", what, msg);
 }
 
 /* Any time. */
@@ -390,8 +395,8 @@ eviction_safe(void)
 	{
 		log_error("Redis maxmemory-policy is %s, which can evict credits-sync's keys (they have no TTL), leaving balances and rows missing or stale; set maxmemory-policy to noeviction (or a volatile-* policy)",
 				  reply->element[1]->str);
-		set_last_error("Redis maxmemory-policy %s can evict credits-sync's keys",
-					   reply->element[1]->str);
+		status_error(SIDE_REDIS, "Redis maxmemory-policy %s can evict credits-sync's keys",
+					 reply->element[1]->str);
 		ok = false;
 	}
 	freeReplyObject(reply);
@@ -906,7 +911,7 @@ read_call_reply(bool *noscript, bool *stale, RepairList *repairs)
 	}
 	else
 	{
-		stale_refused += reply->element[1]->integer;
+		status_stale_refused(reply->element[1]->integer);
 		for (size_t e = 2; e < reply->elements; e++)
 		{
 			redisReply *r = reply->element[e];

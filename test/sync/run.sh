@@ -222,6 +222,73 @@ pg_ctl_do() {
   [ "$1" = stop ] || head -n 1 "${2:-$PGDATA_DIR}/postmaster.pid" >"$CREDITS_RUN_DIR/postgres.pid"
 }
 
+# metrics_valid FILE: FILE is Prometheus text format 0.0.4 as credits-sync
+# writes it: every line a "# HELP name text", a "# TYPE name type" or a
+# sample "name{label="value",...} value"; names credits_sync_*, label
+# values escaped (\\, \", \n only), values numbers; a metric's HELP and
+# TYPE come once, before its samples, which are together; no sample twice;
+# the file ends with a newline.  Prints what is wrong; false if anything.
+metrics_valid() {
+  [ -s "$1" ] || { echo "$1 is missing or empty"; return 1; }
+  [ "$(tail -c 1 "$1" | od -An -c | tr -d ' ')" = '\n' ] || { echo "no newline at the end"; return 1; }
+  awk '
+    function bad(m) { printf "line %d: %s: %s\n", NR, m, $0; err = 1 }
+    BEGIN { name = "[a-zA-Z_:][a-zA-Z0-9_:]*"
+            lval = "\"([^\"\\\\\n]|\\\\[\\\\\"n])*\""
+            label = "[a-zA-Z_][a-zA-Z0-9_]*=" lval
+            num = "^(-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?|NaN|[-+]Inf)$" }
+    /^# HELP / {
+      n = $3
+      if (n !~ ("^" name "$")) bad("bad name")
+      if (n in help) bad("second HELP")
+      if (n in seen) bad("HELP after samples")
+      help[n] = 1; next
+    }
+    /^# TYPE / {
+      n = $3
+      if (NF != 4 || $4 !~ /^(counter|gauge|untyped)$/) bad("bad TYPE")
+      if (n in type) bad("second TYPE")
+      if (n in seen) bad("TYPE after samples")
+      if (!(n in help)) bad("TYPE before HELP")
+      type[n] = $4; next
+    }
+    /^#/ { bad("unknown comment"); next }
+    {
+      if (!match($0, "^" name)) { bad("no metric name"); next }
+      n = substr($0, 1, RLENGTH); rest = substr($0, RLENGTH + 1)
+      if (n !~ /^credits_sync_/) bad("name without the credits_sync_ prefix")
+      series = n
+      if (substr(rest, 1, 1) == "{") {
+        if (!match(rest, "^\\{(" label "(," label ")*)?\\}")) { bad("bad labels"); next }
+        series = n substr(rest, 1, RLENGTH); rest = substr(rest, RLENGTH + 1)
+      }
+      if (substr(rest, 1, 1) != " " || substr(rest, 2) !~ num) bad("bad value")
+      if (!(n in type) || !(n in help)) bad("sample before its HELP and TYPE")
+      if (n != last && (n in seen)) bad("samples of one metric apart")
+      if (series in samples) bad("sample twice")
+      if (type[n] == "counter" && substr(rest, 2) + 0 < 0) bad("negative counter")
+      samples[series] = 1; seen[n] = 1; last = n; count++
+    }
+    END { if (count == 0) { print "no samples"; err = 1 }; exit err }
+  ' "$1"
+}
+
+# metric FILE SERIES: the value of one sample (name and labels exactly as
+# written), or nothing.
+metric() { awk -v s="$2" 'index($0, s " ") == 1 { print substr($0, length(s) + 2) }' "$1"; }
+
+# wait_metric FILE SERIES MIN MS: waits until SERIES >= MIN; false after MS.
+wait_metric() {
+  local t0 v
+  t0=$(now_ms)
+  while :; do
+    v=$(metric "$1" "$2")
+    [ -n "$v" ] && [ "${v%%.*}" -ge "$3" ] && return 0
+    [ $(($(now_ms) - t0)) -lt "$4" ] || return 1
+    sleep 0.05
+  done
+}
+
 # --- tests -----------------------------------------------------------------
 
 # Rows reach Redis, with the documented layout; the daemon reports its state.
@@ -905,13 +972,160 @@ test_version_1_0() {
   local db=sync_test_v10 rc
   sql -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null || return
   sql -d "$db" -c "CREATE EXTENSION credits VERSION '1.0'" >/dev/null || return
-  timeout 20 "$BIN" --prefix "$PREFIX" --dbname "dbname=$db" >"$T/$CURRENT.d.log" 2>&1
+  timeout 20 "$BIN" --prefix "$PREFIX" --dbname "dbname=$db" --metrics-file "$T/$CURRENT.prom" \
+    >"$T/$CURRENT.d.log" 2>&1
   rc=$?
   [ $rc -eq 2 ] || fail "extension 1.0 gave exit status $rc, not 2"
   grep -q 'version 1.0 is not supported by credits-sync' "$T/$CURRENT.d.log" ||
     fail "the refusal was not logged"
+  # the metrics written at exit name the version seen and the refusal
+  [ "$(metric "$T/$CURRENT.prom" 'credits_sync_extension_info{version="1.0"}')" = 1 ] ||
+    fail "the metrics do not show extension version 1.0"
+  [ "$(metric "$T/$CURRENT.prom" 'credits_sync_state{state="refused"}')" = 1 ] &&
+    [ "$(metric "$T/$CURRENT.prom" credits_sync_up)" = 0 ] || fail "the metrics do not show the refusal"
+  grep -q '^credits_sync_last_error_info{side="postgres",message="unsupported extension version 1.0"} 1$' "$T/$CURRENT.prom" ||
+    fail "the metrics' last error is not the refusal"
   [ -z "$(rcli --raw KEYS "${PREFIX}*")" ] || fail "the refusing daemon wrote to Redis"
   sql -d postgres -c "DROP DATABASE $db" >/dev/null
+}
+
+# The metrics file (--metrics-file): valid text format, replaced
+# atomically; rows_applied_total grows by exactly the rows written; a
+# killed Redis connection, Redis restarted empty and a killed PostgreSQL
+# connection show in reconnects_total, errors_total, last_error and
+# rebuilds_total; the file written at exit says up 0.  The format checker
+# itself must reject broken files.
+test_metrics() {
+  local mf=$T/$CURRENT.prom i r0 r1 p1 e0 e1 c0 c1 rb0 rb1 pe0 pc0 ts
+  # the checker can fail
+  printf '# HELP credits_sync_a x\n# TYPE credits_sync_a gauge\ncredits_sync_a 1\n' >"$T/$CURRENT.good"
+  metrics_valid "$T/$CURRENT.good" >/dev/null || fail "the format checker rejects a valid file"
+  printf 'credits_sync_a 1\n# HELP credits_sync_a x\n# TYPE credits_sync_a gauge\n' >"$T/$CURRENT.bad1"
+  printf '# HELP credits_sync_a x\n# TYPE credits_sync_a gauge\ncredits_sync_a{m="a"b"} 1\n' >"$T/$CURRENT.bad2"
+  printf '# HELP credits_sync_a x\n# TYPE credits_sync_a gauge\ncredits_sync_a{m="a\\tb"} 1\n' >"$T/$CURRENT.bad3"
+  printf '# HELP credits_sync_a x\n# TYPE credits_sync_a counter\ncredits_sync_a one\n' >"$T/$CURRENT.bad4"
+  printf '# HELP other_a x\n# TYPE other_a gauge\nother_a 1\n' >"$T/$CURRENT.bad5"
+  printf '# HELP credits_sync_a x\n# TYPE credits_sync_a gauge\ncredits_sync_a 1\ncredits_sync_a 2\n' >"$T/$CURRENT.bad6"
+  for i in 1 2 3 4 5 6; do
+    metrics_valid "$T/$CURRENT.bad$i" >/dev/null && fail "the format checker accepts bad file $i"
+  done
+
+  users m- 10 1000000
+  start_daemon d --metrics-file "$mf"
+  wait_metric "$mf" 'credits_sync_state{state="running"}' 1 3000 || { fail "no metrics file saying running"; return; }
+  metrics_valid "$mf" >"$T/$CURRENT.valid" || { fail "invalid metrics file: $(head -n 3 "$T/$CURRENT.valid")"; return; }
+  [ "$(metric "$mf" credits_sync_up)" = 1 ] || fail "credits_sync_up is not 1"
+  [ "$(metric "$mf" 'credits_sync_rebuilds_total{reason="no_cursor"}')" = 1 ] || fail "the first rebuild is not counted as no_cursor"
+  [ "$(metric "$mf" 'credits_sync_extension_info{version="'"$(sql -c "SELECT extversion FROM pg_extension WHERE extname = 'credits'")"'"}')" = 1 ] ||
+    fail "the extension version seen is not in the metrics"
+  ls "$T/$CURRENT".prom.*.tmp >/dev/null 2>&1 && fail "a temporary file is left next to the metrics file"
+
+  # rows applied: exactly the rows written
+  r0=$(metric "$mf" credits_sync_rows_applied_total)
+  sql -c "SELECT credits.credit_deduct('m-' || (i % 10 + 1), 1, 'x') FROM generate_series(1, 150) i" >/dev/null
+  sql -c "SELECT credits.credit_add('m-' || i, 2, 'refund') FROM generate_series(1, 7) i" >/dev/null
+  converge || return
+  wait_metric "$mf" credits_sync_rows_applied_total $((r0 + 157)) 3000
+  r1=$(metric "$mf" credits_sync_rows_applied_total)
+  [ "$r1" -eq $((r0 + 157)) ] || fail "rows_applied_total went from $r0 to $r1 after 157 rows"
+  p1=$(metric "$mf" credits_sync_pages_total)
+  [ "$p1" -ge 1 ] && [ "$p1" -le 157 ] || fail "pages_total is $p1 after 157 rows"
+  [ "$(status_field rows_synced)" = "$r1" ] || fail "--status says $(status_field rows_synced) rows, the metrics $r1"
+  wait_metric "$mf" credits_sync_lag_milliseconds 0 3000 || fail "no lag gauge"
+  [ "$(metric "$mf" 'credits_sync_last_error_timestamp_seconds')" = 0.000 ] || fail "a last error without any error"
+  [ -z "$(grep '^credits_sync_last_error_info' "$mf")" ] || fail "a last error without any error"
+
+  # Redis goes away for a moment and comes back empty
+  e0=$(metric "$mf" 'credits_sync_errors_total{side="redis"}')
+  c0=$(metric "$mf" 'credits_sync_reconnects_total{side="redis"}')
+  rb0=$(metric "$mf" 'credits_sync_rebuilds_total{reason="no_cursor"}')
+  ts=$(date +%s)
+  redis_restart_empty 0.5
+  converge || return
+  wait_metric "$mf" 'credits_sync_reconnects_total{side="redis"}' $((c0 + 1)) 3000 || fail "Redis reconnects did not increase"
+  wait_metric "$mf" 'credits_sync_rebuilds_total{reason="no_cursor"}' $((rb0 + 1)) 3000 || fail "the rebuild after the empty restart is not counted"
+  e1=$(metric "$mf" 'credits_sync_errors_total{side="redis"}')
+  [ "$e1" -gt "$e0" ] || fail "Redis errors did not increase ($e0 -> $e1)"
+  grep -q '^credits_sync_last_error_info{side="redis",message="Redis: .*"} 1$' "$mf" ||
+    fail "last error is not a Redis error: $(grep '^credits_sync_last_error_info' "$mf")"
+  [ "$(metric "$mf" credits_sync_last_error_timestamp_seconds | cut -d. -f1)" -ge "$ts" ] ||
+    fail "last error timestamp $(metric "$mf" credits_sync_last_error_timestamp_seconds) is before the restart ($ts)"
+  metrics_valid "$mf" >"$T/$CURRENT.valid" || fail "invalid metrics file after an error: $(head -n 3 "$T/$CURRENT.valid")"
+
+  # the PostgreSQL connection is killed
+  pe0=$(metric "$mf" 'credits_sync_errors_total{side="postgres"}')
+  pc0=$(metric "$mf" 'credits_sync_reconnects_total{side="postgres"}')
+  sql -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE application_name = 'credits-sync' AND pid <> pg_backend_pid()" >/dev/null
+  sql -c "SELECT credits.credit_deduct('m-1', 1, 'after')" >/dev/null
+  converge || return
+  wait_metric "$mf" 'credits_sync_reconnects_total{side="postgres"}' $((pc0 + 1)) 3000 || fail "PostgreSQL reconnects did not increase"
+  wait_metric "$mf" 'credits_sync_errors_total{side="postgres"}' $((pe0 + 1)) 3000 || fail "PostgreSQL errors did not increase"
+  grep -q '^credits_sync_last_error_info{side="postgres",message="PostgreSQL: .*"} 1$' "$mf" ||
+    fail "last error is not a PostgreSQL error: $(grep '^credits_sync_last_error_info' "$mf")"
+  # --status is unchanged: reconnects is the sum of both sides
+  [ "$(status_field reconnects)" -eq $(($(metric "$mf" 'credits_sync_reconnects_total{side="redis"}') + $(metric "$mf" 'credits_sync_reconnects_total{side="postgres"}'))) ] ||
+    fail "--status reconnects $(status_field reconnects) is not the sum of the sides"
+
+  stop_daemon d
+  metrics_valid "$mf" >"$T/$CURRENT.valid" || fail "invalid metrics file at exit: $(head -n 3 "$T/$CURRENT.valid")"
+  [ "$(metric "$mf" credits_sync_up)" = 0 ] || fail "the file written at exit does not say up 0"
+  [ "$(metric "$mf" 'credits_sync_state{state="stopped"}')" = 1 ] || fail "the file written at exit does not say stopped"
+
+  # the environment variable; errors while Redis cannot be reached; an
+  # unwritable path is logged once and does not stop the daemon
+  CREDITS_SYNC_METRICS_FILE=$T/$CURRENT.env.prom "$BIN" --prefix "$PREFIX" --redis-port 1 \
+    </dev/null >"$T/$CURRENT.env.log" 2>&1 &
+  DPID[env]=$!
+  wait_metric "$T/$CURRENT.env.prom" 'credits_sync_errors_total{side="redis"}' 2 5000 ||
+    fail "CREDITS_SYNC_METRICS_FILE: no Redis errors counted while Redis is unreachable"
+  [ "$(metric "$T/$CURRENT.env.prom" 'credits_sync_state{state="starting"}')" = 1 ] || fail "state is not starting while Redis is unreachable"
+  stop_daemon env
+  "$BIN" --prefix "$PREFIX" --metrics-file "$T/no/such/dir/m.prom" </dev/null >"$T/$CURRENT.bad.log" 2>&1 &
+  DPID[bad]=$!
+  sleep 2.5
+  alive bad || fail "an unwritable metrics file stopped the daemon"
+  [ "$(grep -c 'could not create the metrics file' "$T/$CURRENT.bad.log")" = 1 ] ||
+    fail "an unwritable metrics file is not logged exactly once"
+  stop_daemon bad
+}
+
+# Calls in sync/ only go down (sync/layering.sh, also run by make): the
+# real objects pass; an upward call, a call between pg.c and redis.c,
+# libpq in redis.c or a bottom module calling up each make it fail.
+test_layering() {
+  local d=$T/$CURRENT.src inc out
+  inc=$(pg_config --includedir)
+  grep -n 'libpq-fe\.h\|PGresult\|PQ[a-z]' "$REPO/sync/redis.c" "$REPO/sync/credits_sync.h" &&
+    fail "redis.c or credits_sync.h mention libpq"
+  grep -n 'set_last_error' "$REPO"/sync/*.c && fail "set_last_error is back"
+  out=$(cd "$REPO/sync" && CPPFLAGS="-D_GNU_SOURCE -DCREDITS_SYNC_VERSION=\"x\" -I$inc" sh layering.sh . 2>&1) ||
+    fail "sync/ breaks its layering: $out"
+  # a copy of sync/ built once; each case rebuilds the one file it changes
+  mkdir -p "$d.base"
+  cp "$REPO"/sync/*.c "$REPO"/sync/*.h "$REPO"/sync/layering.sh "$d.base"/
+  (cd "$d.base" && for f in *.c; do cc -O0 -c -D_GNU_SOURCE -DCREDITS_SYNC_VERSION='"x"' -I"$inc" "$f" || exit 1; done) \
+    >"$T/$CURRENT.build" 2>&1 || { fail "could not build sync/: $(head -n 3 "$T/$CURRENT.build")"; return; }
+  # layering_case FILE LINE EXPECTED: LINE appended to a copy of FILE must
+  # make the check fail with a message matching EXPECTED.
+  layering_case() {
+    rm -rf "$d"
+    cp -r "$d.base" "$d"
+    printf '%s\n' "$2" >>"$d/$1"
+    (cd "$d" && cc -O0 -c -D_GNU_SOURCE -DCREDITS_SYNC_VERSION='"x"' -I"$inc" "$1") \
+      >"$T/$CURRENT.build" 2>&1 || { fail "could not build the case for $1: $(head -n 3 "$T/$CURRENT.build")"; return; }
+    out=$(cd "$d" && CPPFLAGS="-D_GNU_SOURCE -DCREDITS_SYNC_VERSION=\"x\" -I$inc" sh layering.sh . 2>&1) &&
+      { fail "the layering check accepts $1 with: $2"; return; }
+    grep -Eq -- "$3" <<<"$out" || fail "the layering check did not say '$3' for $1: $out"
+  }
+  layering_case pg.c 'int layering_probe(void); int layering_probe(void) { return (int) got_sigterm; }' \
+    'pg\.c uses got_sigterm, defined in main\.c'
+  layering_case redis.c '#include <libpq-fe.h>' 'redis\.c includes libpq-fe\.h'
+  layering_case redis.c 'size_t layering_probe(void); size_t layering_probe(void) { return json_compact(NULL, NULL, 0); }' \
+    'redis\.c uses json_compact, defined in pg\.c'
+  layering_case status.c 'void layering_probe(void); void layering_probe(void) { metrics_write(NULL, false); }' \
+    'status\.c uses metrics_write, defined in metrics\.c'
+  rm -rf "$d" "$d.base"
 }
 
 # wait_value KEY EXPECTED MS: waits until GET <prefix>KEY = EXPECTED; fails
@@ -1124,7 +1338,7 @@ test_valgrind() {
 
 ALL_TESTS=(basic wakeup steady_stream out_of_order kill9 lost_notifications pg_restart pg_crash restore_old_copy standby_failover redis_restart redis_rollback
   flushall two_daemons aborted odd_ids wrong_type window signals version_refusal version_1_0 eviction_policy
-  holds expiry checks_can_fail long_transaction valgrind)
+  holds expiry metrics layering checks_can_fail long_transaction valgrind)
 
 run_test() {
   local name=$1 t0
