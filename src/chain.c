@@ -6,7 +6,7 @@
  * Every ledger row carries hash = sha256(previous row's hash || the row's
  * fields), the previous row being the user's row with the next lower id
  * (32 zero bytes for a user's first row).  The statements that write a
- * ledger row (src/spi.c, CQ_DEDUCT_CHAINED and CQ_POST) compute it with this
+ * ledger row (src/spi.c, CQ_DEDUCT_POST and CQ_POST) compute it with this
  * function in the same UPDATE that changes the account row, from the
  * account's last_hash, and store the new hash back in last_hash: the
  * UPDATE holds the account row lock, and under READ COMMITTED the executor

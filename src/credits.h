@@ -116,7 +116,7 @@ extern void credits_unpin_search_path(int nest);
 typedef enum CreditsQuery
 {
 	CQ_DEDUCT_FAST,
-	CQ_DEDUCT_CHAINED,
+	CQ_DEDUCT_POST,
 	CQ_DEDUCT_LOCKED,
 	CQ_ADD_UPSERT,
 	CQ_LOCK_ACCOUNT,
@@ -126,7 +126,6 @@ typedef enum CreditsQuery
 	CQ_INIT_EXISTING,
 	CQ_FIND_KEY,
 	CQ_KEY_RECORD,
-	CQ_INSERT_LEDGER,
 	CQ_POST,
 	CQ_BALANCE,
 	CQ_BALANCE_AT,

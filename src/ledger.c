@@ -6,8 +6,9 @@
  * One call is one atomic step.  The account row is locked before anything
  * is decided, and stays locked until the caller's transaction ends:
  *
- *	- Unkeyed deduct: one UPDATE ... WHERE balance - held >= amount locks,
- *	  checks and changes the row (under READ COMMITTED the WHERE clause is
+ *	- Unkeyed deduct: one statement, an UPDATE ... WHERE balance - held >=
+ *	  amount that locks, checks and changes the row, and the ledger INSERT
+ *	  of its row (under READ COMMITTED the WHERE clause is
  *	  re-checked against the newest row version after a lock wait, so no
  *	  interleaving can overdraw).  Only when it matches nothing do we lock
  *	  with SELECT ... FOR UPDATE to find out why (unknown account,
@@ -27,8 +28,8 @@
  * History order and the hash chain: the row's id, created_at and hash are
  * assigned by an UPDATE of the locked account row that also records them
  * as the account's last_tx_id, last_tx_at and last_hash (src/spi.c,
- * CHAIN_SET; src/chain.c).  credit_deduct's one-UPDATE path does it in
- * that UPDATE itself (CQ_DEDUCT_CHAINED); every other path changes the
+ * CHAIN_SET; src/chain.c).  credit_deduct's fast path does it in its
+ * one statement (CQ_DEDUCT_POST); every other path changes the
  * balance first and then calls credits_post, whose one statement advances
  * the chain and inserts the row (CQ_POST).  So ids follow the row-lock
  * order, created_at never goes backwards along them, and balance_after
@@ -47,42 +48,30 @@ PG_FUNCTION_INFO_V1(credit_deduct);
 PG_FUNCTION_INFO_V1(credit_add);
 
 /*
- * The unkeyed deduction's fast path: one UPDATE locks, checks and changes
- * the account row and advances its hash chain, then the ledger row is
- * inserted with the id, created_at and hash that UPDATE assigned.  Returns
- * false, having written nothing, if the guarded UPDATE matched no row (see
- * credits_deduct_unkeyed for why).  Caller is connected.
+ * The unkeyed deduction's fast path: one statement locks, checks and
+ * changes the account row, advances its hash chain, and inserts the ledger
+ * row with the id, created_at and hash that its UPDATE assigned
+ * (CQ_DEDUCT_POST).  Returns false, having written nothing, if the guarded
+ * UPDATE matched no row (see credits_deduct_unkeyed for why).  Caller is
+ * connected.
  */
 static bool
 deduct_fast(text *user_id, int64 amount, text *action, Jsonb *metadata,
 			CreditsTx *tx)
 {
-	Datum		values[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[4];
 	bool		isnull;
 
 	values[0] = PointerGetDatum(user_id);
 	values[1] = Int64GetDatum(amount);
 	values[2] = PointerGetDatum(action);
 	values[3] = JsonbPGetDatum(metadata);
-	if (credits_exec(CQ_DEDUCT_CHAINED, values, NULL, false, 0) != 1)
+	if (credits_exec(CQ_DEDUCT_POST, values, NULL, false, 0) != 1)
 		return false;
 
 	tx->balance = credits_get_int64(0, 1);
 	tx->tx_id = credits_get_int64(0, 2);
 	tx->created_at = DatumGetTimestampTz(credits_get(0, 3, &isnull));
-
-	/* id, user_id, amount, balance_after, action, metadata, key, created_at, hash */
-	values[0] = Int64GetDatum(tx->tx_id);
-	values[1] = PointerGetDatum(user_id);
-	values[2] = Int64GetDatum(-amount);
-	values[3] = Int64GetDatum(tx->balance);
-	values[4] = PointerGetDatum(action);
-	values[5] = JsonbPGetDatum(metadata);
-	nulls[6] = 'n';
-	values[7] = TimestampTzGetDatum(tx->created_at);
-	values[8] = credits_get(0, 4, &isnull);
-	(void) credits_exec(CQ_INSERT_LEDGER, values, nulls, false, 0);
 	credits_note_write();
 	return true;
 }
