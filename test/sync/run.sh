@@ -94,8 +94,8 @@ if [ -z "$(psql -X -At -c "SELECT extversion FROM pg_extension WHERE extname = '
 fi
 
 CHECK=$T/check
-if ! cc -O1 -g -Wall -Wextra -I"$(pg_config --includedir)" -o "$CHECK" \
-  "$REPO/test/sync/check.c" -lpq -lhiredis 2>"$T/check-build.log"; then
+if ! cc -O1 -g -Wall -Wextra -I"$(pg_config --includedir)" -DCREDITS_SYNC_VERSION='"check"' -o "$CHECK" \
+  "$REPO/test/sync/check.c" "$REPO/sync/keyslot.c" -lpq -lhiredis 2>"$T/check-build.log"; then
   cat "$T/check-build.log"
   say "0 passed, 1 failed"
   exit 1
@@ -658,20 +658,20 @@ test_redis_rollback() {
     --appendonly no --replicaof 127.0.0.1 "$REDIS_PORT" >/dev/null
   wait_synced "$rport" || return
   # frozen at a state with a cursor covering the 'kept' rows
-  cur_kept=$(rcli --raw GET "${PREFIX}sync:cursor")
+  cur_kept=$(rcli --raw GET "${PREFIX}{sync}:cursor")
   for _ in $(seq 1 100); do
-    [ "$(redis-cli -p "$rport" --raw GET "${PREFIX}sync:cursor")" = "$cur_kept" ] && break
+    [ "$(redis-cli -p "$rport" --raw GET "${PREFIX}{sync}:cursor")" = "$cur_kept" ] && break
     sleep 0.02
   done
   redis-cli -p "$rport" REPLICAOF NO ONE >/dev/null
-  cur_kept=$(redis-cli -p "$rport" --raw GET "${PREFIX}sync:cursor")
+  cur_kept=$(redis-cli -p "$rport" --raw GET "${PREFIX}{sync}:cursor")
   sql -c "SELECT credits.credit_deduct('rb-' || (i % 10 + 1), 1, 'lost in Redis') FROM generate_series(1, 100) i" >/dev/null
   converge || return
   kill -STOP "${DPID[d]}"
   rcli REPLICAOF 127.0.0.1 "$rport" >/dev/null
   wait_synced "$REDIS_PORT" || { kill -CONT "${DPID[d]}"; return; }
   rcli REPLICAOF NO ONE >/dev/null
-  [ "$(rcli --raw GET "${PREFIX}sync:cursor")" = "$cur_kept" ] || fail "Redis did not go back"
+  [ "$(rcli --raw GET "${PREFIX}{sync}:cursor")" = "$cur_kept" ] || fail "Redis did not go back"
   kill -CONT "${DPID[d]}"
   sql -c "SELECT credits.credit_deduct('rb-' || (i % 10 + 1), 1, 'after') FROM generate_series(1, 20) i" >/dev/null
   converge 5000
@@ -866,7 +866,10 @@ test_wrong_type() {
   converge || return
   [ "$(log_count d 'had the wrong type')" -eq 2 ] || fail "the wrong txs types were not logged"
   [ "$(log_count d 'HSET .*sync:status.*deleting it')" -eq 1 ] || fail "the wrong status type was not logged"
-  rcli SET "${PREFIX}sync:version" "not a hash" >/dev/null
+  # companions (version guards) of the wrong type count as missing
+  rcli HSET "{${PREFIX}balance:y-1}:v" f v >/dev/null
+  rcli SADD "{${PREFIX}available:y-2}:v" x >/dev/null
+  rcli SET "{${PREFIX}held:y-3}:v" "not a version" >/dev/null
   sql -c "SELECT credits.credit_deduct('y-' || i, 1, 'again') FROM generate_series(1, 5) i" >/dev/null
   converge || return
   alive d || fail "daemon died"
@@ -1186,8 +1189,8 @@ test_expiry() {
   start_daemon d
   converge || return
   local id exp cur0 chk0
-  cur0=$(rcli --raw GET "${PREFIX}sync:cursor")
-  chk0=$(rcli --raw GET "${PREFIX}sync:checked")
+  cur0=$(rcli --raw GET "${PREFIX}{sync}:cursor")
+  chk0=$(rcli --raw GET "${PREFIX}{sync}:checked")
   [ -n "$chk0" ] || fail "no sync:checked after the rebuild"
   id=$(sql -c "SELECT hold_id FROM credits.credit_hold('exp-1', 400, 'video_generation', ttl => '5 seconds')")
   exp=$(sql -c "SELECT floor(extract(epoch FROM expires_at) * 1000)::int8 FROM credits.holds WHERE id = $id")
@@ -1220,9 +1223,9 @@ test_expiry() {
   # replay: an old cursor and an old sync:checked of this epoch replay
   # every event and expiry; nothing goes back, everything converges
   local ep
-  ep=$(rcli --raw GET "${PREFIX}sync:cursor" | cut -d' ' -f1)
-  [ -n "$cur0" ] && rcli SET "${PREFIX}sync:cursor" "$ep ${cur0#* }" >/dev/null
-  rcli SET "${PREFIX}sync:checked" "$chk0" >/dev/null
+  ep=$(rcli --raw GET "${PREFIX}{sync}:cursor" | cut -d' ' -f1)
+  [ -n "$cur0" ] && rcli SET "${PREFIX}{sync}:cursor" "$ep ${cur0#* }" >/dev/null
+  rcli SET "${PREFIX}{sync}:checked" "$chk0" >/dev/null
   "$CHECK" --monitor --duration-ms 1500 --prefix "$PREFIX" exp-1 exp-2 exp-3 \
     >"$T/$CURRENT.monitor" 2>&1 &
   local mon=$!
@@ -1284,7 +1287,7 @@ test_checks_can_fail() {
   rcli FLUSHALL >/dev/null
   "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null && fail "checker missed an empty Redis"
   # the monitor: a balance that goes up is a regression
-  rcli HSET "${PREFIX}sync:version" c-1 5 >/dev/null
+  rcli SET "{${PREFIX}balance:c-1}:v" 5 >/dev/null
   rcli SET "${PREFIX}balance:c-1" 10 >/dev/null
   "$CHECK" --monitor --duration-ms 1500 --prefix "$PREFIX" c-1 >"$T/$CURRENT.mon" 2>&1 &
   local mon=$!
@@ -1292,11 +1295,11 @@ test_checks_can_fail() {
   rcli SET "${PREFIX}balance:c-1" 11 >/dev/null
   wait $mon && fail "monitor missed a balance going up"
   # ... and so is a (version, as_of) of available:/held: that goes down
-  rcli HSET "${PREFIX}sync:asof" c-1 "5 2000" >/dev/null
+  rcli SET "{${PREFIX}available:c-1}:v" "5 2000" >/dev/null
   "$CHECK" --monitor --duration-ms 1500 --prefix "$PREFIX" c-1 >"$T/$CURRENT.mon" 2>&1 &
   mon=$!
   sleep 0.5
-  rcli HSET "${PREFIX}sync:asof" c-1 "5 1999" >/dev/null
+  rcli SET "{${PREFIX}available:c-1}:v" "5 1999" >/dev/null
   wait $mon && fail "monitor missed an as_of going back"
 }
 
