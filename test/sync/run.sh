@@ -50,6 +50,10 @@ cleanup() {
     kill -KILL "${DPID[$name]}" 2>/dev/null || true
   done
   jobs -p | xargs -r kill 2>/dev/null || true
+  local f
+  for f in "$T"/*.cluster/redis.pid; do
+    [ -s "$f" ] && kill "$(tr -dc 0-9 <"$f")" 2>/dev/null
+  done
   "$REPO/.ci/stack.sh" down >"$T/stack-down.log" 2>&1 || true
   if [ "${KEEP:-0}" = 1 ] || [ "$FAILED" -gt 0 ]; then
     say "run directory kept: $T"
@@ -1339,9 +1343,149 @@ test_valgrind() {
   grep -q 'ERROR SUMMARY: 0 errors' "$vg" || fail "valgrind reported errors (see $vg)"
 }
 
+# cluster_start: a redis-server in cluster mode on a free loopback port
+# ($CPORT; its cluster bus is on CPORT + 10000, so below 55536) that owns
+# all 16384 slots, with cluster_state:ok.
+cluster_start() {
+  local d=$T/$CURRENT.cluster i
+  CPORT=$((46000 + REDIS_PORT % 1000))
+  while port_in_use "$CPORT" || port_in_use $((CPORT + 10000)); do CPORT=$((CPORT + 1)); done
+  mkdir -p "$d"
+  redis-server --bind 127.0.0.1 --port "$CPORT" --cluster-enabled yes \
+    --cluster-config-file "$d/nodes.conf" --dir "$d" --daemonize yes \
+    --pidfile "$d/redis.pid" --logfile "$d/redis.log" --save "" --appendonly no >/dev/null ||
+    { fail "could not start redis-server in cluster mode"; return 1; }
+  for i in $(seq 1 100); do [ "$(redis-cli -p "$CPORT" PING 2>/dev/null)" = PONG ] && break; sleep 0.05; done
+  [ "$(redis-cli -p "$CPORT" CLUSTER ADDSLOTSRANGE 0 16383)" = OK ] ||
+    { fail "CLUSTER ADDSLOTSRANGE failed"; return 1; }
+  for i in $(seq 1 200); do
+    redis-cli -p "$CPORT" CLUSTER INFO | tr -d '\r' | grep -q '^cluster_state:ok$' && return 0
+    sleep 0.05
+  done
+  fail "the cluster-mode Redis never reached cluster_state:ok"
+  return 1
+}
+
+cluster_stop() { redis-cli -p "$CPORT" SHUTDOWN NOSAVE >/dev/null 2>&1; }
+
+# The daemon's hash slots (sync/keyslot.c) are Redis Cluster's: CLUSTER
+# KEYSLOT of a cluster-mode redis-server, for a few hundred keys with hash
+# tags, empty, nested and unbalanced braces; and every companion key the
+# daemon names is in its key's slot.
+test_keyslot() {
+  cluster_start || return
+  local keys=(123456789 foo '{user1000}.following' '{}' '{}x' 'a{}b' '{a}' 'a{b}c' '{{x}}'
+    '{a{b}c}' 'a{}{b}' '}{' '{a' 'a}' '{' '}' '}{a}' '{}{a}' 'balance:a}b' 'balance:{x}'
+    'x{y}z{w}' 't1:balance:{"json": 1}' 'ü{é}' '{ユーザー}🙂' "$(printf 'z%.0s' $(seq 1 300))")
+  local alphabet='ab{}:x1' i j k len out slot comp want=() bad=0 tagged=0
+  for i in $(seq 1 300); do
+    k="" len=$((RANDOM % 14 + 1))
+    for ((j = 0; j < len; j++)); do k+=${alphabet:$((RANDOM % ${#alphabet})):1}; done
+    keys+=("$k")
+  done
+  out=$("$BIN" --keyslot "${keys[@]}") || { fail "credits-sync --keyslot failed"; cluster_stop; return; }
+  [ "$(wc -l <<<"$out")" -eq "${#keys[@]}" ] || { fail "--keyslot printed $(wc -l <<<"$out") lines for ${#keys[@]} keys"; cluster_stop; return; }
+  # CLUSTER KEYSLOT of each key and of its companion, in one redis-cli
+  # (every byte hex-escaped in a quoted argument)
+  i=0
+  while IFS=$'\t' read -r slot comp; do
+    printf '%s\0%s\0' "${keys[$i]}" "$comp"
+    i=$((i + 1))
+  done <<<"$out" | /usr/bin/python3 -c '
+import sys
+for k in sys.stdin.buffer.read().split(b"\0")[:-1]:
+    print("CLUSTER KEYSLOT \"" + "".join("\\x%02x" % b for b in k) + "\"")' >"$T/$CURRENT.cmds"
+  mapfile -t want < <(redis-cli -p "$CPORT" <"$T/$CURRENT.cmds")
+  [ "${#want[@]}" -eq $((2 * ${#keys[@]})) ] || { fail "redis-cli answered ${#want[@]} lines for $((2 * ${#keys[@]})) commands"; cluster_stop; return; }
+  i=0
+  while IFS=$'\t' read -r slot comp; do
+    k=${keys[$i]}
+    [[ "$k" =~ \{[^}]+\} ]] && tagged=$((tagged + 1))
+    if [ "$slot" != "${want[$((2 * i))]}" ] || [ "${want[$((2 * i + 1))]}" != "${want[$((2 * i))]}" ]; then
+      bad=$((bad + 1))
+      [ $bad -le 5 ] && fail "key '$k': slot $slot, CLUSTER KEYSLOT ${want[$((2 * i))]}; companion '$comp' in slot ${want[$((2 * i + 1))]}"
+    fi
+    i=$((i + 1))
+  done <<<"$out"
+  note "${#keys[@]} keys ($tagged with a hash tag), $bad differences"
+  # the companion of a key without "}" is "{K}:v"
+  [ "$("$BIN" --keyslot 't1:balance:u-1' | cut -f2)" = '{t1:balance:u-1}:v' ] ||
+    fail "the companion of t1:balance:u-1 is not {t1:balance:u-1}:v"
+  cluster_stop
+}
+
+# The daemon against a Redis in cluster mode (one node owning every slot,
+# so no routing is needed, but a script call whose keys span two slots is
+# refused with CROSSSLOT): first, that the old layout's calls are refused
+# here; then rows,
+# holds and expiries of many users (ids with braces share slots, so one
+# call carries several users), a mistyped txs key, a FLUSHALL during
+# writes, a history rebuild that replaces everything and deletes a gone
+# user's keys, and a new prefix: Redis equals PostgreSQL each time and the
+# daemon logs no error.
+test_cluster() {
+  cluster_start || return
+  local out c=(redis-cli -p "$CPORT") log=$T/$CURRENT.d.log
+  out=$("${c[@]}" EVAL "redis.call('SET', KEYS[1], 1); return redis.call('SET', KEYS[2], 1)" 2 \
+    "${PREFIX}balance:u-1" "${PREFIX}balance:u-2" 2>&1)
+  grep -q CROSSSLOT <<<"$out" || fail "two users' keys in one call were not refused: $out"
+  out=$("${c[@]}" EVAL "return redis.call('HSET', KEYS[2], 'u-1', 1)" 2 \
+    "${PREFIX}balance:u-1" "${PREFIX}sync:version" 2>&1)
+  grep -q CROSSSLOT <<<"$out" || fail "a user's key with a global key was not refused: $out"
+  [ "$("${c[@]}" DBSIZE)" = 0 ] || fail "a refused call wrote"
+
+  users cl- 300 1000000
+  sql -c "SELECT credits.credit_init(id, 1000) FROM unnest(ARRAY['{x}', 'a}b', '{}', 'cl{7}a', 'cl{7}b', 'cl{7}c', '{\"json\": 1}']) id" >/dev/null
+  REDIS_PORT=$CPORT start_daemon d --redis-port "$CPORT"
+  sql -c "SELECT credits.credit_deduct(u, 1, 'c', jsonb_build_object('i', i))
+          FROM generate_series(1, 3) i, (SELECT user_id u FROM credits.accounts WHERE user_id LIKE 'cl%' OR user_id LIKE '%{%' OR user_id LIKE '%}%') a" >/dev/null
+  sql -c "SELECT credits.credit_hold('cl-' || i, 5, 'h', ttl => '1 second') FROM generate_series(1, 20) i" >/dev/null
+  sql -c "SELECT credits.credit_grant('cl{7}a', 50, 'promo', now() + interval '1 second')" >/dev/null
+  REDIS_PORT=$CPORT converge 4000 || return
+  # one slot for every key of cl{7}a, cl{7}b, cl{7}c and their companions
+  [ "$("${c[@]}" CLUSTER COUNTKEYSINSLOT "$("${c[@]}" CLUSTER KEYSLOT 7)")" -ge 21 ] ||
+    fail "the keys of the users tagged {7} are not in one slot"
+  [ "$("${c[@]}" --raw GET "{${PREFIX}balance:cl-1}:v")" = "$(sql -c "SELECT version FROM credits.accounts WHERE user_id = 'cl-1'")" ] ||
+    fail "the companion {${PREFIX}balance:cl-1}:v does not hold cl-1's version"
+  # expiries followed, a mistyped txs key repaired, writes while flushed
+  sleep 1.2
+  REDIS_PORT=$CPORT converge 4000 || return
+  "${c[@]}" SET "${PREFIX}txs:cl-2" oops >/dev/null
+  writer w cl- 300 3 300
+  sleep 1
+  "${c[@]}" FLUSHALL >/dev/null
+  wait_writer w
+  REDIS_PORT=$CPORT converge 4000 || return
+  [ "$(log_count d 'rebuild done')" -ge 2 ] || fail "no rebuild after FLUSHALL"
+  # a history rebuild (the cursor names another system): replaces every
+  # value, and deletes the keys and companions of a user without account
+  stop_daemon d
+  "${c[@]}" SET "${PREFIX}balance:ghost{1}" 5 >/dev/null
+  "${c[@]}" SET "$("$BIN" --keyslot "${PREFIX}balance:ghost{1}" | cut -f2)" 9 >/dev/null
+  "${c[@]}" SET "{${PREFIX}held:ghost-2}:v" "9 9" >/dev/null
+  "${c[@]}" SET "{${PREFIX}balance:cl-3}:v" 999999999 >/dev/null
+  out=$("${c[@]}" --raw GET "${PREFIX}{sync}:cursor")
+  "${c[@]}" SET "${PREFIX}{sync}:cursor" "$(awk '{ sub(/^[0-9]+/, "1", $3); print }' <<<"$out")" >/dev/null
+  REDIS_PORT=$CPORT start_daemon d --redis-port "$CPORT"
+  wait_log d 'history does not extend' 1 || fail "the changed system identifier was not noticed"
+  REDIS_PORT=$CPORT converge 4000 || return
+  [ "$("${c[@]}" --raw GET "{${PREFIX}balance:cl-3}:v")" != 999999999 ] || fail "the history rebuild kept a version from the future"
+  stop_daemon d
+  # a new prefix: a rebuild from scratch
+  PREFIX="${PREFIX}p2:"
+  REDIS_PORT=$CPORT start_daemon d --redis-port "$CPORT"
+  REDIS_PORT=$CPORT converge 4000 || return
+  stop_daemon d
+  grep -n 'ERROR' "$log" | head -n 3 | sed 's/^/      /'
+  [ "$(grep -c 'ERROR' "$log")" = 0 ] || fail "the daemon logged errors against the cluster-mode Redis"
+  grep -q 'CROSSSLOT\|same slot' "$T/$CURRENT.cluster/redis.log" "$log" && fail "a CROSSSLOT error was seen"
+  [ "$(log_count d 'txs key of user "cl-2" had the wrong type')" = 1 ] || note "the mistyped txs key was replaced by the flush before a write found it"
+  cluster_stop
+}
+
 ALL_TESTS=(basic wakeup steady_stream out_of_order kill9 lost_notifications pg_restart pg_crash restore_old_copy standby_failover redis_restart redis_rollback
   flushall two_daemons aborted odd_ids wrong_type window signals version_refusal version_1_0 eviction_policy
-  holds expiry metrics layering checks_can_fail long_transaction valgrind)
+  holds expiry metrics layering checks_can_fail keyslot cluster long_transaction valgrind)
 
 run_test() {
   local name=$1 t0
