@@ -298,7 +298,14 @@ wait_metric() {
 # Rows reach Redis, with the documented layout; the daemon reports its state.
 test_basic() {
   users b- 20 100000
+  # global keys of the layout before Redis Cluster: deleted by the rebuild
+  rcli HSET "${PREFIX}sync:version" b-1 1 >/dev/null
+  rcli SET "${PREFIX}sync:cursor" "old" >/dev/null
   start_daemon d
+  [ "$(rcli EXISTS "${PREFIX}sync:version" "${PREFIX}sync:cursor")" = 0 ] ||
+    fail "the old layout's sync:version and sync:cursor were not deleted"
+  [ "$(log_count d 'deleted 2 keys of the key layout before Redis Cluster')" = 1 ] ||
+    fail "the deletion of the old layout's keys was not logged"
   sql -c "SELECT credits.credit_deduct('b-' || (i % 20 + 1), i, 'chat_message',
             jsonb_build_object('n', i, 'note', 'row ' || i))
           FROM generate_series(1, 200) i" >/dev/null
