@@ -186,7 +186,7 @@ cursor_clear(SyncCursor *c)
 }
 
 /*
- * e and c are valid.  Returns the malloc'd text stored in sync:cursor:
+ * e and c are valid.  Returns the malloc'd text stored in {sync}:cursor:
  * "<epoch> <window> <sysid>/<tli>/<lsn> <prev> [<cur> <ltxid> <lid>
  * <etxid> <eid>]".
  */
@@ -208,7 +208,7 @@ cursor_format(const char *e, const SyncCursor *c)
 }
 
 /*
- * value is the text of sync:cursor.  Parses it into *e and *c (both
+ * value is the text of {sync}:cursor.  Parses it into *e and *c (both
  * malloc'd); *window_out gets the window it was written with.  False if it
  * is malformed.
  */
@@ -596,7 +596,8 @@ repair_users(RepairList *r)
 /*
  * Both connected, have_cursor.  Rewrites available: and held: of the users
  * whose hold or grant expired since checked (no write tells the outbox
- * about that), in pages; each page's call also moves sync:checked.
+ * about that), in pages; the cursor call after each page's data calls
+ * also moves sync:checked.
  */
 static bool
 apply_expiries(void)

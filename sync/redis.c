@@ -356,7 +356,7 @@ fail:
  * ctx is open.  False (after a clear error) if Redis's maxmemory-policy
  * may evict the daemon's keys, which have no TTL: an allkeys-* policy.  An
  * evicted txs:<user> would stay truncated, an evicted balance:<user> would
- * stay missing until the user's next change, and an evicted sync:version
+ * stay missing until the user's next change, and an evicted companion
  * would let an older balance be written.  noeviction and volatile-*
  * policies never evict them.  A Redis that refuses CONFIG (renamed, ACL)
  * gets a warning.
