@@ -31,9 +31,11 @@
  * applied in two steps:
  *
  *	1. Data (APPLY_LUA): one call per slot.  Each value key goes with its
- *	   companion, each txs key alone; the call for a slot carries every key
- *	   of the batch in that slot (several users only when they share it).
- *	   All of a batch's calls are pipelined, then every reply is read.  A
+ *	   companion; the call for a slot carries every such key of the batch
+ *	   in that slot (several users only when they share it).  Rows need no
+ *	   script: MULTI, ZADD, ZREMRANGEBYRANK, EXEC on the txs key (a script
+ *	   only for a replacing rebuild, which empties the key first).  All of
+ *	   a batch's calls are pipelined, then every reply is read.  A
  *	   value is written only if its version (balance:), or (version, as_of)
  *	   (available:, held:), is greater than its companion's: time alone
  *	   changes available/held at one version, as a hold or grant passes its
@@ -595,6 +597,8 @@ typedef struct Plan
 	int			units_cap;
 	Call	   *calls;
 	int			ncalls;
+	int			nscript;		/* units [0, nscript) are in calls, the
+								 * others ('t') are sent as plain commands */
 } Plan;
 
 /* p is valid. */
@@ -647,13 +651,18 @@ plan_unit(Plan *p)
 	return n;
 }
 
-/* Orders units by slot, then by their position in the batch. */
+/*
+ * Orders units: those of script calls first, by slot, then the plain ones
+ * ('t'); then by their position in the batch.
+ */
 static int
 unit_cmp(const void *a, const void *b)
 {
 	const Unit *x = a,
 			   *y = b;
 
+	if ((x->type == 't') != (y->type == 't'))
+		return x->type == 't' ? 1 : -1;
 	if (x->slot != y->slot)
 		return x->slot < y->slot ? -1 : 1;
 	return (x->order > y->order) - (x->order < y->order);
@@ -665,7 +674,9 @@ unit_cmp(const void *a, const void *b)
  * within the limits of one call; a replacing rebuild also empties the txs
  * key of a user without rows), sorted by slot, and packed into one call per
  * slot (more when a slot's units exceed the limits; a call always takes at
- * least one unit, however big).  False if out of memory.
+ * least one unit, however big).  Rows of a txs key that is not to be
+ * emptied first ('t') need no script: they are left out of the calls and
+ * sent as plain commands (append_rows).  False if out of memory.
  */
 static bool
 plan_calls(const SyncBatch *b, ApplyMode mode, Plan *p)
@@ -758,11 +769,17 @@ plan_calls(const SyncBatch *b, ApplyMode mode, Plan *p)
 	p->calls = malloc(sizeof(Call) * (size_t) (p->nunits + 1));
 	if (p->calls == NULL)
 		return false;
+	p->nscript = p->nunits;
 	for (int i = 0; i < p->nunits; i++)
 	{
 		const Unit *n = &p->units[i];
 		Call	   *c = p->ncalls > 0 ? &p->calls[p->ncalls - 1] : NULL;
 
+		if (n->type == 't')
+		{
+			p->nscript = i;
+			break;
+		}
 		if (c == NULL || p->units[c->first].slot != n->slot ||
 			members + n->tx_count > CALL_MAX_MEMBERS ||
 			bytes + n->bytes > CALL_MAX_BYTES)
@@ -907,6 +924,85 @@ append_cursor_call(char mode, const char *expect, const char *cursor,
 		return false;
 	}
 	return true;
+}
+
+/*
+ * ctx is open.  Appends the plain commands of a 't' unit: MULTI, ZADD of
+ * its rows, ZREMRANGEBYRANK to the newest window, EXEC (one key, so one
+ * slot; atomic, so readers never see more than window rows).  Cheaper
+ * than a script call, and idempotent like it.
+ */
+static bool
+append_rows(const SyncBatch *b, const Plan *p, const Unit *n)
+{
+	Argv		a = {0};
+	char		stop[24];
+	bool		ok;
+
+	snprintf(stop, sizeof(stop), "%d", -(window + 1));
+	ok = redisAppendCommand(ctx, "MULTI") == REDIS_OK &&
+		argv_push(&a, "ZADD", 4) && argv_push(&a, p->keys + n->key, n->key_len);
+	for (int t = n->tx_first; ok && t < n->tx_first + n->tx_count; t++)
+		ok = argv_push(&a, b->txs[t].score, strlen(b->txs[t].score)) &&
+			argv_push(&a, b->txs[t].member, b->txs[t].member_len);
+	ok = ok && redisAppendCommandArgv(ctx, a.n, a.v, a.len) == REDIS_OK &&
+		redisAppendCommand(ctx, "ZREMRANGEBYRANK %b 0 %s", p->keys + n->key,
+						   n->key_len, stop) == REDIS_OK &&
+		redisAppendCommand(ctx, "EXEC") == REDIS_OK;
+	argv_free(&a);
+	if (!ok)
+		redis_fail("apply", "could not build the command (out of memory)");
+	return ok;
+}
+
+/*
+ * ctx is open; the four replies of append_rows are due.  Reads them; sets
+ * *wrongtype if the key was of another type (nothing was written then).
+ */
+static RedisStatus
+read_rows_reply(bool *wrongtype)
+{
+	RedisStatus st = RS_OK;
+
+	*wrongtype = false;
+	for (int i = 0; i < 4 && st == RS_OK; i++)
+	{
+		redisReply *reply = NULL;
+
+		if (redisGetReply(ctx, (void **) &reply) != REDIS_OK || reply == NULL)
+		{
+			redis_fail("apply", ctx->errstr[0] ? ctx->errstr : "no reply");
+			return RS_ERROR;
+		}
+		if (reply->type == REDIS_REPLY_ERROR)
+		{
+			redis_fail("apply", reply->str);
+			st = RS_ERROR;
+		}
+		else if (i == 3 && (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2))
+		{
+			redis_fail("apply", "unexpected reply to EXEC");
+			st = RS_ERROR;
+		}
+		else if (i == 3)
+		{
+			for (size_t e = 0; e < 2 && st == RS_OK; e++)
+			{
+				redisReply *r = reply->element[e];
+
+				if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "WRONGTYPE", 9) == 0)
+					*wrongtype = true;
+				else if (r->type != REDIS_REPLY_INTEGER)
+				{
+					redis_fail("apply", r->type == REDIS_REPLY_ERROR ? r->str :
+							   "unexpected reply to ZADD");
+					st = RS_ERROR;
+				}
+			}
+		}
+		freeReplyObject(reply);
+	}
+	return st;
 }
 
 /* ctx is open.  Appends HSET sync:status with nfields field/value pairs. */
@@ -1080,31 +1176,71 @@ read_status_reply(void)
 }
 
 /*
- * ctx is open.  Step 1: sends every data call of p pipelined, then reads
- * every reply; calls refused with NOSCRIPT are sent again with EVAL.
+ * ctx is open.  Step 1: sends every data call of p, and the plain commands
+ * of its 't' units, pipelined, then reads every reply; calls refused with
+ * NOSCRIPT are sent again with EVAL.
  */
 static RedisStatus
 send_data(const SyncBatch *b, const Plan *p, ApplyMode mode, RepairList *repairs)
 {
 	bool	   *again;
+	bool	   *wrong;
 	RedisStatus st = RS_OK;
 	int			nagain = 0;
 
-	if (p->ncalls == 0)
+	if (p->nunits == 0)
 		return RS_OK;
-	again = calloc((size_t) p->ncalls, sizeof(bool));
+	again = calloc((size_t) p->nunits * 2, sizeof(bool));
 	if (again == NULL)
 	{
 		redis_fail("apply", "out of memory");
 		return RS_ERROR;
 	}
+	wrong = again + p->nunits;
 	for (int c = 0; c < p->ncalls && st == RS_OK; c++)
 		if (!append_call(b, p, &p->calls[c], mode, false))
+			st = RS_ERROR;
+	for (int i = p->nscript; i < p->nunits && st == RS_OK; i++)
+		if (!append_rows(b, p, &p->units[i]))
 			st = RS_ERROR;
 	for (int c = 0; c < p->ncalls && st == RS_OK; c++)
 	{
 		st = read_call_reply(&again[c], repairs);
 		nagain += again[c];
+	}
+	for (int i = p->nscript; i < p->nunits && st == RS_OK; i++)
+		st = read_rows_reply(&wrong[i]);
+	/* A txs key of another type: deleted and written again; repaired */
+	for (int i = p->nscript; i < p->nunits && st == RS_OK; i++)
+	{
+		const Unit *n = &p->units[i];
+		redisReply *reply;
+		bool		still;
+
+		if (!wrong[i])
+			continue;
+		reply = redisCommand(ctx, "DEL %b", p->keys + n->key, n->key_len);
+		if (!reply_ok(reply, "DEL"))
+			st = RS_ERROR;
+		else
+		{
+			freeReplyObject(reply);
+			if (!append_rows(b, p, n))
+				st = RS_ERROR;
+			else
+				st = read_rows_reply(&still);
+			if (st == RS_OK && still)
+			{
+				redis_fail("apply", "txs key of the wrong type after DEL");
+				st = RS_ERROR;
+			}
+			if (st == RS_OK && mode == APPLY_BATCH && repairs != NULL &&
+				!repair_add(repairs, n->u->uid, n->u->uid_len))
+			{
+				redis_fail("apply", "out of memory");
+				st = RS_ERROR;
+			}
+		}
 	}
 	if (st == RS_OK && nagain > 0)
 	{
