@@ -329,9 +329,10 @@ forget_gone_users(void)
  * are followed by a check that the rebuild's token is still registered (a
  * flush in the middle starts the rebuild over), and the last call sets the
  * cursor only if it still is.  Without replace, values keep their version
- * guards: a page applied into a flushed Redis before its cursor call failed
- * may have written values newer than the rebuild's snapshot, true ones,
- * which must not be moved back.  With replace, values are written whatever
+ * guards: PostgreSQL's history is the same, so every version in Redis is a
+ * true one (a page applied into a flushed Redis before its cursor call
+ * failed read an earlier snapshot than this one; another daemon on the
+ * prefix may have written newer ones).  With replace, values are written whatever
  * the versions in Redis, txs keys are rewritten from scratch and users
  * without an account lose their keys: PostgreSQL's history went back, so
  * Redis's versions and rows may be from a future that did not happen (why
