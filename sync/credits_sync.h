@@ -375,8 +375,10 @@ typedef enum RedisStatus
 /* Mode of one apply: see the Lua script in redis.c */
 typedef enum ApplyMode
 {
-	APPLY_BATCH = 'b',			/* cursor's epoch must match */
-	APPLY_REBUILD = 'r',		/* rebuild token must be registered */
+	APPLY_BATCH = 'b',			/* the cursor call compares the whole
+								 * cursor before it moves it */
+	APPLY_REBUILD = 'r',		/* the rebuild token must still be
+								 * registered after the data calls */
 	APPLY_REPLACE = 'R',		/* same, and values and txs keys are
 								 * replaced whatever their versions */
 	APPLY_FINISH = 'f'			/* end of rebuild: set cursor, new epoch */
