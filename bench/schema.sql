@@ -17,43 +17,16 @@ RETURNS bigint LANGUAGE sql AS $$
 	RETURNING balance_after
 $$;
 
--- floor_ordered, floor_chained: the floor with what credit_deduct adds to
--- order and chain a user's rows (src/spi.c, CHAIN_SET): the UPDATE also
--- takes the row's id and created_at (last_tx_id, last_tx_at), and
--- floor_chained computes the row's hash from the account's last_hash as
--- well and stores it in both rows.  They differ in the hash chain alone,
--- so make bench compares them to show what the chain costs per deduction.
--- (These rows, like the floor's, are not chained the way credit_verify
--- expects: run make bench on a database of its own.)
-CREATE FUNCTION credits_bench.floor_ordered(u text, amt bigint)
-RETURNS bigint LANGUAGE sql AS $$
-	WITH a AS (
-		UPDATE credits.accounts a SET balance = a.balance - amt,
-			   (last_tx_id, last_tx_at) = (SELECT v.id, v.at FROM (
-					SELECT nextval('credits.ledger_id_seq') AS id,
-						   greatest(clock_timestamp(), a.last_tx_at) AS at) v)
-		 WHERE a.user_id = u AND a.balance >= amt
-		RETURNING a.balance, a.last_tx_id, a.last_tx_at)
-	INSERT INTO credits.ledger (id, user_id, amount, balance_after, action, metadata, created_at)
-	SELECT a.last_tx_id, u, -amt, a.balance, 'bench', '{}', a.last_tx_at FROM a
-	RETURNING balance_after
-$$;
-
-CREATE FUNCTION credits_bench.floor_chained(u text, amt bigint)
-RETURNS bigint LANGUAGE sql AS $$
-	WITH a AS (
-		UPDATE credits.accounts a SET balance = a.balance - amt,
-			   (last_tx_id, last_tx_at, last_hash) = (SELECT v.id, v.at,
-					credits.ledger_row_hash(a.last_hash, v.id, a.user_id, -amt,
-						a.balance - amt, 'bench', '{}', NULL, v.at, NULL, NULL, NULL)
-				  FROM (SELECT nextval('credits.ledger_id_seq') AS id,
-							   greatest(clock_timestamp(), a.last_tx_at) AS at) v)
-		 WHERE a.user_id = u AND a.balance >= amt
-		RETURNING a.balance, a.last_tx_id, a.last_tx_at, a.last_hash)
-	INSERT INTO credits.ledger (id, user_id, amount, balance_after, action, metadata, created_at, hash)
-	SELECT a.last_tx_id, u, -amt, a.balance, 'bench', '{}', a.last_tx_at, a.last_hash FROM a
-	RETURNING balance_after
-$$;
+-- bench/floor_ordered.pgbench and floor_chained.pgbench are the floor with
+-- what credit_deduct adds to order and chain a user's rows (src/spi.c,
+-- CHAIN_SET), as prepared statements (planned once per connection, like
+-- credit_deduct's): the UPDATE also takes the row's id and created_at
+-- (last_tx_id, last_tx_at), and floor_chained computes the row's hash from
+-- the account's last_hash as well and stores it in both rows.  They differ
+-- in the hash chain alone, so make bench compares them to show what the
+-- chain costs per durable deduction.  (Their rows, like the floor's, are
+-- not chained the way credit_verify expects: run make bench on a database
+-- of its own.)
 
 CREATE FUNCTION credits_bench.plpgsql_deduct(u text, amt bigint)
 RETURNS bigint LANGUAGE plpgsql AS $$

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # bench/sync_lag.sh: credits-sync's commit-to-visible-in-Redis lag, p50 and
-# p99, at 1,000 deductions/s and at full rate.
+# p99, at 1,000 deductions/s and at full rate; then the same at 1,000/s
+# while a transaction that started SYNC_LAG_OLD_SECONDS (60) earlier is
+# still open (rows were written after it began); and the CPU the idle
+# daemon and its PostgreSQL backend use together, without and with that
+# old transaction (targets: lag p99 <= 10 ms, idle < 2% of a core).
 #
 # Runs against the stack (.run/env, or CREDITS_RUN_DIR) and the daemon it
 # runs, which it starts if needed.  bench/sync_lag.c does the measuring:
@@ -25,6 +29,8 @@ export PGHOST PGPORT PGUSER PGDATABASE REDIS_HOST REDIS_PORT
 SECS=${SYNC_LAG_SECONDS:-10}
 USERS=${SYNC_LAG_USERS:-10000}
 FULL_CLIENTS=${SYNC_LAG_CLIENTS:-16}
+OLD_SECS=${SYNC_LAG_OLD_SECONDS:-60}
+IDLE_SECS=${SYNC_LAG_IDLE_SECONDS:-10}
 OUT=$ROOT/bench/results
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/credits-sync-lag.XXXXXX)
@@ -45,8 +51,16 @@ if [ "$have" -lt "$USERS" ]; then
 fi
 
 old_events=$(rcli --raw CONFIG GET notify-keyspace-events | sed -n 2p)
+old_pid=""
+end_old() {
+  [ -n "$old_pid" ] || return 0
+  psql -X -q -Atc "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bench-old-transaction'" >/dev/null || true
+  wait "$old_pid" 2>/dev/null || true
+  old_pid=""
+}
 restore() {
   rcli CONFIG SET notify-keyspace-events "$old_events" >/dev/null || true
+  end_old
   rm -rf "$WORK"
 }
 trap restore EXIT
@@ -57,8 +71,29 @@ run() { # label rate clients
   r=$("$WORK/sync_lag" --rate "$2" --clients "$3" --seconds "$SECS" --users "$USERS" --warmup 1)
   IFS=$'\t' read -r rate samples p50 p99 max unseen <<<"$r"
   printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$rate" "$samples" "$p50" "$p99" "$max" "$unseen"
+  printf 'lag_p99\t%s\t%s\n' "$1" "$p99" >>"$OUT/sync_targets.tsv"
 }
 
+# idle LABEL: CPU of the daemon and its backend over IDLE_SECS with no
+# writes, in % of one core (utime + stime from /proc, in clock ticks).
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+idle() {
+  local d b d0 b0 d1 b1 hz pct
+  d=$(cat "$pidfile")
+  b=$(psql -X -Atc "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'credits-sync%' AND backend_type = 'client backend' LIMIT 1")
+  hz=$(getconf CLK_TCK)
+  sleep 1
+  d0=$(ticks "$d"); b0=$(ticks "$b")
+  sleep "$IDLE_SECS"
+  d1=$(ticks "$d"); b1=$(ticks "$b")
+  pct=$(awk -v t=$(( (d1 - d0) + (b1 - b0) )) -v hz="$hz" -v s="$IDLE_SECS" 'BEGIN { printf "%.2f", t * 100 / hz / s }')
+  printf '| idle: %s | %s%% | %s%% | %s%% |\n' "$1" \
+    "$(awk -v t=$((d1 - d0)) -v hz="$hz" -v s="$IDLE_SECS" 'BEGIN { printf "%.2f", t * 100 / hz / s }')" \
+    "$(awk -v t=$((b1 - b0)) -v hz="$hz" -v s="$IDLE_SECS" 'BEGIN { printf "%.2f", t * 100 / hz / s }')" "$pct"
+  printf 'idle_cpu\t%s\t%s\n' "$1" "$pct" >>"$OUT/sync_targets.tsv"
+}
+
+: >"$OUT/sync_targets.tsv"
 {
   echo "credits-sync lag: COMMIT acknowledged to the client -> balance:<user> set in Redis (keyspace event);"
   echo "$SECS s per load (first second dropped), $USERS accounts, durable commits, $(nproc) cores shared by PostgreSQL, Redis, the daemon and the load"
@@ -67,4 +102,19 @@ run() { # label rate clients
   echo "|---|---:|---:|---:|---:|---:|---:|"
   run "1,000/s (4 clients)" 1000 4
   run "full rate ($FULL_CLIENTS clients)" 0 "$FULL_CLIENTS"
+
+  # A transaction left open (it has an xid), then rows written after it.
+  PGAPPNAME=bench-old-transaction psql -X -q -c "BEGIN" -c "SELECT txid_current()" -c "SELECT pg_sleep(3600)" >/dev/null 2>&1 &
+  old_pid=$!
+  old_start=$(date +%s)
+  "$WORK/sync_lag" --rate 0 --clients 4 --seconds "$SECS" --users "$USERS" --warmup 0 >/dev/null
+  while [ $(( $(date +%s) - old_start )) -lt "$OLD_SECS" ]; do sleep 1; done
+  run "1,000/s (4 clients), a ${OLD_SECS} s old transaction open" 1000 4
+  echo
+  echo "| idle ($IDLE_SECS s, no writes) | daemon, % of a core | its backend | together |"
+  echo "|---|---:|---:|---:|"
+  idle "a ${OLD_SECS}+ s old transaction open"
+  end_old
+
+  idle "no transaction open"
 } | tee "$OUT/sync_lag.md"

@@ -39,10 +39,11 @@
  * committing, which a steady stream of writers never leaves.  (The daemon
  * used to wait for a snapshot's xmin to pass the next xid, which an old
  * transaction held back without limit, and then for a single count of
- * committing writers to reach 0, which at 1,000 commits/s it rarely did:
- * after poll_interval it slept anyway and a missed commit waited for the
- * safety poll.)  If a transaction that took the flag aborts, the flag is
- * set again.
+ * committing writers to reach 0: with four writers that never pause it
+ * read 4 every time (test/sync/run.sh, steady_stream), and after
+ * poll_interval it slept anyway, so a commit that had missed the flag
+ * waited for the next writer's notification or the safety poll.)  If a
+ * transaction that took the flag aborts, the flag is set again.
 
  * The flag lives in shared memory only when the library is preloaded
  * (shared_preload_libraries = 'credits').  Otherwise every writing

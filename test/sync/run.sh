@@ -360,10 +360,12 @@ test_wakeup() {
 # moment when no writer is committing.  The daemon must still go to sleep
 # only when no commit can have missed its wake-up flag (src/wakeup.c):
 # a commit that missed it would wait for the safety poll, set to 3 s here.
-# (The daemon used to give up waiting for "no writer committing" after
-# poll_interval and sleep anyway: p99 405 ms at 1,000/s with the 500 ms
-# default.)  bench/sync_lag.c measures COMMIT acknowledged -> keyspace
-# event of <prefix>balance:lag-<n>.
+# bench/sync_lag.c measures COMMIT acknowledged -> keyspace event of
+# <prefix>balance:lag-<n>.  Then, under writers that never pause,
+# credits.sync_arm() itself must return 0 (every writer that could have
+# missed the flag has finished) each time, and quickly: it waits for the
+# writers of the epochs before it, not for a moment with none committing
+# (which it used to count, so it returned more than 0 here).
 test_steady_stream() {
   local r rate samples p50 p99 max unseen old_events
   cc -O2 -Wall -I"$(pg_config --includedir)" -o "$T/sync_lag" "$REPO/bench/sync_lag.c" -lpq -lhiredis ||
@@ -384,6 +386,23 @@ test_steady_stream() {
     fail "a commit waited ${max} ms: it missed the wake-up and waited for the safety poll"
   awk -v p="${p99:-99999}" 'BEGIN { exit !(p < 250) }' ||
     fail "lag p99 ${p99} ms under a steady stream"
+  converge
+
+  local wpid arms nonzero t0 t1 i
+  printf '\\set u random(1, 200)\nSELECT credits.credit_deduct(%s || :u, 1, %s);\n' "'lag-'" "'w'" >"$T/$CURRENT.w.sql"
+  "$PGBIN/pgbench" -n -c 4 -j 2 -T 20 -f "$T/$CURRENT.w.sql" >"$T/$CURRENT.w.out" 2>&1 &
+  wpid=$!
+  sleep 1
+  t0=$(now_ms)
+  local args=()
+  for i in $(seq 1 40); do args+=(-c "SELECT credits.sync_arm()"); done
+  arms=$(sql "${args[@]}")
+  t1=$(now_ms)
+  kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null
+  nonzero=$(grep -cv '^0$' <<<"$arms")
+  note "sync_arm() under 4 unpaced writers: $nonzero of 40 calls returned more than 0, $((t1 - t0)) ms for all 40"
+  [ "$nonzero" -eq 0 ] || fail "sync_arm() returned writers still committing under a steady stream: $(tr '\n' ' ' <<<"$arms")"
+  [ $((t1 - t0)) -lt 4000 ] || fail "40 sync_arm() calls took $((t1 - t0)) ms"
   converge
   stop_daemon d
 }
