@@ -128,7 +128,9 @@ if [ "${SYNC_CATCHUP_REBUILD:-0}" = 1 ]; then
   read -r accts rrows rms < <(sed -n 's/.*rebuild done: \([0-9]*\) accounts, \([0-9]*\) rows in \([0-9]*\) ms.*/\1 \2 \3/p' "$rlog" | tail -n 1)
   rebuild_row=$(awk -v a="$accts" -v r="$rrows" -v m="$rms" \
     'BEGIN { printf "| cold rebuild into an empty key space | %d accounts, %d rows | %.2f | %.0f |", a, r, m / 1000, r * 1000 / (m > 0 ? m : 1) }')
-  rcli --scan --pattern 'bench-rebuild:*' | xargs -r -n 500 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" DEL >/dev/null
+  # its keys, and the companions of its value keys ({bench-rebuild:balance:<u>}:v)
+  { rcli --scan --pattern 'bench-rebuild:*'; rcli --scan --pattern '{bench-rebuild:*'; } |
+    xargs -r -n 500 -d '\n' redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" UNLINK >/dev/null
   rm -f "$rlog"
 fi
 

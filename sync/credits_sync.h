@@ -8,29 +8,36 @@
  *
  *	* PostgreSQL is the truth; Redis is a cache that may lag but never goes
  *	  back.  Every balance write carries accounts.version and the Lua script
- *	  in redis.c refuses a version lower than the one already applied, so a
- *	  replay, a restart or a second daemon cannot move a balance backwards.
+ *	  in redis.c refuses a version lower than the one already applied (kept
+ *	  in a companion key in the value key's hash slot), so a replay, a
+ *	  restart or a second daemon cannot move a balance backwards.
  *	  available:/held: carry (version, as_of), as_of being the now() they
  *	  were computed for, and are refused unless that pair is greater: time
  *	  alone changes them (expiries), and every other change bumps version.
+ *	* Ready for Redis Cluster: no script call touches keys of two hash
+ *	  slots (keyslot.c).  A batch's data goes in one call per slot; the
+ *	  global keys (cursor, checked time, rebuild tokens) share the hash tag
+ *	  {sync} and are written by a call of their own.
  *	* Expiries are not in the outbox: every EXPIRY_CHECK_MS the daemon reads
  *	  the users whose hold or grant expired since sync:checked and rewrites
- *	  their values; sync:checked moves with the same script call.
+ *	  their values; sync:checked moves with the cursor call that follows.
  *	* The outbox (credits.ledger and credits.account_events) is read with
  *	  pgq's snapshot technique: a batch is "the rows of transactions that are
  *	  visible in snapshot cur but not in snapshot prev".  A transaction still
  *	  in progress at cur is not visible in cur, so it is picked up by a later
  *	  batch and out-of-order commits are never skipped.
  *	* The cursor (prev, plus the paging position inside cur) lives in Redis
- *	  and is written by the same Lua call as the last rows it covers, so a
- *	  crash can only replay rows, never skip them.  Applying rows is
- *	  idempotent (versions for balances, ZADD of identical members for txs).
+ *	  and is written after every data call of the rows it covers succeeded,
+ *	  so a crash can only replay rows, never skip them.  Applying rows is
+ *	  idempotent (versions for values, ZADD of identical members for txs).
  *	* The cursor starts with an epoch token, created by the rebuild that
- *	  filled this Redis.  Every write compares the whole cursor (and
+ *	  filled this Redis.  Every cursor write compares the whole cursor (and
  *	  sync:checked) with what the daemon wrote or read last; on a mismatch
  *	  (Redis was flushed, restarted empty or rolled back, or another daemon
  *	  wrote) it is refused inside the script, and the daemon resumes from
- *	  the cursor Redis holds, or rebuilds if there is none.
+ *	  the cursor Redis holds, or rebuilds if there is none.  The data calls
+ *	  before it check nothing: they may land in such a Redis, where they
+ *	  write true values under their guards.
  *
  * The process is single-threaded.  Signal handlers only set the flags
  * declared below; the main loop acts on them between batches.
@@ -42,9 +49,10 @@
  *	config.c, pg.c, redis.c, metrics.c
  *				pg.c fills a SyncBatch, main.c hands it to redis.c; pg.c and
  *				redis.c never call each other, and redis.c never sees libpq
- *	status.c, batch.c, log.c
+ *	status.c, batch.c, keyslot.c, log.c
  *				the bottom: counters and the last error, the batch type,
- *				log lines; they call nothing above them
+ *				Redis Cluster slots and companion key names, log lines;
+ *				they call nothing above them
  *
  * This header includes neither libpq's nor hiredis's headers.
  *
@@ -231,6 +239,14 @@ extern int	status_hash_fields(const char *cursor_text, int64_t pending_rows,
 
 extern void metrics_write(const char *path, bool force);
 
+/* ----------------------------------------------------------- keyslot.c */
+
+#define KEY_SLOTS				16384	/* Redis Cluster hash slots */
+#define KEY_COMPANION_MAX(len)	((len) + 16)	/* bytes of a companion name */
+
+extern int	key_slot(const char *key, size_t len);
+extern size_t key_companion(char *dst, const char *key, size_t len);
+
 /* ---------------------------------------------- batches (batch.c) */
 
 /* One ledger row: a member of txs:<user> and its score. */
@@ -359,8 +375,10 @@ typedef enum RedisStatus
 /* Mode of one apply: see the Lua script in redis.c */
 typedef enum ApplyMode
 {
-	APPLY_BATCH = 'b',			/* cursor's epoch must match */
-	APPLY_REBUILD = 'r',		/* rebuild token must be registered */
+	APPLY_BATCH = 'b',			/* the cursor call compares the whole
+								 * cursor before it moves it */
+	APPLY_REBUILD = 'r',		/* the rebuild token must still be
+								 * registered after the data calls */
 	APPLY_REPLACE = 'R',		/* same, and values and txs keys are
 								 * replaced whatever their versions */
 	APPLY_FINISH = 'f'			/* end of rebuild: set cursor, new epoch */
@@ -388,6 +406,7 @@ extern RedisStatus redis_apply(const SyncBatch *b, ApplyMode mode,
 							   RepairList *repairs);
 extern RedisStatus redis_scan_users(char **scan, char ***uids, int *n);
 extern RedisStatus redis_forget_users(char **uids, const bool *gone, int n);
+extern RedisStatus redis_forget_legacy(int *deleted);
 extern RedisStatus redis_write_status(const char *const *fields, int nfields);
 extern int	redis_print_status(const SyncConfig *cfg);
 extern void repair_list_clear(RepairList *r);

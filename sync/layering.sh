@@ -4,7 +4,7 @@
 #
 #	main.c                            the top: nothing calls it
 #	config.c, pg.c, redis.c, metrics.c
-#	status.c, batch.c, log.c          the bottom: call nothing above them
+#	status.c, batch.c, keyslot.c, log.c   the bottom: call nothing above them
 #
 # and that pg.c and redis.c never call each other, that only pg.c sees
 # libpq (header or symbols) and only redis.c hiredis.
@@ -21,7 +21,7 @@ cd "$DIR" || exit 2
 
 TOP="main"
 MIDDLE="config pg redis metrics"
-BOTTOM="status batch log"
+BOTTOM="status batch keyslot log"
 bad=0
 
 violation() {
@@ -84,5 +84,5 @@ for m in $TOP $MIDDLE $BOTTOM; do
   fi
 done
 
-[ $bad -eq 0 ] && echo "layering: ok (main -> config, pg, redis, metrics -> status, batch, log; pg and redis apart)"
+[ $bad -eq 0 ] && echo "layering: ok (main -> config, pg, redis, metrics -> status, batch, keyslot, log; pg and redis apart)"
 exit $bad

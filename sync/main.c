@@ -11,10 +11,13 @@
  *	2. No cursor in Redis (new, flushed, restarted empty) or a different
  *	   window: rebuild every account from one PostgreSQL snapshot, then
  *	   continue from that snapshot.
- *	3. Read one page of the outbox (pg.c) and apply it together with the
- *	   new cursor in one script call (redis.c).  Repeat while pages have
- *	   rows, polling every batch_delay ms while rows stream in, so that a
- *	   busy stream is read in pages of many rows.
+ *	3. Read one page of the outbox (pg.c) and apply it (redis.c): its data
+ *	   in one script call per Redis Cluster hash slot, pipelined, each
+ *	   idempotent; then, after all of them succeeded, the new cursor in its
+ *	   own call, which compares the cursor Redis holds with the one this
+ *	   daemon wrote last.  A crash in between only replays the page.
+ *	   Repeat while pages have rows, polling every batch_delay ms while
+ *	   rows stream in, so that a busy stream is read in pages of many rows.
  *	4. Caught up: follow the wake-up protocol.  Call credits.sync_arm()
  *	   (the next writer to commit sends one NOTIFY).  It returns how many
  *	   writers were, when the flag was set, between reading it and the end
@@ -183,7 +186,7 @@ cursor_clear(SyncCursor *c)
 }
 
 /*
- * e and c are valid.  Returns the malloc'd text stored in sync:cursor:
+ * e and c are valid.  Returns the malloc'd text stored in {sync}:cursor:
  * "<epoch> <window> <sysid>/<tli>/<lsn> <prev> [<cur> <ltxid> <lid>
  * <etxid> <eid>]".
  */
@@ -205,7 +208,7 @@ cursor_format(const char *e, const SyncCursor *c)
 }
 
 /*
- * value is the text of sync:cursor.  Parses it into *e and *c (both
+ * value is the text of {sync}:cursor.  Parses it into *e and *c (both
  * malloc'd); *window_out gets the window it was written with.  False if it
  * is malformed.
  */
@@ -273,8 +276,8 @@ done:
 
 /*
  * Inside the rebuild's transaction.  Deletes the keys of users that Redis
- * has values for (sync:version) but PostgreSQL has no account for: left
- * over from a history PostgreSQL went back from.
+ * has keys for (a SCAN of reader keys and companions) but PostgreSQL has no
+ * account for: left over from a history PostgreSQL went back from.
  */
 static bool
 forget_gone_users(void)
@@ -322,11 +325,18 @@ forget_gone_users(void)
 
 /*
  * Both connected, no transaction open.  Rebuilds Redis from one
- * PostgreSQL snapshot and sets the cursor to it.  With replace, values are
- * written whatever the versions in Redis, txs keys are rewritten from
- * scratch and users without an account lose their keys: PostgreSQL's
- * history went back, so Redis's versions and rows may be from a future
- * that did not happen (why is REBUILD_HISTORY).  Returns false on failure (connections may have
+ * PostgreSQL snapshot and sets the cursor to it.  Each chunk's data calls
+ * are followed by a check that the rebuild's token is still registered (a
+ * flush in the middle starts the rebuild over), and the last call sets the
+ * cursor only if it still is.  Without replace, values keep their version
+ * guards: PostgreSQL's history is the same, so every version in Redis is a
+ * true one (a page applied into a flushed Redis before its cursor call
+ * failed read an earlier snapshot than this one; another daemon on the
+ * prefix may have written newer ones).  With replace, values are written whatever
+ * the versions in Redis, txs keys are rewritten from scratch and users
+ * without an account lose their keys: PostgreSQL's history went back, so
+ * Redis's versions and rows may be from a future that did not happen (why
+ * is REBUILD_HISTORY).  Returns false on failure (connections may have
  * been dropped) or when interrupted by SIGTERM.
  */
 static bool
@@ -341,6 +351,7 @@ rebuild(RebuildReason why)
 	char	   *text = NULL;
 	char		as_of[24];
 	int			nusers;
+	int			nlegacy = 0;
 	int64_t		t0 = now_ms();
 	int64_t		nrows = 0;
 	int64_t		naccounts = 0;
@@ -363,6 +374,11 @@ rebuild(RebuildReason why)
 	}
 	if (redis_rebuild_register(token) != RS_OK)
 		goto done;
+	if (redis_forget_legacy(&nlegacy) != RS_OK)
+		goto done;
+	if (nlegacy > 0)
+		log_info("deleted %d keys of the key layout before Redis Cluster (sync:version, sync:asof, sync:cursor, sync:checked, sync:rebuild)",
+				 nlegacy);
 	if (pg_rebuild_begin(&snap, as_of, sizeof(as_of), &lsn) != PGS_OK)
 	{
 		pg_disconnect();
@@ -581,7 +597,8 @@ repair_users(RepairList *r)
 /*
  * Both connected, have_cursor.  Rewrites available: and held: of the users
  * whose hold or grant expired since checked (no write tells the outbox
- * about that), in pages; each page's call also moves sync:checked.
+ * about that), in pages; the cursor call after each page's data calls
+ * also moves sync:checked.
  */
 static bool
 apply_expiries(void)
@@ -1066,6 +1083,29 @@ run(void)
 	return 0;
 }
 
+/*
+ * Hidden option --keyslot KEY...: prints, for each key, its Redis Cluster
+ * hash slot and the name of its companion key, separated by a tab (for
+ * test/sync/run.sh keyslot, which compares them with CLUSTER KEYSLOT).
+ */
+static int
+print_keyslots(int n, char **keys)
+{
+	for (int i = 0; i < n; i++)
+	{
+		size_t		len = strlen(keys[i]);
+		char	   *c = malloc(KEY_COMPANION_MAX(len) + 1);
+		size_t		clen;
+
+		if (c == NULL)
+			return 1;
+		clen = key_companion(c, keys[i], len);
+		printf("%d\t%.*s\n", key_slot(keys[i], len), (int) clen, c);
+		free(c);
+	}
+	return 0;
+}
+
 /* Entry point. */
 int
 main(int argc, char **argv)
@@ -1075,6 +1115,8 @@ main(int argc, char **argv)
 
 	saved_argc = argc;
 	saved_argv = argv;
+	if (argc >= 2 && strcmp(argv[1], "--keyslot") == 0)
+		return print_keyslots(argc - 2, argv + 2);
 	if (!config_load(&cfg, argc, argv))
 		return 1;
 

@@ -1,57 +1,68 @@
 /*-------------------------------------------------------------------------
  *
  * redis.c
- *		credits-sync's Redis side: the connection, the apply script, the
+ *		credits-sync's Redis side: the connection, the apply scripts, the
  *		cursor and the status hash.
  *
- * Layout (every key starts with the configured prefix, "" by default):
- *	balance:<user>	string, accounts.balance
- *	txs:<user>		sorted set of the newest N ledger rows; score = created_at
- *					in epoch ms, member = compact JSON of the row
- *	available:<user> string, credits.credit_available(user)
- *	held:<user>		string, sum of the user's open, unexpired holds
- *	sync:version	hash, user -> accounts.version last written (balance:)
- *	sync:asof		hash, user -> "<version> <as_of>" of the last written
- *					available: and held: (as_of: epoch us they are for)
- *	sync:checked	string, epoch us: every hold or grant that expired up
- *					to then has been applied to available: and held:
- *	sync:cursor		string "<epoch> <window> <prev> [<cur> <ltxid> <lid>
- *					<etxid> <eid>]": everything visible in snapshot prev
- *					(and, inside cur, up to the given (txid, id) positions)
- *					has been applied
- *	sync:rebuild	set of the tokens of rebuilds in progress
- *	sync:status		hash, the daemon's state (see status.c)
+ * Layout (every key starts with the configured prefix P, "" by default):
+ *	P balance:<user>	string, accounts.balance
+ *	P available:<user>	string, credits.credit_available(user)
+ *	P held:<user>		string, sum of the user's open, unexpired holds
+ *	P txs:<user>		sorted set of the newest N ledger rows; score =
+ *						created_at in epoch ms, member = compact JSON of the row
+ *	companions			one per value key K above, in K's hash slot
+ *						(keyslot.c: "{K}:v", or "{T}:v:K" when K has a "}"):
+ *						for balance: the accounts.version last written, for
+ *						available: and held: "<version> <as_of>" (as_of:
+ *						epoch us they are for)
+ *	P {sync}:cursor		string "<epoch> <window> <history> <prev> [<cur>
+ *						<ltxid> <lid> <etxid> <eid>]": everything visible in
+ *						snapshot prev (and, inside cur, up to the given (txid,
+ *						id) positions) has been applied
+ *	P {sync}:checked	string, epoch us: every hold or grant that expired up
+ *						to then has been applied to available: and held:
+ *	P {sync}:rebuild	set of the tokens of rebuilds in progress
+ *	P sync:status		hash, the daemon's state (see status.c)
  * User ids are opaque bytes: keys are passed to Redis with explicit
  * lengths, never through a format string.
  *
- * Every write of rows goes through one Lua script (APPLY_LUA), so each call
- * is atomic.  The script first checks that Redis holds exactly the cursor
- * (and sync:checked) the daemon wrote or read last, or for a rebuild, that
- * its token is in sync:rebuild; after FLUSHALL, an empty restart, a
- * rollback (a replica promoted, a restored dump) or another daemon's write
- * the check fails, nothing is written, and the daemon resumes from what
- * Redis holds.  Then,
- * per user, it writes the balance only if the version is newer than the
- * one in sync:version, and available/held only if (version, as_of) is
- * greater than the pair in sync:asof: time alone changes them at one
- * version, as a hold or grant passes its expiry (equal versions or pairs
- * rewrite a missing or mistyped key; the versions of all the call's users
- * are read with two HMGETs and written with one MSET and two HSETs),
- * ZADDs the rows (idempotent: a row's member and score never change) and
- * trims to the newest N.  The cursor is set last, by the same call.  A txs
- * key of another type (WRONGTYPE) is deleted, and the daemon rewrites it
- * from PostgreSQL; any other error aborts the call before the cursor moves.
+ * Ready for Redis Cluster: no script call, and no command, touches keys of
+ * two hash slots.  Every key a script touches is in its KEYS.  A batch is
+ * applied in two steps:
  *
- * A batch too large for one call is split; the calls that do not carry the
- * cursor are sent first (pipelined) and the cursor's call only after all of
- * them succeeded, so the cursor never covers a row that failed to apply.
+ *	1. Data (APPLY_LUA): one call per slot.  Each value key goes with its
+ *	   companion; the call for a slot carries every such key of the batch
+ *	   in that slot (several users only when they share it).  Rows need no
+ *	   script: MULTI, ZADD, ZREMRANGEBYRANK, EXEC on the txs key (a script
+ *	   only for a replacing rebuild, which empties the key first).  All of
+ *	   a batch's calls are pipelined, then every reply is read.  A
+ *	   value is written only if its version (balance:), or (version, as_of)
+ *	   (available:, held:), is greater than its companion's: time alone
+ *	   changes available/held at one version, as a hold or grant passes its
+ *	   expiry (an equal one rewrites a missing or mistyped key).  Rows are
+ *	   ZADDed (idempotent: a row's member and score never change), then the
+ *	   key is trimmed to the newest N.  So every data call is idempotent and
+ *	   a replay changes nothing.  These calls check no cursor: they may land
+ *	   in a Redis that was flushed or rolled back since, where they write
+ *	   true values of PostgreSQL under their guards, and step 2 notices.
+ *	2. The cursor (CURSOR_LUA), only after every data reply was OK: the
+ *	   global keys share the hash tag {sync}, so one call compares the whole
+ *	   cursor (and sync:checked) with what the daemon wrote or read last and
+ *	   sets the new ones; for a rebuild it checks the rebuild's token
+ *	   instead.  On a mismatch (FLUSHALL, an empty restart, a rollback, a
+ *	   replica promoted, another daemon's write) it writes nothing, and the
+ *	   daemon resumes from what Redis holds, or rebuilds.  A crash between
+ *	   the steps leaves the old cursor: the batch is replayed.
  *
- * Any error (I/O, timeout, error reply) drops the connection; the caller
- * reconnects with backoff and re-reads the cursor.
+ * A txs key of another type (WRONGTYPE) is deleted, and the daemon rewrites
+ * it from PostgreSQL; any other error reply drops the connection before the
+ * cursor moves.  Any error (I/O, timeout, error reply) drops the
+ * connection; the caller reconnects with backoff and re-reads the cursor.
  *
  * Calls: main.c calls in; this file calls only status.c (errors, values
- * refused as older) and log.c.  It knows nothing of PostgreSQL: a
- * SyncBatch is plain C strings (batch.c), and libpq is not included.
+ * refused as older), keyslot.c (slots, companion names) and log.c.  It
+ * knows nothing of PostgreSQL: a SyncBatch is plain C strings (batch.c),
+ * and libpq is not included.
  *
  *-------------------------------------------------------------------------
  */
@@ -65,148 +76,125 @@
 
 #include "credits_sync.h"
 
-/* Limits of one script call */
+
+/* Limits of one data call */
 #define CALL_MAX_MEMBERS	10000
 #define CALL_MAX_BYTES		(8 * 1024 * 1024)
 
 /*
- * KEYS[1] cursor, KEYS[2] version hash, KEYS[3] rebuild token set, KEYS[4]
- * as_of hash, KEYS[5] checked time, then per user: nv value keys and its
- * txs key.
- * ARGV[1] mode (b, r, R or f: see ApplyMode), ARGV[2] the whole cursor
- * the daemon last wrote or read (b) or the rebuild token (r, R, f),
- * ARGV[3] new cursor or '', ARGV[4] window, ARGV[5] nv, ARGV[6] nb (the
- * first nb values are guarded by the version alone, the rest by (version,
- * as_of)), ARGV[7] new checked time or '', ARGV[8] the checked time
- * the daemon last wrote or read ('' for no check), then per user: id, version (''
- * if none), as_of, nv values, number of rows, (score, member) pairs.
+ * One call per hash slot: every key in KEYS is in one slot.
+ * ARGV[1] mode: b (batch: report mistyped txs keys), r (rebuild: also trim
+ * keys that got no new row) or R (rebuild replacing: also ignore the
+ * companions' versions), ARGV[2] window, then units, each taking its keys
+ * from KEYS in order:
+ *	v|d, value, version, as_of		KEYS: value key, its companion.  v: guarded
+ *		by the version alone (companion "<version>"); d: by (version,
+ *		as_of) (companion "<version> <as_of>")
+ *	t|T, user id, n, n (score, member) pairs	KEYS: the txs key.  T: delete
+ *		it first (the first piece of a replacing rebuild)
  * Returns {'OK', number of values refused as older than Redis's, ids whose
- * txs key had to be deleted...} or {'STALE'}.
+ * txs key had to be deleted...}.
  */
 static const char APPLY_LUA[] =
-"local mode, epoch, cursor = ARGV[1], ARGV[2], ARGV[3]\n"
-"local window, nv, nb = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
-"local checked, expect_checked = ARGV[7], ARGV[8]\n"
-"if mode == 'b' then\n"
-"  if redis.pcall('GET', KEYS[1]) ~= epoch then return {'STALE'} end\n"
-"  if expect_checked ~= '' and redis.pcall('GET', KEYS[5]) ~= expect_checked then\n"
-"    return {'STALE'}\n"
-"  end\n"
-"else\n"
-"  if redis.call('TYPE', KEYS[3]).ok ~= 'set' or\n"
-"     redis.call('SISMEMBER', KEYS[3], epoch) == 0 then\n"
-"    return {'STALE'}\n"
-"  end\n"
-"end\n"
-"for _, h in ipairs({KEYS[2], KEYS[4]}) do\n"
-"  local t = redis.call('TYPE', h).ok\n"
-"  if t ~= 'hash' and t ~= 'none' then redis.call('DEL', h) end\n"
-"end\n"
-"local users, fields = {}, {}\n"
-"local k, a = 6, 9\n"
+"local mode, window = ARGV[1], tonumber(ARGV[2])\n"
+"local out, refused, a, k = {'OK', 0}, 0, 3, 1\n"
 "while a <= #ARGV do\n"
-"  local u = {uid = ARGV[a], ver = ARGV[a + 1], asof = ARGV[a + 2], vals = a + 3, k = k}\n"
-"  a = a + 3 + nv\n"
-"  u.txs = KEYS[k + nv]\n"
-"  k = k + nv + 1\n"
-"  u.n = tonumber(ARGV[a])\n"
-"  u.tx = a + 1\n"
-"  a = a + 1 + 2 * u.n\n"
-"  if u.ver ~= '' then\n"
-"    fields[#fields + 1] = u.uid\n"
-"    u.f = #fields\n"
-"  end\n"
-"  users[#users + 1] = u\n"
-"end\n"
-"local have, dhave = {}, {}\n"
-"for i = 1, #fields, 1000 do\n"
-"  local last = math.min(i + 999, #fields)\n"
-"  local r = redis.call('HMGET', KEYS[2], unpack(fields, i, last))\n"
-"  for j = 1, #r do have[i + j - 1] = r[j] end\n"
-"  r = redis.call('HMGET', KEYS[4], unpack(fields, i, last))\n"
-"  for j = 1, #r do dhave[i + j - 1] = r[j] end\n"
-"end\n"
-"local function missing(u, from, to)\n"
-"  for i = from, to do\n"
-"    if redis.call('TYPE', KEYS[u.k + i]).ok ~= 'string' then return true end\n"
-"  end\n"
-"  return false\n"
-"end\n"
-"local out, refused, sets, vsets, dsets = {'OK', 0}, 0, {}, {}, {}\n"
-"for _, u in ipairs(users) do\n"
-"  if u.f then\n"
-"    local v = tonumber(u.ver)\n"
-"    local h = tonumber(have[u.f] or '-1')\n"
-"    if mode == 'R' then h = -1 end\n"
-"    if h > v then refused = refused + 1 end\n"
-"    if h < v or (h == v and missing(u, 0, nb - 1)) then\n"
-"      for i = 0, nb - 1 do\n"
-"        sets[#sets + 1] = KEYS[u.k + i]\n"
-"        sets[#sets + 1] = ARGV[u.vals + i]\n"
+"  local t = ARGV[a]\n"
+"  if t == 't' or t == 'T' then\n"
+"    local key, uid, n = KEYS[k], ARGV[a + 1], tonumber(ARGV[a + 2])\n"
+"    local first = a + 3\n"
+"    k, a = k + 1, first + 2 * n\n"
+"    if t == 'T' then redis.call('DEL', key) end\n"
+"    local i, added = 0, 0\n"
+"    while i < n do\n"
+"      local m = math.min(n - i, 500)\n"
+"      local from, to = first + 2 * i, first + 2 * (i + m) - 1\n"
+"      local r = redis.pcall('ZADD', key, unpack(ARGV, from, to))\n"
+"      if type(r) == 'table' and r.err then\n"
+"        if not string.find(r.err, 'WRONGTYPE', 1, true) then return r end\n"
+"        redis.call('DEL', key)\n"
+"        if mode == 'b' then out[#out + 1] = uid end\n"
+"        r = redis.call('ZADD', key, unpack(ARGV, from, to))\n"
 "      end\n"
-"      vsets[#vsets + 1] = u.uid\n"
-"      vsets[#vsets + 1] = u.ver\n"
+"      added = added + r\n"
+"      i = i + m\n"
 "    end\n"
-"    local dv, dt, t = -1, -1, tonumber(u.asof)\n"
-"    if dhave[u.f] then\n"
-"      local x, y = string.match(dhave[u.f], '^(%d+) (%d+)$')\n"
-"      if x then dv, dt = tonumber(x), tonumber(y) end\n"
+"    if added > 0 or mode ~= 'b' then\n"
+"      redis.call('ZREMRANGEBYRANK', key, 0, -(window + 1))\n"
 "    end\n"
-"    if mode == 'R' then dv, dt = -1, -1 end\n"
-"    if dv > v or (dv == v and dt > t) then refused = refused + 1 end\n"
-"    if nb < nv and (dv < v or (dv == v and (dt < t or\n"
-"        (dt == t and missing(u, nb, nv - 1))))) then\n"
-"      for i = nb, nv - 1 do\n"
-"        sets[#sets + 1] = KEYS[u.k + i]\n"
-"        sets[#sets + 1] = ARGV[u.vals + i]\n"
+"  else\n"
+"    local key, comp = KEYS[k], KEYS[k + 1]\n"
+"    local val, ver, asof = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]\n"
+"    k, a = k + 2, a + 4\n"
+"    local v, s, hv, hs = tonumber(ver), tonumber(asof), -1, -1\n"
+"    if mode ~= 'R' then\n"
+"      local c = redis.pcall('GET', comp)\n"
+"      if type(c) == 'string' then\n"
+"        if t == 'v' then\n"
+"          hv = tonumber(string.match(c, '^(%d+)$') or '-1')\n"
+"        else\n"
+"          local x, y = string.match(c, '^(%d+) (%d+)$')\n"
+"          if x then hv, hs = tonumber(x), tonumber(y) end\n"
+"        end\n"
 "      end\n"
-"      dsets[#dsets + 1] = u.uid\n"
-"      dsets[#dsets + 1] = u.ver .. ' ' .. u.asof\n"
+"    end\n"
+"    local newer = hv < v or (t == 'd' and hv == v and hs < s)\n"
+"    local same = hv == v and (t == 'v' or hs == s)\n"
+"    if not newer and not same then refused = refused + 1 end\n"
+"    if newer or (same and redis.call('TYPE', key).ok ~= 'string') then\n"
+"      if t == 'v' then\n"
+"        redis.call('MSET', key, val, comp, ver)\n"
+"      else\n"
+"        redis.call('MSET', key, val, comp, ver .. ' ' .. asof)\n"
+"      end\n"
 "    end\n"
 "  end\n"
 "end\n"
-"for i = 1, #sets, 1000 do redis.call('MSET', unpack(sets, i, math.min(i + 999, #sets))) end\n"
-"for i = 1, #vsets, 1000 do redis.call('HSET', KEYS[2], unpack(vsets, i, math.min(i + 999, #vsets))) end\n"
-"for i = 1, #dsets, 1000 do redis.call('HSET', KEYS[4], unpack(dsets, i, math.min(i + 999, #dsets))) end\n"
-"for _, u in ipairs(users) do\n"
-"  local i, added = 0, 0\n"
-"  if mode == 'R' and u.ver ~= '' then redis.call('DEL', u.txs) end\n"
-"  while i < u.n do\n"
-"    local m = math.min(u.n - i, 500)\n"
-"    local from, to = u.tx + 2 * i, u.tx + 2 * (i + m) - 1\n"
-"    local r = redis.pcall('ZADD', u.txs, unpack(ARGV, from, to))\n"
-"    if type(r) == 'table' and r.err then\n"
-"      if not string.find(r.err, 'WRONGTYPE', 1, true) then return r end\n"
-"      redis.call('DEL', u.txs)\n"
-"      if mode == 'b' then out[#out + 1] = u.uid end\n"
-"      r = redis.call('ZADD', u.txs, unpack(ARGV, from, to))\n"
-"    end\n"
-"    added = added + r\n"
-"    i = i + m\n"
-"  end\n"
-"  if added > 0 or (mode ~= 'b' and u.ver ~= '') then\n"
-"    redis.call('ZREMRANGEBYRANK', u.txs, 0, -(window + 1))\n"
-"  end\n"
-"end\n"
-"if cursor ~= '' then redis.call('SET', KEYS[1], cursor) end\n"
-"if checked ~= '' then redis.call('SET', KEYS[5], checked) end\n"
-"if mode == 'f' then redis.call('SREM', KEYS[3], epoch) end\n"
 "out[2] = refused\n"
 "return out\n";
+
+/*
+ * The global keys, one slot (hash tag {sync}): KEYS[1] cursor, KEYS[2]
+ * checked time, KEYS[3] rebuild token set.  ARGV[1] mode: b (compare the
+ * whole cursor with ARGV[2], and sync:checked with ARGV[5] unless it is
+ * ''), r (check only that the rebuild token ARGV[2] is registered) or f
+ * (the same, then unregister it: the rebuild's end); ARGV[3] new cursor or
+ * '', ARGV[4] new checked time or ''.  Returns 'OK', or 'STALE' having
+ * written nothing.
+ */
+static const char CURSOR_LUA[] =
+"local mode, expect, cursor, checked, expect_checked = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
+"if mode == 'b' then\n"
+"  if redis.pcall('GET', KEYS[1]) ~= expect then return 'STALE' end\n"
+"  if expect_checked ~= '' and redis.pcall('GET', KEYS[2]) ~= expect_checked then\n"
+"    return 'STALE'\n"
+"  end\n"
+"elseif redis.call('TYPE', KEYS[3]).ok ~= 'set' or\n"
+"       redis.call('SISMEMBER', KEYS[3], expect) == 0 then\n"
+"  return 'STALE'\n"
+"end\n"
+"if cursor ~= '' then redis.call('SET', KEYS[1], cursor) end\n"
+"if checked ~= '' then redis.call('SET', KEYS[2], checked) end\n"
+"if mode == 'f' then redis.call('SREM', KEYS[3], expect) end\n"
+"return 'OK'\n";
 
 /* Redis keys of the per-account values, in the order of SyncUser.values */
 static const char *const sync_value_keys[SYNC_NVALUES] = {"balance:", "available:", "held:"};
 
+/* Global keys of the layout before Redis Cluster, deleted by a rebuild */
+static const char *const legacy_keys[] = {
+	"sync:version", "sync:asof", "sync:cursor", "sync:checked", "sync:rebuild"
+};
+
 static redisContext *ctx = NULL;
-static char script_sha[41];
+static char apply_sha[41];
+static char cursor_sha[41];
 static char *prefix = NULL;
 static size_t prefix_len = 0;
-static int window = DEFAULT_WINDOW;
+static int	window = DEFAULT_WINDOW;
 static char *key_cursor = NULL;
-static char *key_version = NULL;
 static char *key_rebuild = NULL;
 static char *key_status = NULL;
-static char *key_asof = NULL;
 static char *key_checked = NULL;
 
 /* Growable argv for redisAppendCommandArgv */
@@ -287,16 +275,16 @@ free_keys(void)
 {
 	free(prefix);
 	free(key_cursor);
-	free(key_version);
 	free(key_rebuild);
 	free(key_status);
-	free(key_asof);
 	free(key_checked);
-	prefix = key_cursor = key_version = key_rebuild = key_status = NULL;
-	key_asof = key_checked = NULL;
+	prefix = key_cursor = key_rebuild = key_status = key_checked = NULL;
 }
 
-/* cfg is loaded.  Builds the fixed key names. */
+/*
+ * cfg is loaded.  Builds the fixed key names: the ones a script call
+ * touches together share the hash tag {sync}; sync:status is written alone.
+ */
 static bool
 set_keys(const SyncConfig *cfg)
 {
@@ -306,14 +294,11 @@ set_keys(const SyncConfig *cfg)
 		return false;
 	prefix_len = strlen(prefix);
 	window = cfg->window;
-	key_cursor = make_key("sync:cursor");
-	key_version = make_key("sync:version");
-	key_rebuild = make_key("sync:rebuild");
+	key_cursor = make_key("{sync}:cursor");
+	key_rebuild = make_key("{sync}:rebuild");
 	key_status = make_key("sync:status");
-	key_asof = make_key("sync:asof");
-	key_checked = make_key("sync:checked");
-	return key_cursor && key_version && key_rebuild && key_status &&
-		key_asof && key_checked;
+	key_checked = make_key("{sync}:checked");
+	return key_cursor && key_rebuild && key_status && key_checked;
 }
 
 /* cfg is loaded; not connected.  Connects (without loading the script). */
@@ -373,7 +358,7 @@ fail:
  * ctx is open.  False (after a clear error) if Redis's maxmemory-policy
  * may evict the daemon's keys, which have no TTL: an allkeys-* policy.  An
  * evicted txs:<user> would stay truncated, an evicted balance:<user> would
- * stay missing until the user's next change, and an evicted sync:version
+ * stay missing until the user's next change, and an evicted companion
  * would let an older balance be written.  noeviction and volatile-*
  * policies never evict them.  A Redis that refuses CONFIG (renamed, ACL)
  * gets a warning.
@@ -403,15 +388,33 @@ eviction_safe(void)
 	return ok;
 }
 
+/* ctx is open.  SCRIPT LOADs script (len bytes); sha gets its 40 hex digits. */
+static bool
+load_script(const char *script, size_t len, char *sha)
+{
+	redisReply *reply = redisCommand(ctx, "SCRIPT LOAD %b", script, len);
+
+	if (!reply_ok(reply, "SCRIPT LOAD"))
+		return false;
+	if (reply->type != REDIS_REPLY_STRING || reply->len != 40)
+	{
+		freeReplyObject(reply);
+		redis_fail("SCRIPT LOAD", "unexpected reply");
+		return false;
+	}
+	memcpy(sha, reply->str, 40);
+	sha[40] = '\0';
+	freeReplyObject(reply);
+	return true;
+}
+
 /*
- * cfg is loaded; not connected.  Connects and loads the script.  RS_STALE
+ * cfg is loaded; not connected.  Connects and loads the scripts.  RS_STALE
  * means refused: Redis may evict the daemon's keys.
  */
 RedisStatus
 redis_connect(const SyncConfig *cfg)
 {
-	redisReply *reply;
-
 	if (!connect_only(cfg))
 		return RS_ERROR;
 	if (!eviction_safe())
@@ -419,22 +422,12 @@ redis_connect(const SyncConfig *cfg)
 		redis_disconnect();
 		return RS_STALE;
 	}
-	reply = redisCommand(ctx, "SCRIPT LOAD %b", APPLY_LUA, sizeof(APPLY_LUA) - 1);
-	if (!reply_ok(reply, "SCRIPT LOAD"))
+	if (!load_script(APPLY_LUA, sizeof(APPLY_LUA) - 1, apply_sha) ||
+		!load_script(CURSOR_LUA, sizeof(CURSOR_LUA) - 1, cursor_sha))
 	{
 		redis_disconnect();
 		return RS_ERROR;
 	}
-	if (reply->type != REDIS_REPLY_STRING || reply->len != 40)
-	{
-		freeReplyObject(reply);
-		redis_fail("SCRIPT LOAD", "unexpected reply");
-		redis_disconnect();
-		return RS_ERROR;
-	}
-	memcpy(script_sha, reply->str, 40);
-	script_sha[40] = '\0';
-	freeReplyObject(reply);
 	if (cfg->redis_host[0] == '/')
 		log_info("connected to Redis at %s (db %d)", cfg->redis_host, cfg->redis_db);
 	else
@@ -565,215 +558,292 @@ argv_free(Argv *a)
 	memset(a, 0, sizeof(*a));
 }
 
-/* One user's share of a call: rows [tx_first, tx_first + tx_count). */
-typedef struct Piece
+/*
+ * One unit of a data call: a value key with its companion (type 'v' or
+ * 'd'), or rows [tx_first, tx_first + tx_count) of a txs key ('t', or 'T'
+ * to delete the key first).  Key names are offsets into the plan's keys.
+ */
+typedef struct Unit
 {
+	int			slot;
+	int			order;			/* position in the batch, for a stable sort */
+	char		type;
+	int			value;			/* index into SyncUser.values ('v', 'd') */
 	const SyncUser *u;
 	int			tx_first;
 	int			tx_count;
-	bool		with_values;
-} Piece;
+	size_t		key;
+	size_t		key_len;
+	size_t		comp;
+	size_t		comp_len;
+	size_t		bytes;			/* estimated size of its arguments */
+} Unit;
 
-/* One script call: pieces [first, first + count) */
+/* One data call: units [first, first + count), all in one slot */
 typedef struct Call
 {
 	int			first;
 	int			count;
 } Call;
 
-/* calls is valid.  Starts a new, empty call after the current one. */
-static bool
-new_call(Call **calls, int *ncalls, int *ccap, int first_piece)
+/* The data calls of one batch */
+typedef struct Plan
 {
-	if (*ncalls == *ccap)
-	{
-		Call	   *c = realloc(*calls, sizeof(Call) * (size_t) (*ccap * 2));
+	char	   *keys;			/* every key name, back to back */
+	size_t		keys_len;
+	size_t		keys_cap;
+	Unit	   *units;
+	int			nunits;
+	int			units_cap;
+	Call	   *calls;
+	int			ncalls;
+	int			nscript;		/* units [0, nscript) are in calls, the
+								 * others ('t') are sent as plain commands */
+} Plan;
 
-		if (c == NULL)
-			return false;
-		*calls = c;
-		*ccap *= 2;
-	}
-	(*calls)[*ncalls].first = first_piece;
-	(*calls)[*ncalls].count = 0;
-	(*ncalls)++;
-	return true;
+/* p is valid. */
+static void
+plan_free(Plan *p)
+{
+	free(p->keys);
+	free(p->units);
+	free(p->calls);
+	memset(p, 0, sizeof(*p));
 }
 
 /*
- * b is a filled batch.  Splits it into pieces and calls within the limits
- * (a call always takes at least one row, however big); *pieces and *calls
- * are malloc'd, and there is always at least one call.
+ * p->keys has room for the name (reserved by plan_calls).  Appends prefix
+ * + name + uid; *off and *len get where it is.
+ */
+static void
+plan_key(Plan *p, const char *name, const SyncUser *u, size_t *off, size_t *len)
+{
+	size_t		nlen = strlen(name);
+	char	   *k = p->keys + p->keys_len;
+
+	memcpy(k, prefix, prefix_len);
+	memcpy(k + prefix_len, name, nlen);
+	memcpy(k + prefix_len + nlen, u->uid, u->uid_len);
+	*off = p->keys_len;
+	*len = prefix_len + nlen + u->uid_len;
+	p->keys_len += *len;
+}
+
+/* p is valid.  A new unit at the end (zeroed but for order), or NULL. */
+static Unit *
+plan_unit(Plan *p)
+{
+	Unit	   *n;
+
+	if (p->nunits == p->units_cap)
+	{
+		int			cap = p->units_cap ? p->units_cap * 2 : 64;
+		Unit	   *u = realloc(p->units, sizeof(Unit) * (size_t) cap);
+
+		if (u == NULL)
+			return NULL;
+		p->units = u;
+		p->units_cap = cap;
+	}
+	n = &p->units[p->nunits];
+	memset(n, 0, sizeof(*n));
+	n->order = p->nunits++;
+	return n;
+}
+
+/*
+ * Orders units: those of script calls first, by slot, then the plain ones
+ * ('t'); then by their position in the batch.
+ */
+static int
+unit_cmp(const void *a, const void *b)
+{
+	const Unit *x = a,
+			   *y = b;
+
+	if ((x->type == 't') != (y->type == 't'))
+		return x->type == 't' ? 1 : -1;
+	if (x->slot != y->slot)
+		return x->slot < y->slot ? -1 : 1;
+	return (x->order > y->order) - (x->order < y->order);
+}
+
+/*
+ * b is a filled batch.  Builds the data calls of b in mode: the units of
+ * every user (its values, if it has an account row, and its rows, in pieces
+ * within the limits of one call; a replacing rebuild also empties the txs
+ * key of a user without rows), sorted by slot, and packed into one call per
+ * slot (more when a slot's units exceed the limits; a call always takes at
+ * least one unit, however big).  Rows of a txs key that is not to be
+ * emptied first ('t') need no script: they are left out of the calls and
+ * sent as plain commands (append_rows).  False if out of memory.
  */
 static bool
-plan_calls(const SyncBatch *b, Piece **pieces, int *npieces, Call **calls,
-		   int *ncalls)
+plan_calls(const SyncBatch *b, ApplyMode mode, Plan *p)
 {
-	int			pcap = b->nusers + 8;
-	int			ccap = 8;
+	size_t		need = 0;
 	int			members = 0;
 	size_t		bytes = 0;
 
-	*npieces = 0;
-	*ncalls = 0;
-	*pieces = malloc(sizeof(Piece) * (size_t) pcap);
-	*calls = malloc(sizeof(Call) * (size_t) ccap);
-	if (*pieces == NULL || *calls == NULL || !new_call(calls, ncalls, &ccap, 0))
+	memset(p, 0, sizeof(*p));
+	for (int i = 0; i < b->nusers; i++)
+	{
+		size_t		ulen = prefix_len + b->users[i].uid_len;
+
+		need += prefix_len + strlen("txs:") + b->users[i].uid_len;
+		for (int v = 0; v < SYNC_NVALUES; v++)
+		{
+			size_t		klen = ulen + strlen(sync_value_keys[v]);
+
+			need += klen + KEY_COMPANION_MAX(klen);
+		}
+	}
+	p->keys = malloc(need + 1);
+	if (p->keys == NULL)
 		return false;
+	p->keys_cap = need;
 
 	for (int i = 0; i < b->nusers; i++)
 	{
 		const SyncUser *u = &b->users[i];
+		size_t		txs_key,
+					txs_len;
 		int			done = 0;
 		bool		first = true;
 
+		if (u->version != NULL)
+		{
+			for (int v = 0; v < SYNC_NVALUES; v++)
+			{
+				Unit	   *n = plan_unit(p);
+
+				if (n == NULL)
+					return false;
+				n->type = v < SYNC_NVERSIONED ? 'v' : 'd';
+				n->value = v;
+				n->u = u;
+				plan_key(p, sync_value_keys[v], u, &n->key, &n->key_len);
+				n->comp = p->keys_len;
+				n->comp_len = key_companion(p->keys + p->keys_len, p->keys + n->key,
+											n->key_len);
+				p->keys_len += n->comp_len;
+				n->slot = key_slot(p->keys + n->key, n->key_len);
+				n->bytes = n->key_len + n->comp_len + strlen(u->values[v]) +
+					strlen(u->version) + strlen(u->as_of) + 64;
+			}
+		}
+		if (u->tx_count == 0 && !(mode == APPLY_REPLACE && u->version != NULL))
+			continue;
+		plan_key(p, "txs:", u, &txs_key, &txs_len);
 		while (first || done < u->tx_count)
 		{
+			Unit	   *n = plan_unit(p);
 			int			take = 0;
-			size_t		pbytes = u->uid_len + 64;
-			int			cur_count = (*calls)[*ncalls - 1].count;
-			Piece	   *p;
+			size_t		ubytes = txs_len + u->uid_len + 64;
 
-			while (done + take < u->tx_count && members + take < CALL_MAX_MEMBERS)
+			if (n == NULL)
+				return false;
+			while (done + take < u->tx_count && take < CALL_MAX_MEMBERS)
 			{
 				size_t		mb = b->txs[u->tx_first + done + take].member_len + 24;
 
-				if ((take > 0 || cur_count > 0) && bytes + pbytes + mb > CALL_MAX_BYTES)
+				if (take > 0 && ubytes + mb > CALL_MAX_BYTES)
 					break;
-				pbytes += mb;
+				ubytes += mb;
 				take++;
 			}
-			if (take == 0 && done < u->tx_count && cur_count > 0)
-			{
-				if (!new_call(calls, ncalls, &ccap, *npieces))
-					return false;
-				members = 0;
-				bytes = 0;
-				continue;
-			}
-			if (*npieces == pcap)
-			{
-				Piece	   *np = realloc(*pieces, sizeof(Piece) * (size_t) (pcap * 2));
-
-				if (np == NULL)
-					return false;
-				*pieces = np;
-				pcap *= 2;
-			}
-			p = &(*pieces)[(*npieces)++];
-			p->u = u;
-			p->tx_first = u->tx_first + done;
-			p->tx_count = take;
-			p->with_values = first;
-			(*calls)[*ncalls - 1].count++;
-			first = false;
+			n->type = (mode == APPLY_REPLACE && first) ? 'T' : 't';
+			n->u = u;
+			n->tx_first = u->tx_first + done;
+			n->tx_count = take;
+			n->key = txs_key;
+			n->key_len = txs_len;
+			n->slot = key_slot(p->keys + txs_key, txs_len);
+			n->bytes = ubytes;
 			done += take;
-			members += take;
-			bytes += pbytes;
+			first = false;
 		}
+	}
+
+	qsort(p->units, (size_t) p->nunits, sizeof(Unit), unit_cmp);
+	p->calls = malloc(sizeof(Call) * (size_t) (p->nunits + 1));
+	if (p->calls == NULL)
+		return false;
+	p->nscript = p->nunits;
+	for (int i = 0; i < p->nunits; i++)
+	{
+		const Unit *n = &p->units[i];
+		Call	   *c = p->ncalls > 0 ? &p->calls[p->ncalls - 1] : NULL;
+
+		if (n->type == 't')
+		{
+			p->nscript = i;
+			break;
+		}
+		if (c == NULL || p->units[c->first].slot != n->slot ||
+			members + n->tx_count > CALL_MAX_MEMBERS ||
+			bytes + n->bytes > CALL_MAX_BYTES)
+		{
+			c = &p->calls[p->ncalls++];
+			c->first = i;
+			c->count = 0;
+			members = 0;
+			bytes = 0;
+		}
+		c->count++;
+		members += n->tx_count;
+		bytes += n->bytes;
 	}
 	return true;
 }
 
 /*
- * ctx is open.  Appends one script call for pieces [first, first+count)
- * to the pipeline.  keybuf/numbuf receive the strings the argv points to;
- * they must outlive the append (hiredis copies the arguments, so they can
- * be freed right after).
+ * ctx is open.  Appends the data call c of plan p to the pipeline, with
+ * EVALSHA or (use_eval) EVAL.  hiredis copies the arguments.
  */
 static bool
-append_call(const SyncBatch *b, const Piece *pieces, int first, int count,
-			ApplyMode mode, const char *epoch, const char *cursor,
-			const char *checked, const char *expect_checked, bool use_eval)
+append_call(const SyncBatch *b, const Plan *p, const Call *c, ApplyMode mode,
+			bool use_eval)
 {
 	Argv		keys = {0};
 	Argv		args = {0};
 	Argv		all = {0};
-	char	   *keybuf = NULL;
-	char	   *numbuf = NULL;
-	size_t		keybytes = 0;
-	size_t		koff = 0;
-	char		modestr[2] = {(char) mode, '\0'};
+	char	   *numbuf = malloc((size_t) (c->count + 1) * 16);
+	char		modestr[2] = {(char) (mode == APPLY_REPLACE ? 'R' :
+									  mode == APPLY_BATCH ? 'b' : 'r'), '\0'};
 	char		winstr[16];
-	char		nvstr[16];
-	char		nbstr[16];
 	char		numkeys[16];
 	bool		ok = false;
 
 	snprintf(winstr, sizeof(winstr), "%d", window);
-	snprintf(nvstr, sizeof(nvstr), "%d", SYNC_NVALUES);
-	snprintf(nbstr, sizeof(nbstr), "%d", SYNC_NVERSIONED);
-
-	for (int i = first; i < first + count; i++)
-	{
-		keybytes += (SYNC_NVALUES + 1) * (prefix_len + pieces[i].u->uid_len) + 4;
-		for (int v = 0; v < SYNC_NVALUES; v++)
-			keybytes += strlen(sync_value_keys[v]);
-	}
-	keybuf = malloc(keybytes + 1);
-	numbuf = malloc((size_t) (count + 1) * 16);
-	if (keybuf == NULL || numbuf == NULL)
-		goto done;
-
-	if (!argv_push(&keys, key_cursor, strlen(key_cursor)) ||
-		!argv_push(&keys, key_version, strlen(key_version)) ||
-		!argv_push(&keys, key_rebuild, strlen(key_rebuild)) ||
-		!argv_push(&keys, key_asof, strlen(key_asof)) ||
-		!argv_push(&keys, key_checked, strlen(key_checked)) ||
+	if (numbuf == NULL ||
 		!argv_push(&args, modestr, 1) ||
-		!argv_push(&args, epoch, strlen(epoch)) ||
-		!argv_push(&args, cursor ? cursor : "", cursor ? strlen(cursor) : 0) ||
-		!argv_push(&args, winstr, strlen(winstr)) ||
-		!argv_push(&args, nvstr, strlen(nvstr)) ||
-		!argv_push(&args, nbstr, strlen(nbstr)) ||
-		!argv_push(&args, checked ? checked : "", checked ? strlen(checked) : 0) ||
-		!argv_push(&args, expect_checked ? expect_checked : "",
-				   expect_checked ? strlen(expect_checked) : 0))
+		!argv_push(&args, winstr, strlen(winstr)))
 		goto done;
 
-	for (int i = first; i < first + count; i++)
+	for (int i = c->first; i < c->first + c->count; i++)
 	{
-		const Piece *p = &pieces[i];
-		const SyncUser *u = p->u;
-		char	   *num = numbuf + (size_t) (i - first) * 16;
+		const Unit *n = &p->units[i];
+		const SyncUser *u = n->u;
+		char	   *num = numbuf + (size_t) (i - c->first) * 16;
 
-		for (int v = 0; v <= SYNC_NVALUES; v++)
-		{
-			const char *name = v < SYNC_NVALUES ? sync_value_keys[v] : "txs:";
-			size_t		nlen = strlen(name);
-			char	   *k = keybuf + koff;
-
-			memcpy(k, prefix, prefix_len);
-			memcpy(k + prefix_len, name, nlen);
-			memcpy(k + prefix_len + nlen, u->uid, u->uid_len);
-			koff += prefix_len + nlen + u->uid_len;
-			if (!argv_push(&keys, k, prefix_len + nlen + u->uid_len))
-				goto done;
-		}
-
-		if (!argv_push(&args, u->uid, u->uid_len))
+		if (!argv_push(&keys, p->keys + n->key, n->key_len) ||
+			!argv_push(&args, &n->type, 1))
 			goto done;
-		if (p->with_values && u->version != NULL)
+		if (n->type == 'v' || n->type == 'd')
 		{
-			if (!argv_push(&args, u->version, strlen(u->version)) ||
+			if (!argv_push(&keys, p->keys + n->comp, n->comp_len) ||
+				!argv_push(&args, u->values[n->value], strlen(u->values[n->value])) ||
+				!argv_push(&args, u->version, strlen(u->version)) ||
 				!argv_push(&args, u->as_of, strlen(u->as_of)))
 				goto done;
-			for (int v = 0; v < SYNC_NVALUES; v++)
-				if (!argv_push(&args, u->values[v], strlen(u->values[v])))
-					goto done;
+			continue;
 		}
-		else
-		{
-			if (!argv_push(&args, "", 0) || !argv_push(&args, "", 0))
-				goto done;
-			for (int v = 0; v < SYNC_NVALUES; v++)
-				if (!argv_push(&args, "", 0))
-					goto done;
-		}
-		snprintf(num, 16, "%d", p->tx_count);
-		if (!argv_push(&args, num, strlen(num)))
+		snprintf(num, 16, "%d", n->tx_count);
+		if (!argv_push(&args, u->uid, u->uid_len) ||
+			!argv_push(&args, num, strlen(num)))
 			goto done;
-		for (int t = p->tx_first; t < p->tx_first + p->tx_count; t++)
+		for (int t = n->tx_first; t < n->tx_first + n->tx_count; t++)
 		{
 			if (!argv_push(&args, b->txs[t].score, strlen(b->txs[t].score)) ||
 				!argv_push(&args, b->txs[t].member, b->txs[t].member_len))
@@ -788,7 +858,7 @@ append_call(const SyncBatch *b, const Piece *pieces, int first, int count,
 			!argv_push(&all, APPLY_LUA, sizeof(APPLY_LUA) - 1))
 			goto done;
 	}
-	else if (!argv_push(&all, "EVALSHA", 7) || !argv_push(&all, script_sha, 40))
+	else if (!argv_push(&all, "EVALSHA", 7) || !argv_push(&all, apply_sha, 40))
 		goto done;
 	if (!argv_push(&all, numkeys, strlen(numkeys)))
 		goto done;
@@ -807,9 +877,132 @@ done:
 	argv_free(&keys);
 	argv_free(&args);
 	argv_free(&all);
-	free(keybuf);
 	free(numbuf);
 	return ok;
+}
+
+/*
+ * ctx is open.  Appends the call of the global keys (CURSOR_LUA): mode b
+ * compares the cursor with expect (and sync:checked with expect_checked
+ * unless NULL), mode r or f checks the rebuild token expect; sets cursor
+ * and checked unless NULL; f also unregisters the token.
+ */
+static bool
+append_cursor_call(char mode, const char *expect, const char *cursor,
+				   const char *checked, const char *expect_checked,
+				   bool use_eval)
+{
+	const char *v[11];
+	size_t		len[11];
+	int			n = 0;
+	char		modestr[2] = {mode, '\0'};
+
+#define PUSH(s, l) (v[n] = (s), len[n] = (l), n++)
+	if (use_eval)
+	{
+		PUSH("EVAL", 4);
+		PUSH(CURSOR_LUA, sizeof(CURSOR_LUA) - 1);
+	}
+	else
+	{
+		PUSH("EVALSHA", 7);
+		PUSH(cursor_sha, 40);
+	}
+	PUSH("3", 1);
+	PUSH(key_cursor, strlen(key_cursor));
+	PUSH(key_checked, strlen(key_checked));
+	PUSH(key_rebuild, strlen(key_rebuild));
+	PUSH(modestr, 1);
+	PUSH(expect, strlen(expect));
+	PUSH(cursor ? cursor : "", cursor ? strlen(cursor) : 0);
+	PUSH(checked ? checked : "", checked ? strlen(checked) : 0);
+	PUSH(expect_checked ? expect_checked : "", expect_checked ? strlen(expect_checked) : 0);
+#undef PUSH
+	if (redisAppendCommandArgv(ctx, n, v, len) != REDIS_OK)
+	{
+		redis_fail("apply", "could not build the command (out of memory)");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * ctx is open.  Appends the plain commands of a 't' unit: MULTI, ZADD of
+ * its rows, ZREMRANGEBYRANK to the newest window, EXEC (one key, so one
+ * slot; atomic, so readers never see more than window rows).  Cheaper
+ * than a script call, and idempotent like it.
+ */
+static bool
+append_rows(const SyncBatch *b, const Plan *p, const Unit *n)
+{
+	Argv		a = {0};
+	char		stop[24];
+	bool		ok;
+
+	snprintf(stop, sizeof(stop), "%d", -(window + 1));
+	ok = redisAppendCommand(ctx, "MULTI") == REDIS_OK &&
+		argv_push(&a, "ZADD", 4) && argv_push(&a, p->keys + n->key, n->key_len);
+	for (int t = n->tx_first; ok && t < n->tx_first + n->tx_count; t++)
+		ok = argv_push(&a, b->txs[t].score, strlen(b->txs[t].score)) &&
+			argv_push(&a, b->txs[t].member, b->txs[t].member_len);
+	ok = ok && redisAppendCommandArgv(ctx, a.n, a.v, a.len) == REDIS_OK &&
+		redisAppendCommand(ctx, "ZREMRANGEBYRANK %b 0 %s", p->keys + n->key,
+						   n->key_len, stop) == REDIS_OK &&
+		redisAppendCommand(ctx, "EXEC") == REDIS_OK;
+	argv_free(&a);
+	if (!ok)
+		redis_fail("apply", "could not build the command (out of memory)");
+	return ok;
+}
+
+/*
+ * ctx is open; the four replies of append_rows are due.  Reads them; sets
+ * *wrongtype if the key was of another type (nothing was written then).
+ */
+static RedisStatus
+read_rows_reply(bool *wrongtype)
+{
+	RedisStatus st = RS_OK;
+
+	*wrongtype = false;
+	for (int i = 0; i < 4 && st == RS_OK; i++)
+	{
+		redisReply *reply = NULL;
+
+		if (redisGetReply(ctx, (void **) &reply) != REDIS_OK || reply == NULL)
+		{
+			redis_fail("apply", ctx->errstr[0] ? ctx->errstr : "no reply");
+			return RS_ERROR;
+		}
+		if (reply->type == REDIS_REPLY_ERROR)
+		{
+			redis_fail("apply", reply->str);
+			st = RS_ERROR;
+		}
+		else if (i == 3 && (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2))
+		{
+			redis_fail("apply", "unexpected reply to EXEC");
+			st = RS_ERROR;
+		}
+		else if (i == 3)
+		{
+			for (size_t e = 0; e < 2 && st == RS_OK; e++)
+			{
+				redisReply *r = reply->element[e];
+
+				if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "WRONGTYPE", 9) == 0)
+					*wrongtype = true;
+				else if (r->type != REDIS_REPLY_INTEGER)
+				{
+					redis_fail("apply", r->type == REDIS_REPLY_ERROR ? r->str :
+							   "unexpected reply to ZADD");
+					st = RS_ERROR;
+				}
+			}
+		}
+		freeReplyObject(reply);
+	}
+	return st;
 }
 
 /* ctx is open.  Appends HSET sync:status with nfields field/value pairs. */
@@ -873,12 +1066,13 @@ repair_list_clear(RepairList *r)
 	memset(r, 0, sizeof(*r));
 }
 
+
 /*
- * ctx is open; one script reply is due.  Reads it: sets *noscript on a
- * NOSCRIPT error, *stale on STALE, adds the ids to repair to repairs.
+ * ctx is open; one data call's reply is due.  Reads it: sets *noscript on
+ * a NOSCRIPT error, adds the ids to repair to repairs.
  */
 static RedisStatus
-read_call_reply(bool *noscript, bool *stale, RepairList *repairs)
+read_call_reply(bool *noscript, RepairList *repairs)
 {
 	redisReply *reply = NULL;
 	RedisStatus st = RS_OK;
@@ -896,15 +1090,10 @@ read_call_reply(bool *noscript, bool *stale, RepairList *repairs)
 		redis_fail("apply", reply->str);
 		st = RS_ERROR;
 	}
-	else if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
-			 reply->element[0]->type != REDIS_REPLY_STRING)
-	{
-		redis_fail("apply", "unexpected reply from the script");
-		st = RS_ERROR;
-	}
-	else if (strcmp(reply->element[0]->str, "STALE") == 0)
-		*stale = true;
-	else if (reply->elements < 2 || reply->element[1]->type != REDIS_REPLY_INTEGER)
+	else if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+			 reply->element[0]->type != REDIS_REPLY_STRING ||
+			 strcmp(reply->element[0]->str, "OK") != 0 ||
+			 reply->element[1]->type != REDIS_REPLY_INTEGER)
 	{
 		redis_fail("apply", "unexpected reply from the script");
 		st = RS_ERROR;
@@ -923,6 +1112,40 @@ read_call_reply(bool *noscript, bool *stale, RepairList *repairs)
 				st = RS_ERROR;
 			}
 		}
+	}
+	freeReplyObject(reply);
+	return st;
+}
+
+/*
+ * ctx is open; the cursor call's reply is due.  Reads it: *noscript on a
+ * NOSCRIPT error, *stale when the script found another cursor or no token.
+ */
+static RedisStatus
+read_cursor_reply(bool *noscript, bool *stale)
+{
+	redisReply *reply = NULL;
+	RedisStatus st = RS_OK;
+
+	*noscript = false;
+	if (redisGetReply(ctx, (void **) &reply) != REDIS_OK || reply == NULL)
+	{
+		redis_fail("cursor", ctx->errstr[0] ? ctx->errstr : "no reply");
+		return RS_ERROR;
+	}
+	if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0)
+		*noscript = true;
+	else if (reply->type == REDIS_REPLY_ERROR)
+	{
+		redis_fail("cursor", reply->str);
+		st = RS_ERROR;
+	}
+	else if (reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "STALE") == 0)
+		*stale = true;
+	else if (reply->type != REDIS_REPLY_STRING || strcmp(reply->str, "OK") != 0)
+	{
+		redis_fail("cursor", "unexpected reply from the script");
+		st = RS_ERROR;
 	}
 	freeReplyObject(reply);
 	return st;
@@ -953,73 +1176,85 @@ read_status_reply(void)
 }
 
 /*
- * ctx is open.  Sends calls [from, to) pipelined (the last one of the
- * batch with the cursor), then the status HSET if given, and reads all
- * replies; calls refused with NOSCRIPT are sent again with EVAL.
+ * ctx is open.  Step 1: sends every data call of p, and the plain commands
+ * of its 't' units, pipelined, then reads every reply; calls refused with
+ * NOSCRIPT are sent again with EVAL.
  */
 static RedisStatus
-send_calls(const SyncBatch *b, const Piece *pieces, const Call *calls,
-		   int ncalls, int from, int to, ApplyMode mode, const char *epoch,
-		   const char *expect_checked, const char *cursor,
-		   const char *const *status, int nstatus, bool *stale,
-		   RepairList *repairs)
+send_data(const SyncBatch *b, const Plan *p, ApplyMode mode, RepairList *repairs)
 {
-	bool	   *again = calloc((size_t) (to - from) + 1, sizeof(bool));
+	bool	   *again;
+	bool	   *wrong;
 	RedisStatus st = RS_OK;
 	int			nagain = 0;
 
+	if (p->nunits == 0)
+		return RS_OK;
+	again = calloc((size_t) p->nunits * 2, sizeof(bool));
 	if (again == NULL)
 	{
 		redis_fail("apply", "out of memory");
 		return RS_ERROR;
 	}
-	for (int c = from; c < to; c++)
+	wrong = again + p->nunits;
+	for (int c = 0; c < p->ncalls && st == RS_OK; c++)
+		if (!append_call(b, p, &p->calls[c], mode, false))
+			st = RS_ERROR;
+	for (int i = p->nscript; i < p->nunits && st == RS_OK; i++)
+		if (!append_rows(b, p, &p->units[i]))
+			st = RS_ERROR;
+	for (int c = 0; c < p->ncalls && st == RS_OK; c++)
 	{
-		if (!append_call(b, pieces, calls[c].first, calls[c].count, mode, epoch,
-						 c == ncalls - 1 ? cursor : NULL,
-						 c == ncalls - 1 && b->checked[0] ? b->checked : NULL,
-						 expect_checked, false))
+		st = read_call_reply(&again[c], repairs);
+		nagain += again[c];
+	}
+	for (int i = p->nscript; i < p->nunits && st == RS_OK; i++)
+		st = read_rows_reply(&wrong[i]);
+	/* A txs key of another type: deleted and written again; repaired */
+	for (int i = p->nscript; i < p->nunits && st == RS_OK; i++)
+	{
+		const Unit *n = &p->units[i];
+		redisReply *reply;
+		bool		still;
+
+		if (!wrong[i])
+			continue;
+		reply = redisCommand(ctx, "DEL %b", p->keys + n->key, n->key_len);
+		if (!reply_ok(reply, "DEL"))
+			st = RS_ERROR;
+		else
 		{
-			free(again);
-			return RS_ERROR;
+			freeReplyObject(reply);
+			if (!append_rows(b, p, n))
+				st = RS_ERROR;
+			else
+				st = read_rows_reply(&still);
+			if (st == RS_OK && still)
+			{
+				redis_fail("apply", "txs key of the wrong type after DEL");
+				st = RS_ERROR;
+			}
+			if (st == RS_OK && mode == APPLY_BATCH && repairs != NULL &&
+				!repair_add(repairs, n->u->uid, n->u->uid_len))
+			{
+				redis_fail("apply", "out of memory");
+				st = RS_ERROR;
+			}
 		}
 	}
-	if (nstatus > 0 && !append_status(status, nstatus))
-	{
-		free(again);
-		return RS_ERROR;
-	}
-	for (int c = from; c < to && st != RS_ERROR; c++)
-	{
-		RedisStatus r = read_call_reply(&again[c - from], stale, repairs);
-
-		if (r != RS_OK)
-			st = r;
-		if (again[c - from])
-			nagain++;
-	}
-	if (st == RS_OK && nstatus > 0)
-		st = read_status_reply();
-
 	if (st == RS_OK && nagain > 0)
 	{
 		log_info("Redis: script not cached (SCRIPT FLUSH or restart?); sending it with EVAL");
-		for (int c = from; c < to && st == RS_OK; c++)
-		{
-			if (again[c - from] &&
-				!append_call(b, pieces, calls[c].first, calls[c].count, mode,
-							 epoch, c == ncalls - 1 ? cursor : NULL,
-							 c == ncalls - 1 && b->checked[0] ? b->checked : NULL,
-							 expect_checked, true))
+		for (int c = 0; c < p->ncalls && st == RS_OK; c++)
+			if (again[c] && !append_call(b, p, &p->calls[c], mode, true))
 				st = RS_ERROR;
-		}
-		for (int c = from; c < to && st == RS_OK; c++)
+		for (int c = 0; c < p->ncalls && st == RS_OK; c++)
 		{
 			bool		noscript;
 
-			if (!again[c - from])
+			if (!again[c])
 				continue;
-			st = read_call_reply(&noscript, stale, repairs);
+			st = read_call_reply(&noscript, repairs);
 			if (st == RS_OK && noscript)
 			{
 				redis_fail("apply", "NOSCRIPT reply to EVAL");
@@ -1032,58 +1267,148 @@ send_calls(const SyncBatch *b, const Piece *pieces, const Call *calls,
 }
 
 /*
+ * ctx is open.  Step 2: the cursor call (see append_cursor_call), then the
+ * status HSET if given, pipelined; a NOSCRIPT reply is retried with EVAL.
+ */
+static RedisStatus
+send_cursor(char mode, const char *expect, const char *cursor,
+			const char *checked, const char *expect_checked,
+			const char *const *status, int nstatus, bool *stale)
+{
+	bool		noscript = false;
+	RedisStatus st;
+
+	if (!append_cursor_call(mode, expect, cursor, checked, expect_checked, false) ||
+		(nstatus > 0 && !append_status(status, nstatus)))
+		return RS_ERROR;
+	st = read_cursor_reply(&noscript, stale);
+	if (st == RS_OK && nstatus > 0)
+		st = read_status_reply();
+	if (st == RS_OK && noscript)
+	{
+		log_info("Redis: script not cached (SCRIPT FLUSH or restart?); sending it with EVAL");
+		if (!append_cursor_call(mode, expect, cursor, checked, expect_checked, true))
+			return RS_ERROR;
+		st = read_cursor_reply(&noscript, stale);
+		if (st == RS_OK && noscript)
+		{
+			redis_fail("cursor", "NOSCRIPT reply to EVAL");
+			st = RS_ERROR;
+		}
+	}
+	return st;
+}
+
+/*
  * redis_connected(); b is a filled batch (may have no users).  Applies it
- * with the script in the given mode; epoch is the whole cursor text the
- * caller last wrote or read (mode b: compare-and-set, so a Redis that went
- * back, or another daemon's write, is noticed) or the rebuild token (r, R,
- * f); expect_checked (mode b, or NULL) likewise sync:checked.  cursor (or NULL) is stored by the last
- * call, sent only after the others succeeded.  The nstatus field/value
- * pairs in status are written to sync:status in the same pipeline.  Users
- * whose txs key had the wrong type are added to repairs (or NULL).  On
- * RS_ERROR the connection has been dropped.
+ * in the given mode: first its data, one call per hash slot, pipelined;
+ * then, only if every data call succeeded, one call on the global keys.
+ * That call compares and sets: in mode b, epoch is the whole cursor text
+ * the caller last wrote or read and expect_checked (or NULL) likewise
+ * sync:checked (a Redis that went back, was flushed, or another daemon's
+ * write is noticed: RS_STALE, and the cursor is not moved); in modes r, R
+ * and f, epoch is the rebuild token, which must still be registered.
+ * cursor (or NULL) and b->checked (unless empty) are stored by that call.
+ * In mode b with neither, there is no such call (the values written are
+ * guarded and true whatever the cursor).  The nstatus field/value pairs in
+ * status are written to sync:status after that call (or after the data).
+ * Users whose txs key had the wrong type are added to repairs (or NULL).
+ * On RS_ERROR the connection has been dropped.
  */
 RedisStatus
 redis_apply(const SyncBatch *b, ApplyMode mode, const char *epoch,
 			const char *expect_checked, const char *cursor,
 			const char *const *status, int nstatus, RepairList *repairs)
 {
-	Piece	   *pieces = NULL;
-	Call	   *calls = NULL;
-	int			npieces,
-				ncalls;
+	Plan		p;
 	bool		stale = false;
+	const char *checked = b->checked[0] ? b->checked : NULL;
 	RedisStatus st;
 
-	if (!plan_calls(b, &pieces, &npieces, &calls, &ncalls))
+	if (!plan_calls(b, mode, &p))
 	{
 		redis_fail("apply", "out of memory");
 		st = RS_ERROR;
 	}
 	else
+		st = send_data(b, &p, mode, repairs);
+	if (st == RS_OK)
 	{
-		st = RS_OK;
-		if (ncalls > 1)
-			st = send_calls(b, pieces, calls, ncalls, 0, ncalls - 1, mode, epoch,
-							expect_checked, cursor, NULL, 0, &stale, repairs);
-		if (st == RS_OK && !stale)
-			st = send_calls(b, pieces, calls, ncalls, ncalls - 1, ncalls, mode,
-							epoch, expect_checked, cursor, status, nstatus,
-							&stale, repairs);
-		if (st == RS_OK && stale)
-			st = RS_STALE;
+		if (mode != APPLY_BATCH || cursor != NULL || checked != NULL)
+			st = send_cursor(mode == APPLY_BATCH ? 'b' : mode == APPLY_FINISH ? 'f' : 'r',
+							 epoch, cursor, checked,
+							 mode == APPLY_BATCH ? expect_checked : NULL,
+							 status, nstatus, &stale);
+		else if (nstatus > 0)
+		{
+			if (!append_status(status, nstatus))
+				st = RS_ERROR;
+			else
+				st = read_status_reply();
+		}
 	}
+	if (st == RS_OK && stale)
+		st = RS_STALE;
 	if (st == RS_ERROR)
 		redis_disconnect();
-	free(pieces);
-	free(calls);
+	plan_free(&p);
 	return st;
 }
 
 /*
+ * key (len bytes) is a key name from SCAN.  If it is one of this prefix's
+ * reader keys or companions, *uid and *uid_len get the user id in it.
+ */
+static bool
+key_user(const char *key, size_t len, const char **uid, size_t *uid_len)
+{
+	const char *k = key;
+	size_t		n = len;
+
+	if (n > 4 && k[0] == '{' && memcmp(k + n - 3, "}:v", 3) == 0 &&
+		memchr(k, '}', n - 3) == NULL)
+	{
+		/* "{K}:v" */
+		k++;
+		n -= 4;
+	}
+	else if (n > 0 && k[0] == '{')
+	{
+		/* "{T}:v:K", T decimal */
+		const char *close = memchr(k, '}', n);
+
+		if (close == NULL || (size_t) (close - k) + 4 > n ||
+			memcmp(close, "}:v:", 4) != 0)
+			return false;
+		n -= (size_t) (close - k) + 4;
+		k = close + 4;
+	}
+	if (n < prefix_len || memcmp(k, prefix, prefix_len) != 0)
+		return false;
+	k += prefix_len;
+	n -= prefix_len;
+	for (int v = 0; v <= SYNC_NVALUES; v++)
+	{
+		const char *name = v < SYNC_NVALUES ? sync_value_keys[v] : "txs:";
+		size_t		nlen = strlen(name);
+
+		if (n >= nlen && memcmp(k, name, nlen) == 0)
+		{
+			*uid = k + nlen;
+			*uid_len = n - nlen;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
  * redis_connected(); *scan is "0" (malloc'd) to start.  Reads the next
- * page of user ids from sync:version (every user whose values were ever
- * written) into *uids (n malloc'd strings, in a malloc'd array); *scan
- * becomes the next HSCAN cursor, "0" when done.
+ * page of SCAN and puts into *uids (n malloc'd strings, in a malloc'd
+ * array) the ids of the users that have reader keys or companions under
+ * this prefix (an id may come more than once); *scan becomes the next SCAN
+ * cursor, "0" when done.  One pass visits the whole keyspace (of this
+ * node, in Redis Cluster: the daemon talks to one node).
  */
 RedisStatus
 redis_scan_users(char **scan, char ***uids, int *n)
@@ -1093,40 +1418,43 @@ redis_scan_users(char **scan, char ***uids, int *n)
 
 	*uids = NULL;
 	*n = 0;
-	reply = redisCommand(ctx, "HSCAN %b %s COUNT 1000", key_version,
-						 strlen(key_version), *scan);
-	if (!reply_ok(reply, "HSCAN"))
+	reply = redisCommand(ctx, "SCAN %s COUNT 1000", *scan);
+	if (!reply_ok(reply, "SCAN"))
 		goto fail;
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
 		reply->element[0]->type != REDIS_REPLY_STRING ||
 		reply->element[1]->type != REDIS_REPLY_ARRAY)
 	{
 		freeReplyObject(reply);
-		redis_fail("HSCAN", "unexpected reply");
+		redis_fail("SCAN", "unexpected reply");
 		goto fail;
 	}
 	free(*scan);
 	*scan = strdup(reply->element[0]->str);
 	items = reply->element[1];
-	*uids = calloc(items->elements / 2 + 1, sizeof(char *));
+	*uids = calloc(items->elements + 1, sizeof(char *));
 	if (*scan == NULL || *uids == NULL)
 	{
 		freeReplyObject(reply);
-		redis_fail("HSCAN", "out of memory");
+		redis_fail("SCAN", "out of memory");
 		goto fail;
 	}
-	for (size_t i = 0; i + 1 < items->elements; i += 2)
+	for (size_t i = 0; i < items->elements; i++)
 	{
-		redisReply *f = items->element[i];
+		redisReply *k = items->element[i];
+		const char *uid;
+		size_t		len;
 
 		/* A user id cannot contain NUL (a PostgreSQL text cannot) */
-		if (f->type != REDIS_REPLY_STRING || memchr(f->str, '\0', f->len) != NULL)
+		if (k->type != REDIS_REPLY_STRING ||
+			!key_user(k->str, (size_t) k->len, &uid, &len) ||
+			memchr(uid, '\0', len) != NULL)
 			continue;
-		(*uids)[*n] = strdup(f->str);
+		(*uids)[*n] = strndup(uid, len);
 		if ((*uids)[*n] == NULL)
 		{
 			freeReplyObject(reply);
-			redis_fail("HSCAN", "out of memory");
+			redis_fail("SCAN", "out of memory");
 			goto fail;
 		}
 		(*n)++;
@@ -1140,9 +1468,39 @@ fail:
 }
 
 /*
- * redis_connected(); uids has n NUL-terminated ids.  Deletes the keys of
- * the users with gone[i] set (their account does not exist: PostgreSQL's
- * history went back) and their sync:version and sync:asof entries.
+ * ctx is open.  Appends DEL of prefix + name + uid and, if comp, of its
+ * companion: one key per command (they are in different slots).
+ */
+static bool
+append_forget(const char *name, const char *uid, bool comp, int *sent)
+{
+	size_t		len = prefix_len + strlen(name) + strlen(uid);
+	char	   *k = malloc(len + 1);
+	char	   *c = malloc(KEY_COMPANION_MAX(len) + 1);
+	bool		ok = k != NULL && c != NULL;
+
+	if (ok)
+	{
+		snprintf(k, len + 1, "%s%s%s", prefix, name, uid);
+		ok = redisAppendCommand(ctx, "DEL %b", k, len) == REDIS_OK;
+		(*sent)++;
+	}
+	if (ok && comp)
+	{
+		size_t		clen = key_companion(c, k, len);
+
+		ok = redisAppendCommand(ctx, "DEL %b", c, clen) == REDIS_OK;
+		(*sent)++;
+	}
+	free(k);
+	free(c);
+	return ok;
+}
+
+/*
+ * redis_connected(); uids has n NUL-terminated ids.  Deletes the keys and
+ * companions of the users with gone[i] set (their account does not exist:
+ * PostgreSQL's history went back).
  */
 RedisStatus
 redis_forget_users(char **uids, const bool *gone, int n)
@@ -1151,42 +1509,18 @@ redis_forget_users(char **uids, const bool *gone, int n)
 
 	for (int i = 0; i < n; i++)
 	{
-		Argv		a = {0};
-		char	   *keys[SYNC_NVALUES + 1];
 		bool		ok = true;
 
 		if (!gone[i])
 			continue;
-		memset(keys, 0, sizeof(keys));
-		ok = argv_push(&a, "DEL", 3);
-		for (int v = 0; ok && v <= SYNC_NVALUES; v++)
-		{
-			const char *name = v < SYNC_NVALUES ? sync_value_keys[v] : "txs:";
-			size_t		len = prefix_len + strlen(name) + strlen(uids[i]);
-
-			keys[v] = malloc(len + 1);
-			ok = keys[v] != NULL;
-			if (ok)
-			{
-				snprintf(keys[v], len + 1, "%s%s%s", prefix, name, uids[i]);
-				ok = argv_push(&a, keys[v], len);
-			}
-		}
-		ok = ok && redisAppendCommandArgv(ctx, a.n, a.v, a.len) == REDIS_OK;
-		ok = ok && redisAppendCommand(ctx, "HDEL %b %b", key_version, strlen(key_version),
-									  uids[i], strlen(uids[i])) == REDIS_OK;
-		ok = ok && redisAppendCommand(ctx, "HDEL %b %b", key_asof, strlen(key_asof),
-									  uids[i], strlen(uids[i])) == REDIS_OK;
-		argv_free(&a);
-		for (int v = 0; v <= SYNC_NVALUES; v++)
-			free(keys[v]);
-		if (!ok)
+		for (int v = 0; ok && v < SYNC_NVALUES; v++)
+			ok = append_forget(sync_value_keys[v], uids[i], true, &sent);
+		if (!ok || !append_forget("txs:", uids[i], false, &sent))
 		{
 			redis_fail("forget users", "could not build the command");
 			redis_disconnect();
 			return RS_ERROR;
 		}
-		sent += 3;
 	}
 	for (int i = 0; i < sent; i++)
 	{
@@ -1198,6 +1532,54 @@ redis_forget_users(char **uids, const bool *gone, int n)
 			redis_disconnect();
 			return RS_ERROR;
 		}
+		freeReplyObject(reply);
+	}
+	return RS_OK;
+}
+
+/*
+ * redis_connected().  Deletes the global keys of the layout before Redis
+ * Cluster (sync:version, sync:asof, sync:cursor, sync:checked,
+ * sync:rebuild under this prefix), one UNLINK each; *deleted gets how many
+ * existed.
+ */
+RedisStatus
+redis_forget_legacy(int *deleted)
+{
+	int			n = (int) (sizeof(legacy_keys) / sizeof(legacy_keys[0]));
+
+	*deleted = 0;
+	for (int i = 0; i < n; i++)
+	{
+		size_t		len = prefix_len + strlen(legacy_keys[i]);
+		char	   *k = malloc(len + 1);
+		bool		ok = k != NULL;
+
+		if (ok)
+		{
+			snprintf(k, len + 1, "%s%s", prefix, legacy_keys[i]);
+			ok = redisAppendCommand(ctx, "UNLINK %b", k, len) == REDIS_OK;
+			free(k);
+		}
+		if (!ok)
+		{
+			redis_fail("UNLINK", "could not build the command");
+			redis_disconnect();
+			return RS_ERROR;
+		}
+	}
+	for (int i = 0; i < n; i++)
+	{
+		redisReply *reply = NULL;
+
+		if (redisGetReply(ctx, (void **) &reply) != REDIS_OK ||
+			!reply_ok(reply, "UNLINK"))
+		{
+			redis_disconnect();
+			return RS_ERROR;
+		}
+		if (reply->type == REDIS_REPLY_INTEGER)
+			*deleted += (int) reply->integer;
 		freeReplyObject(reply);
 	}
 	return RS_OK;

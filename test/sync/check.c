@@ -18,17 +18,19 @@
  *			its id, right-aligned in 19 characters
  *			and equal, as jsonb, to the row's {id, amount, balance, action,
  *			metadata, created_at}, with the score = created_at in epoch ms;
- *		and no <P>balance:*, available:*, held:* or <P>txs:* key exists for a
- *		user without an account (an aborted transaction's user, say).
+ *		and no <P>balance:*, available:*, held:* or <P>txs:* key, nor a
+ *		companion of one ("{K}:v" or "{T}:v:K", see sync/keyslot.c), exists
+ *		for a user without an account (an aborted transaction's user, say).
  *
  *	check --monitor --duration-ms D [--prefix P] USER...
- *		Polls the users' balance, <P>sync:version and <P>sync:asof entries
- *		for D ms and exits 1 if any of them ever goes up (balance) or down
- *		(version; the (version, as_of) pair of available:/held:).  For
- *		workloads that only deduct.
+ *		Polls the users' balance and the companions of balance:, available:
+ *		and held: for D ms and exits 1 if any of them ever goes up (balance)
+ *		or down (version; the (version, as_of) pairs of available:/held:).
+ *		For workloads that only deduct.
  *
  * PostgreSQL from the PG* environment, Redis from REDIS_HOST/REDIS_PORT.
- * User ids are handled as byte strings throughout.
+ * User ids are handled as byte strings throughout.  Built with
+ * sync/keyslot.c, for the companion names.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,6 +45,10 @@
 
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
+
+/* sync/keyslot.c */
+#define KEY_COMPANION_MAX(len)	((len) + 16)
+extern size_t key_companion(char *dst, const char *key, size_t len);
 
 typedef struct User
 {
@@ -148,6 +154,20 @@ key(const char *name, const char *uid, size_t uid_len, size_t *len)
 	*len = prefix_len + nl + uid_len;
 	k[*len] = '\0';
 	return k;
+}
+
+/* name + uid's companion key (malloc'd); *len gets its length */
+static char *
+companion(const char *name, const char *uid, size_t uid_len, size_t *len)
+{
+	size_t		kl;
+	char	   *k = key(name, uid, uid_len, &kl);
+	char	   *c = malloc(KEY_COMPANION_MAX(kl) + 1);
+
+	*len = key_companion(c, k, kl);
+	c[*len] = '\0';
+	free(k);
+	return c;
 }
 
 /* The 19 characters at p are blanks, then at least one digit, then digits. */
@@ -440,19 +460,39 @@ check_once(void)
 		{
 			redisReply *k = r->element[1]->element[j];
 			const char *names[4] = {"balance:", "txs:", "available:", "held:"};
+			const char *ks = k->str;
+			size_t		kl = (size_t) k->len;
 
-			if ((size_t) k->len < prefix_len || memcmp(k->str, prefix, prefix_len) != 0)
+			/* a companion: check the reader key named in it */
+			if (kl > 4 && ks[0] == '{' && memcmp(ks + kl - 3, "}:v", 3) == 0 &&
+				memchr(ks, '}', kl - 3) == NULL)
+			{
+				ks++;
+				kl -= 4;
+			}
+			else if (kl > 0 && ks[0] == '{')
+			{
+				const char *close = memchr(ks, '}', kl);
+
+				if (close != NULL && (size_t) (close - ks) + 4 <= kl &&
+					memcmp(close, "}:v:", 4) == 0)
+				{
+					kl -= (size_t) (close - ks) + 4;
+					ks = close + 4;
+				}
+			}
+			if (kl < prefix_len || memcmp(ks, prefix, prefix_len) != 0)
 				continue;
 			for (int t = 0; t < 4; t++)
 			{
 				size_t		nl = strlen(names[t]);
 				User		probe;
 
-				if ((size_t) k->len - prefix_len < nl ||
-					memcmp(k->str + prefix_len, names[t], nl) != 0)
+				if (kl - prefix_len < nl ||
+					memcmp(ks + prefix_len, names[t], nl) != 0)
 					continue;
-				probe.uid = k->str + prefix_len + nl;
-				probe.uid_len = (size_t) k->len - prefix_len - nl;
+				probe.uid = ks + prefix_len + nl;
+				probe.uid_len = kl - prefix_len - nl;
 				if (bsearch(&probe, users, (size_t) n, sizeof(User), cmp_user) == NULL)
 					problem("key \"%s\" belongs to no account", q(k->str, (size_t) k->len));
 			}
@@ -465,6 +505,38 @@ check_once(void)
 	return problems;
 }
 
+/*
+ * d is a reply to GET of an available: or held: companion of user uid
+ * ("<version> <as_of>"), *ver and *asof the pair seen last.  Counts a
+ * step back in *bad (printing the first ones) or moves the pair.
+ */
+static void
+monitor_pair(redisReply *d, const char *uid, const char *what,
+			 long long *ver, long long *asof, int *bad)
+{
+	long long	dv = 0,
+				da = 0;
+
+	if (d->type != REDIS_REPLY_STRING)
+		return;
+	if (sscanf(d->str, "%lld %lld", &dv, &da) != 2)
+	{
+		if ((*bad)++ < 10)
+			printf("user %s: malformed %s companion \"%s\"\n", uid, what, d->str);
+	}
+	else if (dv < *ver || (dv == *ver && da < *asof))
+	{
+		if ((*bad)++ < 10)
+			printf("user %s went back: %s (version, as_of) (%lld, %lld) -> (%lld, %lld)\n",
+				   uid, what, *ver, *asof, dv, da);
+	}
+	else
+	{
+		*ver = dv;
+		*asof = da;
+	}
+}
+
 /* --monitor: see the header. */
 static int
 monitor(int argc, char **argv, int first, int duration)
@@ -472,14 +544,9 @@ monitor(int argc, char **argv, int first, int duration)
 	int			nu = argc - first;
 	long long  *bal = calloc((size_t) nu, sizeof(long long));
 	long long  *ver = calloc((size_t) nu, sizeof(long long));
-	long long  *dver = calloc((size_t) nu, sizeof(long long));
-	long long  *dasof = calloc((size_t) nu, sizeof(long long));
+	long long  *pairs = calloc((size_t) nu * 4, sizeof(long long));
 	bool	   *seen = calloc((size_t) nu, sizeof(bool));
 	int64_t		end = now_ms() + duration;
-	size_t		vl;
-	char	   *vk = key("sync:version", "", 0, &vl);
-	size_t		dl;
-	char	   *dk = key("sync:asof", "", 0, &dl);
 	long		polls = 0;
 	int			bad = 0;
 
@@ -487,48 +554,41 @@ monitor(int argc, char **argv, int first, int duration)
 	{
 		for (int i = 0; i < nu; i++)
 		{
-			size_t		bl;
-			char	   *bk = key("balance:", argv[first + i], strlen(argv[first + i]), &bl);
+			const char *u = argv[first + i];
+			size_t		bl,
+						vl,
+						al,
+						hl;
+			char	   *bk = key("balance:", u, strlen(u), &bl);
+			char	   *vk = companion("balance:", u, strlen(u), &vl);
+			char	   *ak = companion("available:", u, strlen(u), &al);
+			char	   *hk = companion("held:", u, strlen(u), &hl);
 
 			redisAppendCommand(rc, "GET %b", bk, bl);
-			redisAppendCommand(rc, "HGET %b %b", vk, vl, argv[first + i], strlen(argv[first + i]));
-			redisAppendCommand(rc, "HGET %b %b", dk, dl, argv[first + i], strlen(argv[first + i]));
+			redisAppendCommand(rc, "GET %b", vk, vl);
+			redisAppendCommand(rc, "GET %b", ak, al);
+			redisAppendCommand(rc, "GET %b", hk, hl);
 			free(bk);
+			free(vk);
+			free(ak);
+			free(hk);
 		}
 		for (int i = 0; i < nu; i++)
 		{
 			redisReply *b = NULL,
 					   *v = NULL,
-					   *d = NULL;
+					   *a = NULL,
+					   *h = NULL;
 
 			if (redisGetReply(rc, (void **) &b) != REDIS_OK ||
 				redisGetReply(rc, (void **) &v) != REDIS_OK ||
-				redisGetReply(rc, (void **) &d) != REDIS_OK)
+				redisGetReply(rc, (void **) &a) != REDIS_OK ||
+				redisGetReply(rc, (void **) &h) != REDIS_OK)
 				die("Redis", rc->errstr);
-			if (d->type == REDIS_REPLY_STRING)
-			{
-				long long	dv = 0,
-							da = 0;
-
-				if (sscanf(d->str, "%lld %lld", &dv, &da) != 2)
-				{
-					if (bad++ < 10)
-						printf("user %s: malformed sync:asof entry \"%s\"\n",
-							   argv[first + i], d->str);
-				}
-				else if (dv < dver[i] || (dv == dver[i] && da < dasof[i]))
-				{
-					if (bad++ < 10)
-						printf("user %s went back: available/held (version, as_of) (%lld, %lld) -> (%lld, %lld)\n",
-							   argv[first + i], dver[i], dasof[i], dv, da);
-				}
-				else
-				{
-					dver[i] = dv;
-					dasof[i] = da;
-				}
-			}
-			freeReplyObject(d);
+			monitor_pair(a, argv[first + i], "available", &pairs[4 * i], &pairs[4 * i + 1], &bad);
+			monitor_pair(h, argv[first + i], "held", &pairs[4 * i + 2], &pairs[4 * i + 3], &bad);
+			freeReplyObject(a);
+			freeReplyObject(h);
 			if (b->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING)
 			{
 				long long	bv = atoll(b->str),
@@ -552,11 +612,8 @@ monitor(int argc, char **argv, int first, int duration)
 	printf("monitor: %ld polls of %d users, %d regressions\n", polls, nu, bad);
 	free(bal);
 	free(ver);
-	free(dver);
-	free(dasof);
+	free(pairs);
 	free(seen);
-	free(vk);
-	free(dk);
 	return bad ? 1 : 0;
 }
 

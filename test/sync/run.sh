@@ -50,6 +50,10 @@ cleanup() {
     kill -KILL "${DPID[$name]}" 2>/dev/null || true
   done
   jobs -p | xargs -r kill 2>/dev/null || true
+  local f
+  for f in "$T"/*.cluster/redis.pid; do
+    [ -s "$f" ] && kill "$(tr -dc 0-9 <"$f")" 2>/dev/null
+  done
   "$REPO/.ci/stack.sh" down >"$T/stack-down.log" 2>&1 || true
   if [ "${KEEP:-0}" = 1 ] || [ "$FAILED" -gt 0 ]; then
     say "run directory kept: $T"
@@ -94,8 +98,8 @@ if [ -z "$(psql -X -At -c "SELECT extversion FROM pg_extension WHERE extname = '
 fi
 
 CHECK=$T/check
-if ! cc -O1 -g -Wall -Wextra -I"$(pg_config --includedir)" -o "$CHECK" \
-  "$REPO/test/sync/check.c" -lpq -lhiredis 2>"$T/check-build.log"; then
+if ! cc -O1 -g -Wall -Wextra -I"$(pg_config --includedir)" -DCREDITS_SYNC_VERSION='"check"' -o "$CHECK" \
+  "$REPO/test/sync/check.c" "$REPO/sync/keyslot.c" -lpq -lhiredis 2>"$T/check-build.log"; then
   cat "$T/check-build.log"
   say "0 passed, 1 failed"
   exit 1
@@ -294,7 +298,14 @@ wait_metric() {
 # Rows reach Redis, with the documented layout; the daemon reports its state.
 test_basic() {
   users b- 20 100000
+  # global keys of the layout before Redis Cluster: deleted by the rebuild
+  rcli HSET "${PREFIX}sync:version" b-1 1 >/dev/null
+  rcli SET "${PREFIX}sync:cursor" "old" >/dev/null
   start_daemon d
+  [ "$(rcli EXISTS "${PREFIX}sync:version" "${PREFIX}sync:cursor")" = 0 ] ||
+    fail "the old layout's sync:version and sync:cursor were not deleted"
+  [ "$(log_count d 'deleted 2 keys of the key layout before Redis Cluster')" = 1 ] ||
+    fail "the deletion of the old layout's keys was not logged"
   sql -c "SELECT credits.credit_deduct('b-' || (i % 20 + 1), i, 'chat_message',
             jsonb_build_object('n', i, 'note', 'row ' || i))
           FROM generate_series(1, 200) i" >/dev/null
@@ -677,20 +688,20 @@ test_redis_rollback() {
     --appendonly no --replicaof 127.0.0.1 "$REDIS_PORT" >/dev/null
   wait_synced "$rport" || return
   # frozen at a state with a cursor covering the 'kept' rows
-  cur_kept=$(rcli --raw GET "${PREFIX}sync:cursor")
+  cur_kept=$(rcli --raw GET "${PREFIX}{sync}:cursor")
   for _ in $(seq 1 100); do
-    [ "$(redis-cli -p "$rport" --raw GET "${PREFIX}sync:cursor")" = "$cur_kept" ] && break
+    [ "$(redis-cli -p "$rport" --raw GET "${PREFIX}{sync}:cursor")" = "$cur_kept" ] && break
     sleep 0.02
   done
   redis-cli -p "$rport" REPLICAOF NO ONE >/dev/null
-  cur_kept=$(redis-cli -p "$rport" --raw GET "${PREFIX}sync:cursor")
+  cur_kept=$(redis-cli -p "$rport" --raw GET "${PREFIX}{sync}:cursor")
   sql -c "SELECT credits.credit_deduct('rb-' || (i % 10 + 1), 1, 'lost in Redis') FROM generate_series(1, 100) i" >/dev/null
   converge || return
   kill -STOP "${DPID[d]}"
   rcli REPLICAOF 127.0.0.1 "$rport" >/dev/null
   wait_synced "$REDIS_PORT" || { kill -CONT "${DPID[d]}"; return; }
   rcli REPLICAOF NO ONE >/dev/null
-  [ "$(rcli --raw GET "${PREFIX}sync:cursor")" = "$cur_kept" ] || fail "Redis did not go back"
+  [ "$(rcli --raw GET "${PREFIX}{sync}:cursor")" = "$cur_kept" ] || fail "Redis did not go back"
   kill -CONT "${DPID[d]}"
   sql -c "SELECT credits.credit_deduct('rb-' || (i % 10 + 1), 1, 'after') FROM generate_series(1, 20) i" >/dev/null
   converge 5000
@@ -764,7 +775,10 @@ test_redis_restart() {
   stop_daemon d
 }
 
-# FLUSHALL while idle and while writing: detected, rebuilt.
+# FLUSHALL while idle and while writing: detected, rebuilt.  While
+# writing, the page in flight may land in the flushed Redis before its
+# cursor call fails; the rebuild after it keeps the version guards, so no
+# balance goes up and no version goes down (the monitor).
 test_flushall() {
   users f- 20 1000000
   start_daemon d
@@ -774,11 +788,16 @@ test_flushall() {
   rcli FLUSHALL >/dev/null
   converge || return
   writer w f- 20 3 400
+  "$CHECK" --monitor --duration-ms 2800 --prefix "$PREFIX" $(printf 'f-%d ' $(seq 1 20)) \
+    >"$T/$CURRENT.monitor" 2>&1 &
+  local mon=$!
   sleep 1
   rcli FLUSHALL >/dev/null
   sleep 0.7
   rcli FLUSHALL >/dev/null
   wait_writer w
+  wait "$mon" || fail "a value went back across a flush: $(head -n 3 "$T/$CURRENT.monitor")"
+  note "$(tail -n 1 "$T/$CURRENT.monitor")"
   converge || return
   [ "$(log_count d 'rebuild done')" -ge 3 ] || fail "fewer rebuilds than flushes"
   stop_daemon d
@@ -885,7 +904,10 @@ test_wrong_type() {
   converge || return
   [ "$(log_count d 'had the wrong type')" -eq 2 ] || fail "the wrong txs types were not logged"
   [ "$(log_count d 'HSET .*sync:status.*deleting it')" -eq 1 ] || fail "the wrong status type was not logged"
-  rcli SET "${PREFIX}sync:version" "not a hash" >/dev/null
+  # companions (version guards) of the wrong type count as missing
+  rcli HSET "{${PREFIX}balance:y-1}:v" f v >/dev/null
+  rcli SADD "{${PREFIX}available:y-2}:v" x >/dev/null
+  rcli SET "{${PREFIX}held:y-3}:v" "not a version" >/dev/null
   sql -c "SELECT credits.credit_deduct('y-' || i, 1, 'again') FROM generate_series(1, 5) i" >/dev/null
   converge || return
   alive d || fail "daemon died"
@@ -1205,8 +1227,8 @@ test_expiry() {
   start_daemon d
   converge || return
   local id exp cur0 chk0
-  cur0=$(rcli --raw GET "${PREFIX}sync:cursor")
-  chk0=$(rcli --raw GET "${PREFIX}sync:checked")
+  cur0=$(rcli --raw GET "${PREFIX}{sync}:cursor")
+  chk0=$(rcli --raw GET "${PREFIX}{sync}:checked")
   [ -n "$chk0" ] || fail "no sync:checked after the rebuild"
   id=$(sql -c "SELECT hold_id FROM credits.credit_hold('exp-1', 400, 'video_generation', ttl => '5 seconds')")
   exp=$(sql -c "SELECT floor(extract(epoch FROM expires_at) * 1000)::int8 FROM credits.holds WHERE id = $id")
@@ -1239,9 +1261,9 @@ test_expiry() {
   # replay: an old cursor and an old sync:checked of this epoch replay
   # every event and expiry; nothing goes back, everything converges
   local ep
-  ep=$(rcli --raw GET "${PREFIX}sync:cursor" | cut -d' ' -f1)
-  [ -n "$cur0" ] && rcli SET "${PREFIX}sync:cursor" "$ep ${cur0#* }" >/dev/null
-  rcli SET "${PREFIX}sync:checked" "$chk0" >/dev/null
+  ep=$(rcli --raw GET "${PREFIX}{sync}:cursor" | cut -d' ' -f1)
+  [ -n "$cur0" ] && rcli SET "${PREFIX}{sync}:cursor" "$ep ${cur0#* }" >/dev/null
+  rcli SET "${PREFIX}{sync}:checked" "$chk0" >/dev/null
   "$CHECK" --monitor --duration-ms 1500 --prefix "$PREFIX" exp-1 exp-2 exp-3 \
     >"$T/$CURRENT.monitor" 2>&1 &
   local mon=$!
@@ -1300,10 +1322,17 @@ test_checks_can_fail() {
   rcli SET "${PREFIX}balance:nobody" 1 >/dev/null
   "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >"$T/$CURRENT.out" && fail "checker missed a key of no account"
   grep -q 'belongs to no account' "$T/$CURRENT.out" || fail "checker did not name the key of no account"
+  rcli DEL "${PREFIX}balance:nobody" >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null || fail "checker fails a repaired Redis"
+  rcli SET "{${PREFIX}held:nobody}:v" "1 1" >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null && fail "checker missed a companion of no account"
+  rcli DEL "{${PREFIX}held:nobody}:v" >/dev/null
+  rcli SET "{9}:v:${PREFIX}balance:no}body" 1 >/dev/null
+  "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null && fail "checker missed a companion {T}:v:K of no account"
   rcli FLUSHALL >/dev/null
   "$CHECK" --prefix "$PREFIX" --timeout-ms 0 >/dev/null && fail "checker missed an empty Redis"
   # the monitor: a balance that goes up is a regression
-  rcli HSET "${PREFIX}sync:version" c-1 5 >/dev/null
+  rcli SET "{${PREFIX}balance:c-1}:v" 5 >/dev/null
   rcli SET "${PREFIX}balance:c-1" 10 >/dev/null
   "$CHECK" --monitor --duration-ms 1500 --prefix "$PREFIX" c-1 >"$T/$CURRENT.mon" 2>&1 &
   local mon=$!
@@ -1311,11 +1340,11 @@ test_checks_can_fail() {
   rcli SET "${PREFIX}balance:c-1" 11 >/dev/null
   wait $mon && fail "monitor missed a balance going up"
   # ... and so is a (version, as_of) of available:/held: that goes down
-  rcli HSET "${PREFIX}sync:asof" c-1 "5 2000" >/dev/null
+  rcli SET "{${PREFIX}available:c-1}:v" "5 2000" >/dev/null
   "$CHECK" --monitor --duration-ms 1500 --prefix "$PREFIX" c-1 >"$T/$CURRENT.mon" 2>&1 &
   mon=$!
   sleep 0.5
-  rcli HSET "${PREFIX}sync:asof" c-1 "5 1999" >/dev/null
+  rcli SET "{${PREFIX}available:c-1}:v" "5 1999" >/dev/null
   wait $mon && fail "monitor missed an as_of going back"
 }
 
@@ -1355,9 +1384,151 @@ test_valgrind() {
   grep -q 'ERROR SUMMARY: 0 errors' "$vg" || fail "valgrind reported errors (see $vg)"
 }
 
+# cluster_start: a redis-server in cluster mode on a free loopback port
+# ($CPORT; its cluster bus is on CPORT + 10000, so below 55536) that owns
+# all 16384 slots, with cluster_state:ok.
+cluster_start() {
+  local d=$T/$CURRENT.cluster i
+  CPORT=$((46000 + REDIS_PORT % 1000))
+  while port_in_use "$CPORT" || port_in_use $((CPORT + 10000)); do CPORT=$((CPORT + 1)); done
+  mkdir -p "$d"
+  redis-server --bind 127.0.0.1 --port "$CPORT" --cluster-enabled yes \
+    --cluster-config-file "$d/nodes.conf" --dir "$d" --daemonize yes \
+    --pidfile "$d/redis.pid" --logfile "$d/redis.log" --save "" --appendonly no >/dev/null ||
+    { fail "could not start redis-server in cluster mode"; return 1; }
+  for i in $(seq 1 100); do [ "$(redis-cli -p "$CPORT" PING 2>/dev/null)" = PONG ] && break; sleep 0.05; done
+  [ "$(redis-cli -p "$CPORT" CLUSTER ADDSLOTSRANGE 0 16383)" = OK ] ||
+    { fail "CLUSTER ADDSLOTSRANGE failed"; return 1; }
+  for i in $(seq 1 200); do
+    redis-cli -p "$CPORT" CLUSTER INFO | tr -d '\r' | grep -q '^cluster_state:ok$' && return 0
+    sleep 0.05
+  done
+  fail "the cluster-mode Redis never reached cluster_state:ok"
+  return 1
+}
+
+cluster_stop() { redis-cli -p "$CPORT" SHUTDOWN NOSAVE >/dev/null 2>&1; }
+
+# The daemon's hash slots (sync/keyslot.c) are Redis Cluster's: CLUSTER
+# KEYSLOT of a cluster-mode redis-server, for a few hundred keys with hash
+# tags, empty, nested and unbalanced braces; and every companion key the
+# daemon names is in its key's slot.
+test_keyslot() {
+  cluster_start || return
+  local keys=(123456789 foo '{user1000}.following' '{}' '{}x' 'a{}b' '{a}' 'a{b}c' '{{x}}'
+    '{a{b}c}' 'a{}{b}' '}{' '{a' 'a}' '{' '}' '}{a}' '{}{a}' 'balance:a}b' 'balance:{x}'
+    'x{y}z{w}' 't1:balance:{"json": 1}' 'ü{é}' '{ユーザー}🙂' "$(printf 'z%.0s' $(seq 1 300))")
+  local alphabet='ab{}:x1' i j k len out slot comp want=() bad=0 tagged=0
+  for i in $(seq 1 300); do
+    k="" len=$((RANDOM % 14 + 1))
+    for ((j = 0; j < len; j++)); do k+=${alphabet:$((RANDOM % ${#alphabet})):1}; done
+    keys+=("$k")
+  done
+  out=$("$BIN" --keyslot "${keys[@]}") || { fail "credits-sync --keyslot failed"; cluster_stop; return; }
+  [ "$(wc -l <<<"$out")" -eq "${#keys[@]}" ] || { fail "--keyslot printed $(wc -l <<<"$out") lines for ${#keys[@]} keys"; cluster_stop; return; }
+  # CLUSTER KEYSLOT of each key and of its companion, in one redis-cli
+  # (every byte hex-escaped in a quoted argument)
+  i=0
+  while IFS=$'\t' read -r slot comp; do
+    printf '%s\0%s\0' "${keys[$i]}" "$comp"
+    i=$((i + 1))
+  done <<<"$out" | /usr/bin/python3 -c '
+import sys
+for k in sys.stdin.buffer.read().split(b"\0")[:-1]:
+    print("CLUSTER KEYSLOT \"" + "".join("\\x%02x" % b for b in k) + "\"")' >"$T/$CURRENT.cmds"
+  mapfile -t want < <(redis-cli -p "$CPORT" <"$T/$CURRENT.cmds")
+  [ "${#want[@]}" -eq $((2 * ${#keys[@]})) ] || { fail "redis-cli answered ${#want[@]} lines for $((2 * ${#keys[@]})) commands"; cluster_stop; return; }
+  i=0
+  while IFS=$'\t' read -r slot comp; do
+    k=${keys[$i]}
+    [[ "$k" =~ \{[^}]+\} ]] && tagged=$((tagged + 1))
+    if [ "$slot" != "${want[$((2 * i))]}" ] || [ "${want[$((2 * i + 1))]}" != "${want[$((2 * i))]}" ]; then
+      bad=$((bad + 1))
+      [ $bad -le 5 ] && fail "key '$k': slot $slot, CLUSTER KEYSLOT ${want[$((2 * i))]}; companion '$comp' in slot ${want[$((2 * i + 1))]}"
+    fi
+    i=$((i + 1))
+  done <<<"$out"
+  note "${#keys[@]} keys ($tagged with a hash tag), $bad differences"
+  # the companion of a key without "}" is "{K}:v"
+  [ "$("$BIN" --keyslot 't1:balance:u-1' | cut -f2)" = '{t1:balance:u-1}:v' ] ||
+    fail "the companion of t1:balance:u-1 is not {t1:balance:u-1}:v"
+  cluster_stop
+}
+
+# The daemon against a Redis in cluster mode (one node owning every slot,
+# so no routing is needed, but a script call whose keys span two slots is
+# refused with CROSSSLOT): first, that the old layout's calls are refused
+# here; then rows,
+# holds and expiries of many users (ids with braces share slots, so one
+# call carries several users), a mistyped txs key, a FLUSHALL during
+# writes, a history rebuild that replaces everything and deletes a gone
+# user's keys, and a new prefix: Redis equals PostgreSQL each time and the
+# daemon logs no error.
+test_cluster() {
+  cluster_start || return
+  local out c=(redis-cli -p "$CPORT") log=$T/$CURRENT.d.log
+  out=$("${c[@]}" EVAL "redis.call('SET', KEYS[1], 1); return redis.call('SET', KEYS[2], 1)" 2 \
+    "${PREFIX}balance:u-1" "${PREFIX}balance:u-2" 2>&1)
+  grep -q CROSSSLOT <<<"$out" || fail "two users' keys in one call were not refused: $out"
+  out=$("${c[@]}" EVAL "return redis.call('HSET', KEYS[2], 'u-1', 1)" 2 \
+    "${PREFIX}balance:u-1" "${PREFIX}sync:version" 2>&1)
+  grep -q CROSSSLOT <<<"$out" || fail "a user's key with a global key was not refused: $out"
+  [ "$("${c[@]}" DBSIZE)" = 0 ] || fail "a refused call wrote"
+
+  users cl- 300 1000000
+  sql -c "SELECT credits.credit_init(id, 1000) FROM unnest(ARRAY['{x}', 'a}b', '{}', 'cl{7}a', 'cl{7}b', 'cl{7}c', '{\"json\": 1}']) id" >/dev/null
+  REDIS_PORT=$CPORT start_daemon d --redis-port "$CPORT"
+  sql -c "SELECT credits.credit_deduct(u, 1, 'c', jsonb_build_object('i', i))
+          FROM generate_series(1, 3) i, (SELECT user_id u FROM credits.accounts WHERE user_id LIKE 'cl%' OR user_id LIKE '%{%' OR user_id LIKE '%}%') a" >/dev/null
+  sql -c "SELECT credits.credit_hold('cl-' || i, 5, 'h', ttl => '1 second') FROM generate_series(1, 20) i" >/dev/null
+  sql -c "SELECT credits.credit_grant('cl{7}a', 50, 'promo', now() + interval '1 second')" >/dev/null
+  REDIS_PORT=$CPORT converge 4000 || return
+  # one slot for every key of cl{7}a, cl{7}b, cl{7}c and their companions
+  [ "$("${c[@]}" CLUSTER COUNTKEYSINSLOT "$("${c[@]}" CLUSTER KEYSLOT 7)")" -ge 21 ] ||
+    fail "the keys of the users tagged {7} are not in one slot"
+  [ "$("${c[@]}" --raw GET "{${PREFIX}balance:cl-1}:v")" = "$(sql -c "SELECT version FROM credits.accounts WHERE user_id = 'cl-1'")" ] ||
+    fail "the companion {${PREFIX}balance:cl-1}:v does not hold cl-1's version"
+  # expiries followed, a mistyped txs key repaired, writes while flushed
+  sleep 1.2
+  REDIS_PORT=$CPORT converge 4000 || return
+  "${c[@]}" SET "${PREFIX}txs:cl-2" oops >/dev/null
+  sql -c "SELECT credits.credit_deduct('cl-2', 1, 'after oops')" >/dev/null
+  REDIS_PORT=$CPORT converge 4000 || return
+  [ "$(log_count d 'txs key of user "cl-2" had the wrong type')" = 1 ] || fail "the mistyped txs key was not repaired and logged"
+  writer w cl- 300 3 300
+  sleep 1
+  "${c[@]}" FLUSHALL >/dev/null
+  wait_writer w
+  REDIS_PORT=$CPORT converge 4000 || return
+  [ "$(log_count d 'rebuild done')" -ge 2 ] || fail "no rebuild after FLUSHALL"
+  # a history rebuild (the cursor names another system): replaces every
+  # value, and deletes the keys and companions of a user without account
+  stop_daemon d
+  "${c[@]}" SET "${PREFIX}balance:ghost{1}" 5 >/dev/null
+  "${c[@]}" SET "$("$BIN" --keyslot "${PREFIX}balance:ghost{1}" | cut -f2)" 9 >/dev/null
+  "${c[@]}" SET "{${PREFIX}held:ghost-2}:v" "9 9" >/dev/null
+  "${c[@]}" SET "{${PREFIX}balance:cl-3}:v" 999999999 >/dev/null
+  out=$("${c[@]}" --raw GET "${PREFIX}{sync}:cursor")
+  "${c[@]}" SET "${PREFIX}{sync}:cursor" "$(awk '{ sub(/^[0-9]+/, "1", $3); print }' <<<"$out")" >/dev/null
+  REDIS_PORT=$CPORT start_daemon d --redis-port "$CPORT"
+  wait_log d 'history does not extend' 1 || fail "the changed system identifier was not noticed"
+  REDIS_PORT=$CPORT converge 4000 || return
+  [ "$("${c[@]}" --raw GET "{${PREFIX}balance:cl-3}:v")" != 999999999 ] || fail "the history rebuild kept a version from the future"
+  stop_daemon d
+  # a new prefix: a rebuild from scratch
+  PREFIX="${PREFIX}p2:"
+  REDIS_PORT=$CPORT start_daemon d --redis-port "$CPORT"
+  REDIS_PORT=$CPORT converge 4000 || return
+  stop_daemon d
+  grep -n 'ERROR' "$log" | head -n 3 | sed 's/^/      /'
+  [ "$(grep -c 'ERROR' "$log")" = 0 ] || fail "the daemon logged errors against the cluster-mode Redis"
+  grep -q 'CROSSSLOT\|same slot' "$T/$CURRENT.cluster/redis.log" "$log" && fail "a CROSSSLOT error was seen"
+  cluster_stop
+}
+
 ALL_TESTS=(basic wakeup steady_stream out_of_order kill9 lost_notifications pg_restart pg_crash restore_old_copy standby_failover redis_restart redis_rollback
   flushall two_daemons aborted odd_ids wrong_type window signals version_refusal version_1_0 eviction_policy
-  holds expiry metrics layering checks_can_fail long_transaction valgrind)
+  holds expiry metrics layering checks_can_fail keyslot cluster long_transaction valgrind)
 
 run_test() {
   local name=$1 t0
