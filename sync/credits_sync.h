@@ -247,6 +247,26 @@ extern void metrics_write(const char *path, bool force);
 extern int	key_slot(const char *key, size_t len);
 extern size_t key_companion(char *dst, const char *key, size_t len);
 
+/*
+ * The newest ledger row and account event applied so far: ids, and what
+ * identifies the row (the ledger row's chain hash in hex, "-" if it has
+ * none; the event's txid).  0 ids mean none.  Carried in the cursor so
+ * that a history that reused those ids is noticed (main.c,
+ * check_history).  Text form "<lid>:<lhash>/<eid>:<etxid>", parts empty
+ * when unknown.
+ */
+typedef struct SyncAnchor
+{
+	int64_t		lid;
+	char		lhash[72];
+	int64_t		eid;
+	uint64_t	etxid;
+} SyncAnchor;
+
+extern bool anchor_parse(const char *s, SyncAnchor *a);
+extern void anchor_format(const SyncAnchor *a, char *buf, size_t n);
+extern void anchor_merge(SyncAnchor *into, const SyncAnchor *from);
+
 /* ---------------------------------------------- batches (batch.c) */
 
 /* One ledger row: a member of txs:<user> and its score. */
@@ -300,6 +320,7 @@ typedef struct SyncBatch
 	int64_t		event_id;
 	char	   *cur;			/* snapshot the page was read against */
 	uint64_t	lsn;			/* WAL insert position, read after cur */
+	SyncAnchor	anchor;			/* the page's newest ledger row and event */
 } SyncBatch;
 
 extern void batch_clear(SyncBatch *b);
@@ -323,6 +344,7 @@ typedef struct SyncCursor
 	int64_t		ledger_id;
 	uint64_t	event_txid;
 	int64_t		event_id;
+	SyncAnchor	anchor;			/* newest row and event applied so far */
 } SyncCursor;
 
 typedef enum PgStatus
@@ -350,8 +372,9 @@ extern PgStatus pg_take_notifies(int *count);
 extern PgStatus pg_sync_arm(int poll_interval, int *committing);
 extern PgStatus pg_read_page(const SyncCursor *c, int batch_size, SyncBatch *b);
 extern PgStatus pg_rebuild_begin(char **snapshot, char *as_of, size_t as_of_size,
-								 uint64_t *lsn);
+								 uint64_t *lsn, SyncAnchor *anchor);
 extern PgStatus pg_read_history(PgHistory *h);
+extern PgStatus pg_check_anchor(const SyncAnchor *a, char *why, size_t why_size);
 extern PgStatus pg_users_gone(char **uids, int n, bool *gone);
 extern PgStatus pg_rebuild_chunk(const char *after, int nusers, int window,
 								 SyncBatch *b);

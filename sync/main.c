@@ -187,20 +187,22 @@ cursor_clear(SyncCursor *c)
 
 /*
  * e and c are valid.  Returns the malloc'd text stored in {sync}:cursor:
- * "<epoch> <window> <sysid>/<tli>/<lsn> <prev> [<cur> <ltxid> <lid>
- * <etxid> <eid>]".
+ * "<epoch> <window> <sysid>/<tli>/<lsn>/<anchor> <prev> [<cur> <ltxid>
+ * <lid> <etxid> <eid>]", anchor in SyncAnchor's text form.
  */
 static char *
 cursor_format(const char *e, const SyncCursor *c)
 {
-	size_t		n = strlen(e) + strlen(c->prev) + (c->cur ? strlen(c->cur) : 0) + 192;
+	size_t		n = strlen(e) + strlen(c->prev) + (c->cur ? strlen(c->cur) : 0) + 320;
 	char	   *s = malloc(n);
+	char		anchor[128];
 	int			k;
 
 	if (s == NULL)
 		return NULL;
-	k = snprintf(s, n, "%s %d %s/%" PRIu32 "/%" PRIu64 " %s", e, cfg.window,
-				 c->sysid, c->tli, c->lsn, c->prev);
+	anchor_format(&c->anchor, anchor, sizeof(anchor));
+	k = snprintf(s, n, "%s %d %s/%" PRIu32 "/%" PRIu64 "/%s %s", e, cfg.window,
+				 c->sysid, c->tli, c->lsn, anchor, c->prev);
 	if (c->cur != NULL)
 		snprintf(s + k, n - (size_t) k, " %s %" PRIu64 " %" PRId64 " %" PRIu64 " %" PRId64,
 				 c->cur, c->ledger_txid, c->ledger_id, c->event_txid, c->event_id);
@@ -239,7 +241,15 @@ cursor_parse(const char *value, char **e, SyncCursor *c, int *window_out)
 		int			len = 0;
 
 		if (sscanf(fields[2], "%23[0-9]/%" SCNu32 "/%" SCNu64 "%n", sysid,
-				   &c->tli, &c->lsn, &len) != 3 || fields[2][len] != '\0')
+				   &c->tli, &c->lsn, &len) != 3)
+			goto done;
+		/* the anchor; a cursor written before there was one has none */
+		if (fields[2][len] == '/')
+		{
+			if (!anchor_parse(fields[2] + len + 1, &c->anchor))
+				goto done;
+		}
+		else if (fields[2][len] != '\0')
 			goto done;
 		snprintf(c->sysid, sizeof(c->sysid), "%s", sysid);
 	}
@@ -345,6 +355,7 @@ rebuild(RebuildReason why)
 	bool		replace = why == REBUILD_HISTORY;
 	PgHistory	hist;
 	uint64_t	lsn = 0;
+	SyncAnchor	anchor = {0};
 	char		token[64];
 	char	   *snap = NULL;
 	char	   *after = NULL;
@@ -379,7 +390,7 @@ rebuild(RebuildReason why)
 	if (nlegacy > 0)
 		log_info("deleted %d keys of the key layout before Redis Cluster (sync:version, sync:asof, sync:cursor, sync:checked, sync:rebuild)",
 				 nlegacy);
-	if (pg_rebuild_begin(&snap, as_of, sizeof(as_of), &lsn) != PGS_OK)
+	if (pg_rebuild_begin(&snap, as_of, sizeof(as_of), &lsn, &anchor) != PGS_OK)
 	{
 		pg_disconnect();
 		goto done;
@@ -442,6 +453,7 @@ rebuild(RebuildReason why)
 	snprintf(cursor.sysid, sizeof(cursor.sysid), "%s", hist.sysid);
 	cursor.tli = hist.tli;
 	cursor.lsn = lsn;
+	cursor.anchor = anchor;
 	text = cursor.prev ? cursor_format(token, &cursor) : NULL;
 	if (text == NULL)
 		goto done;
@@ -671,6 +683,11 @@ check_history(void)
 	else if (h.next_xid < xid)
 		snprintf(why, sizeof(why), "next transaction id %" PRIu64 " is below the cursor's %" PRIu64,
 				 h.next_xid, xid);
+	else if (pg_check_anchor(&cursor.anchor, why, sizeof(why)) != PGS_OK)
+	{
+		pg_disconnect();
+		return false;
+	}
 	history_checked = true;
 	if (why[0] == '\0')
 		return true;
@@ -718,6 +735,8 @@ sync_page(void)
 	snprintf(next.sysid, sizeof(next.sysid), "%s", cursor.sysid);
 	next.tli = cursor.tli;
 	next.lsn = b.lsn > cursor.lsn ? b.lsn : cursor.lsn;
+	next.anchor = cursor.anchor;
+	anchor_merge(&next.anchor, &b.anchor);
 	if (complete)
 		next.prev = strdup(b.cur);
 	else

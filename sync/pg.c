@@ -142,6 +142,17 @@ static bool was_standby = false;	/* the last connect found a standby */
 	"     ORDER BY " t ".txid, " t ".id LIMIT $7::int8)" \
 	"  ) q ORDER BY q.txid, q.id LIMIT $7::int8"
 
+/*
+ * The anchor (SyncAnchor's text form) of ledger rows l and account events
+ * e: the newest (largest id) of each, with the ledger row's chain hash in
+ * hex ("-" when it has none) and the event's txid.
+ */
+#define SQL_ANCHOR(l, e) \
+	"(coalesce((SELECT x.id::text || ':' || coalesce(encode(x.hash, 'hex'), '-')" \
+	"   FROM " l " x ORDER BY x.id DESC LIMIT 1), '') || '/' ||" \
+	" coalesce((SELECT y.id::text || ':' || y.txid::text" \
+	"   FROM " e " y ORDER BY y.id DESC LIMIT 1), ''))"
+
 #define SQL_PAGE \
 	"WITH s AS MATERIALIZED (" \
 	"  SELECT p.prev, p.cur, txid_snapshot_xmax(p.prev) AS lo," \
@@ -166,7 +177,7 @@ static bool was_standby = false;	/* the last connect found a standby */
 	"        ((SELECT count(*) FROM pl_all) >= $7::int8 OR" \
 	"         (SELECT count(*) FROM pl) < (SELECT count(*) FROM pl_all))::text AS a," \
 	"        ((SELECT count(*) FROM pe) >= $7::int8)::text AS b," \
-	"        NULL::text AS n," \
+	"        " SQL_ANCHOR("pl", "pe") " AS n," \
 	"        s.cur::text AS t," \
 	"        (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8::text AS o FROM s" \
 	" UNION ALL" \
@@ -274,6 +285,16 @@ static bool was_standby = false;	/* the last connect found a standby */
 	"  (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8::text END," \
 	" txid_snapshot_xmax(txid_current_snapshot())::text"
 
+/*
+ * What this server has under the anchor's ids: the ledger row's chain hash
+ * in hex ("-" if it has none) and the event's txid, NULL where no such row
+ * exists.
+ */
+#define SQL_ANCHOR_CHECK \
+	"SELECT (SELECT coalesce(encode(l.hash, 'hex'), '-') FROM credits.ledger l" \
+	"         WHERE l.id = $1::int8)," \
+	"       (SELECT e.txid::text FROM credits.account_events e WHERE e.id = $2::int8)"
+
 /* Prepared once per connection */
 static const struct
 {
@@ -286,6 +307,7 @@ static const struct
 	{"expired", SQL_EXPIRED},
 	{"gone", SQL_GONE},
 	{"history", SQL_HISTORY},
+	{"anchor", SQL_ANCHOR_CHECK},
 };
 
 /* Column numbers of the batch queries */
@@ -691,6 +713,12 @@ batch_fill(SyncBatch *b, const PGresult *res)
 			b->event_more = strcmp(PQgetvalue(res, r, COL_B), "true") == 0;
 			if (!PQgetisnull(res, r, COL_O))
 				b->lsn = strtoull(PQgetvalue(res, r, COL_O), NULL, 10);
+			if (!PQgetisnull(res, r, COL_N) &&
+				!anchor_parse(PQgetvalue(res, r, COL_N), &b->anchor))
+			{
+				pg_fail("read page", "malformed anchor");
+				return false;
+			}
 			continue;
 		}
 
@@ -852,9 +880,10 @@ pg_read_page(const SyncCursor *c, int batch_size, SyncBatch *b)
  */
 PgStatus
 pg_rebuild_begin(char **snapshot, char *as_of, size_t as_of_size,
-				 uint64_t *lsn)
+				 uint64_t *lsn, SyncAnchor *anchor)
 {
 	PGresult   *res;
+	bool		ok;
 
 	*snapshot = NULL;
 	if (!exec_simple("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
@@ -862,13 +891,20 @@ pg_rebuild_begin(char **snapshot, char *as_of, size_t as_of_size,
 		return PGS_RETRY;
 	if (!exec_simple("SELECT pg_current_snapshot()::text,"
 					 " (extract(epoch FROM now()) * 1000000)::int8::text,"
-					 " (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8::text",
+					 " (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8::text, "
+					 SQL_ANCHOR("credits.ledger", "credits.account_events"),
 					 PGRES_TUPLES_OK, &res))
 		return PGS_RETRY;
 	*snapshot = strdup(PQgetvalue(res, 0, 0));
 	snprintf(as_of, as_of_size, "%s", PQgetvalue(res, 0, 1));
 	*lsn = strtoull(PQgetvalue(res, 0, 2), NULL, 10);
+	ok = anchor_parse(PQgetvalue(res, 0, 3), anchor);
 	PQclear(res);
+	if (!ok)
+	{
+		pg_fail("begin rebuild", "malformed anchor");
+		return PGS_RETRY;
+	}
 	return *snapshot ? PGS_OK : PGS_RETRY;
 }
 
@@ -979,6 +1015,50 @@ pg_read_history(PgHistory *h)
 	h->tli = (uint32_t) strtoul(PQgetvalue(res, 0, 2), NULL, 10);
 	h->lsn = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
 	h->next_xid = strtoull(PQgetvalue(res, 0, 4), NULL, 10);
+	PQclear(res);
+	return PGS_OK;
+}
+
+/*
+ * pg_connected().  Checks that this server still has the rows anchor a
+ * names (the newest ledger row and account event the cursor applied),
+ * unchanged.  PGS_OK with why empty if so (or if a names none); PGS_OK
+ * with why set to the difference if not: this is not the history the
+ * cursor followed, although its WAL position and next xid may have passed
+ * the cursor's (a restored copy written to for longer than what it lost).
+ */
+PgStatus
+pg_check_anchor(const SyncAnchor *a, char *why, size_t why_size)
+{
+	char		lid[24],
+				eid[24];
+	const char *params[2] = {lid, eid};
+	PGresult   *res;
+
+	why[0] = '\0';
+	if (a->lid <= 0 && a->eid <= 0)
+		return PGS_OK;
+	snprintf(lid, sizeof(lid), "%" PRId64, a->lid);
+	snprintf(eid, sizeof(eid), "%" PRId64, a->eid);
+	res = PQexecPrepared(conn, "anchor", 2, params, NULL, NULL, 0);
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		pg_fail("check anchor", res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+		PQclear(res);
+		return PGS_RETRY;
+	}
+	if (a->lid > 0 && PQgetisnull(res, 0, 0))
+		snprintf(why, why_size, "ledger row %" PRId64 ", the newest the cursor applied, does not exist",
+				 a->lid);
+	else if (a->lid > 0 && strcmp(PQgetvalue(res, 0, 0), a->lhash) != 0)
+		snprintf(why, why_size, "ledger row %" PRId64 " is not the one the cursor applied (its hash differs)",
+				 a->lid);
+	else if (a->eid > 0 && PQgetisnull(res, 0, 1))
+		snprintf(why, why_size, "account event %" PRId64 ", the newest the cursor applied, does not exist",
+				 a->eid);
+	else if (a->eid > 0 && strtoull(PQgetvalue(res, 0, 1), NULL, 10) != a->etxid)
+		snprintf(why, why_size, "account event %" PRId64 " is not the one the cursor applied (its txid differs)",
+				 a->eid);
 	PQclear(res);
 	return PGS_OK;
 }

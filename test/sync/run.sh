@@ -604,6 +604,43 @@ test_restore_old_copy() {
 # commits).  The daemon, switched to it by SIGHUP, sees the new timeline
 # and rebuilds: Redis equals the new primary, the lost user's keys are
 # gone.  The old primary is started again for the tests that follow.
+# The same restore, but with the daemon stopped meanwhile and more written
+# after the restore than was lost, so that the restored cluster's WAL
+# position and next xid have passed the cursor's before the daemon looks:
+# only the cursor's anchor (the newest ledger row it applied, with its
+# hash) shows that this history is not the one the cursor followed.
+test_restore_more_writes() {
+  users rm- 10 1000
+  start_daemon d
+  sql -c "SELECT credits.credit_deduct('rm-' || (i % 10 + 1), 1, 'before copy') FROM generate_series(1, 100) i" >/dev/null
+  converge || return
+  pg_ctl_do stop
+  rm -rf "$T/pgcopy2"
+  cp -a "$PGDATA_DIR" "$T/pgcopy2" || { fail "could not copy the data directory"; return; }
+  pg_ctl_do start
+  local i
+  for i in $(seq 1 200); do
+    echo "SELECT credits.credit_deduct('rm-$((i % 10 + 1))', 1, 'lost $i');"
+  done | sql >/dev/null || return
+  sql -c "SELECT credits.credit_init('rm-lost', 500)" >/dev/null
+  converge || return
+  stop_daemon d
+  pg_ctl_do stop
+  rm -rf "$PGDATA_DIR"
+  cp -a "$T/pgcopy2" "$PGDATA_DIR" || { fail "could not restore the copy"; return; }
+  rm -rf "$T/pgcopy2"
+  pg_ctl_do start
+  # more than was lost, one transaction each: past the cursor's LSN and xid
+  for i in $(seq 1 1200); do
+    echo "SELECT credits.credit_deduct('rm-$((i % 10 + 1))', 1, 'after restore $i');"
+  done | sql >/dev/null || return
+  start_daemon d
+  wait_log d 'history does not extend' 10 || fail "the daemon did not notice the restore"
+  converge 5000 || return
+  [ -z "$(rcli --raw GET "${PREFIX}balance:rm-lost")" ] || fail "balance:rm-lost survived the restore"
+  stop_daemon d
+}
+
 test_standby_failover() {
   users sb- 10 100000
   local sb=$PGROOT/standby sport=$((PGPORT + 1)) conf=$T/$CURRENT.conf
@@ -1526,7 +1563,7 @@ test_cluster() {
   cluster_stop
 }
 
-ALL_TESTS=(basic wakeup steady_stream out_of_order kill9 lost_notifications pg_restart pg_crash restore_old_copy standby_failover redis_restart redis_rollback
+ALL_TESTS=(basic wakeup steady_stream out_of_order kill9 lost_notifications pg_restart pg_crash restore_old_copy restore_more_writes standby_failover redis_restart redis_rollback
   flushall two_daemons aborted odd_ids wrong_type window signals version_refusal version_1_0 eviction_policy
   holds expiry metrics layering checks_can_fail keyslot cluster long_transaction valgrind)
 
