@@ -118,7 +118,9 @@ for round in $(seq 1 "$ROUNDS"); do
 		users=$USERS; [ "$workload" = hot ] && users=1
 		if [ $((round % 2)) -eq 1 ]; then order="floor_chained floor_ordered"; else order="floor_ordered floor_chained"; fi
 		for v in $order; do
-			run_one "chain/$workload/$v" "$v" "$users"
+			# generic plans for both: the plan cache would otherwise choose,
+			# per connection, between re-planning every call and not
+			PGOPTIONS="-c plan_cache_mode=force_generic_plan" run_one "chain/$workload/$v" "$v" "$users"
 		done
 	done
 done
