@@ -28,6 +28,47 @@ $$;
 -- not chained the way credit_verify expects: run make bench on a database
 -- of its own.)
 
+-- loop_ordered(n), loop_chained(n): the same two statements n times in a
+-- loop (plans cached), on accounts bench-1 .. bench-1000, for make bench's
+-- in-backend CPU per call; their difference is the chain's CPU in a
+-- deduction's statement.
+CREATE FUNCTION credits_bench.loop_ordered(n int)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	FOR i IN 1..n LOOP
+		WITH a AS (
+			UPDATE credits.accounts a SET balance = a.balance - 1,
+				   (last_tx_id, last_tx_at) = (SELECT v.id, v.at FROM (
+						SELECT nextval('credits.ledger_id_seq') AS id,
+							   greatest(clock_timestamp(), a.last_tx_at) AS at) v)
+			 WHERE a.user_id = 'bench-' || (i % 1000 + 1) AND a.balance >= 1
+			RETURNING a.user_id, a.balance, a.last_tx_id, a.last_tx_at)
+		INSERT INTO credits.ledger (id, user_id, amount, balance_after, action, metadata, created_at)
+		SELECT a.last_tx_id, a.user_id, -1, a.balance, 'bench', '{}', a.last_tx_at FROM a;
+	END LOOP;
+END
+$$;
+
+CREATE FUNCTION credits_bench.loop_chained(n int)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	FOR i IN 1..n LOOP
+		WITH a AS (
+			UPDATE credits.accounts a SET balance = a.balance - 1,
+				   (last_tx_id, last_tx_at, last_hash) = (SELECT v.id, v.at,
+						credits.ledger_row_hash(a.last_hash, v.id, a.user_id, -1::bigint,
+							a.balance - 1, 'bench', '{}'::jsonb, NULL::text, v.at,
+							NULL::numeric, NULL::numeric, NULL::numeric)
+					  FROM (SELECT nextval('credits.ledger_id_seq') AS id,
+								   greatest(clock_timestamp(), a.last_tx_at) AS at) v)
+			 WHERE a.user_id = 'bench-' || (i % 1000 + 1) AND a.balance >= 1
+			RETURNING a.user_id, a.balance, a.last_tx_id, a.last_tx_at, a.last_hash)
+		INSERT INTO credits.ledger (id, user_id, amount, balance_after, action, metadata, created_at, hash)
+		SELECT a.last_tx_id, a.user_id, -1, a.balance, 'bench', '{}', a.last_tx_at, a.last_hash FROM a;
+	END LOOP;
+END
+$$;
+
 CREATE FUNCTION credits_bench.plpgsql_deduct(u text, amt bigint)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
