@@ -557,6 +557,31 @@ test_pg_restart() {
   stop_daemon d
 }
 
+# copy_pgdata / restore_pgdata: a cold copy of the data directory (the
+# server is stopped for it and started again), and putting it back.
+copy_pgdata() {
+  pg_ctl_do stop
+  rm -rf "$T/pgcopy"
+  cp -a "$PGDATA_DIR" "$T/pgcopy" || { fail "could not copy the data directory"; pg_ctl_do start; return 1; }
+  pg_ctl_do start
+}
+restore_pgdata() {
+  pg_ctl_do stop
+  rm -rf "$PGDATA_DIR"
+  cp -a "$T/pgcopy" "$PGDATA_DIR" || { fail "could not restore the copy"; return 1; }
+  rm -rf "$T/pgcopy"
+  pg_ctl_do start
+}
+
+# deduct_each PREFIX NUSERS N WHAT: N deductions of 1 from PREFIX1..NUSERS,
+# one transaction each.
+deduct_each() {
+  local i
+  for i in $(seq 1 "$3"); do
+    echo "SELECT credits.credit_deduct('$1$((i % $2 + 1))', 1, '$4 $i');"
+  done | sql >/dev/null
+}
+
 # PostgreSQL goes back in time under a running daemon and a running Redis:
 # a cold copy of the data directory, taken earlier, is restored, and fewer
 # rows are written than were lost (so ids and txids are reused).  The
@@ -568,24 +593,15 @@ test_restore_old_copy() {
   start_daemon d
   sql -c "SELECT credits.credit_deduct('rw-' || (i % 10 + 1), 1, 'before copy') FROM generate_series(1, 100) i" >/dev/null
   converge || return
-  pg_ctl_do stop
-  rm -rf "$T/pgcopy"
-  cp -a "$PGDATA_DIR" "$T/pgcopy" || { fail "could not copy the data directory"; return; }
-  pg_ctl_do start
+  copy_pgdata || return
   # the future that will be lost: 300 transactions, and a new user
-  local i
-  for i in $(seq 1 300); do
-    echo "SELECT credits.credit_deduct('rw-$((i % 10 + 1))', 1, 'lost $i');"
-  done | sql >/dev/null || return
+  deduct_each rw- 10 300 lost || return
   sql -c "SELECT credits.credit_init('rw-lost', 500)" >/dev/null
   sql -c "SELECT credits.credit_deduct('rw-lost', 7, 'lost')" >/dev/null
   converge || return
   [ -n "$(rcli --raw GET "${PREFIX}balance:rw-lost")" ] || fail "rw-lost never reached Redis"
   # restore the old copy
-  pg_ctl_do stop
-  rm -rf "$PGDATA_DIR"
-  cp -a "$T/pgcopy" "$PGDATA_DIR" || { fail "could not restore the copy"; return; }
-  pg_ctl_do start
+  restore_pgdata || return
   # fewer writes than were lost: ids, txids and versions are reused
   sql -c "SELECT credits.credit_deduct('rw-2', 3, 'after restore')" >/dev/null
   sql -c "SELECT credits.credit_deduct('rw-1', 2, 'after restore')" >/dev/null
@@ -597,13 +613,6 @@ test_restore_old_copy() {
   stop_daemon d
 }
 
-# A streaming standby made with pg_basebackup: a daemon pointed at it
-# refuses it (a clear error, nothing written) and waits.  The standby is
-# then left behind while the primary writes on (more rows, a new user),
-# and promoted after the primary stops (a failover that loses the last
-# commits).  The daemon, switched to it by SIGHUP, sees the new timeline
-# and rebuilds: Redis equals the new primary, the lost user's keys are
-# gone.  The old primary is started again for the tests that follow.
 # The same restore, but with the daemon stopped meanwhile and more written
 # after the restore than was lost, so that the restored cluster's WAL
 # position and next xid have passed the cursor's before the daemon looks:
@@ -614,26 +623,14 @@ test_restore_more_writes() {
   start_daemon d
   sql -c "SELECT credits.credit_deduct('rm-' || (i % 10 + 1), 1, 'before copy') FROM generate_series(1, 100) i" >/dev/null
   converge || return
-  pg_ctl_do stop
-  rm -rf "$T/pgcopy2"
-  cp -a "$PGDATA_DIR" "$T/pgcopy2" || { fail "could not copy the data directory"; return; }
-  pg_ctl_do start
-  local i
-  for i in $(seq 1 200); do
-    echo "SELECT credits.credit_deduct('rm-$((i % 10 + 1))', 1, 'lost $i');"
-  done | sql >/dev/null || return
+  copy_pgdata || return
+  deduct_each rm- 10 200 lost || return
   sql -c "SELECT credits.credit_init('rm-lost', 500)" >/dev/null
   converge || return
   stop_daemon d
-  pg_ctl_do stop
-  rm -rf "$PGDATA_DIR"
-  cp -a "$T/pgcopy2" "$PGDATA_DIR" || { fail "could not restore the copy"; return; }
-  rm -rf "$T/pgcopy2"
-  pg_ctl_do start
+  restore_pgdata || return
   # more than was lost, one transaction each: past the cursor's LSN and xid
-  for i in $(seq 1 1200); do
-    echo "SELECT credits.credit_deduct('rm-$((i % 10 + 1))', 1, 'after restore $i');"
-  done | sql >/dev/null || return
+  deduct_each rm- 10 1200 'after restore' || return
   start_daemon d
   wait_log d 'history does not extend' 10 || fail "the daemon did not notice the restore"
   converge 5000 || return
@@ -641,6 +638,13 @@ test_restore_more_writes() {
   stop_daemon d
 }
 
+# A streaming standby made with pg_basebackup: a daemon pointed at it
+# refuses it (a clear error, nothing written) and waits.  The standby is
+# then left behind while the primary writes on (more rows, a new user),
+# and promoted after the primary stops (a failover that loses the last
+# commits).  The daemon, switched to it by SIGHUP, sees the new timeline
+# and rebuilds: Redis equals the new primary, the lost user's keys are
+# gone.  The old primary is started again for the tests that follow.
 test_standby_failover() {
   users sb- 10 100000
   local sb=$PGROOT/standby sport=$((PGPORT + 1)) conf=$T/$CURRENT.conf
