@@ -655,7 +655,7 @@ test_standby_failover() {
   converge || return
   rm -rf "$sb"
   (cd / && runuser -u postgres -- "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PGPORT" -U postgres \
-    -D "$sb" -R -X stream) >"$T/$CURRENT.basebackup" 2>&1 ||
+    -D "$sb" -R -X stream -c fast) >"$T/$CURRENT.basebackup" 2>&1 ||
     { fail "pg_basebackup failed: $(tail -n 2 "$T/$CURRENT.basebackup")"; return; }
   (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$sb" -w -t 60 -s -l "$sb/postgresql.log" \
     -o "-p $sport -c unix_socket_directories='$PGROOT'" start) || { fail "the standby did not start"; return; }
