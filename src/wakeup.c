@@ -34,8 +34,8 @@
  * writers are.  sync_arm() returns 0 when both drained: every writer that
  * may have missed the flag is visible, the daemon's next poll sees it, and
  * then it can wait (sync/main.c).  This depends neither on the oldest
- * transaction in progress (a transaction held open, or prepared, is not
- * counted until it reaches pre-commit) nor on a moment when no writer is
+ * transaction in progress (a transaction held open is not counted until
+ * it reaches pre-commit) nor on a moment when no writer is
  * committing, which a steady stream of writers never leaves.  (The daemon
  * used to wait for a snapshot's xmin to pass the next xid, which an old
  * transaction held back without limit, and then for a single count of
@@ -43,7 +43,11 @@
  * read 4 every time (test/sync/run.sh, steady_stream), and after
  * poll_interval it slept anyway, so a commit that had missed the flag
  * waited for the next writer's notification or the safety poll.)  If a
- * transaction that took the flag aborts, the flag is set again.
+ * transaction that took the flag aborts, the flag is set again.  A
+ * prepared transaction is never counted and never notifies (PREPARE ends
+ * the transaction here; COMMIT PREPARED runs no pre-commit for its work):
+ * its rows are seen by the daemon's next poll, at most poll_interval
+ * after the commit.
 
  * The flag lives in shared memory only when the library is preloaded
  * (shared_preload_libraries = 'credits').  Otherwise every writing

@@ -35,45 +35,61 @@ batch_clear(SyncBatch *b)
 }
 
 /*
- * Parses "<lid>:<lhash>/<eid>:<etxid>" (either part may be empty) into *a.
- * False, with *a zeroed, if s is malformed.
+ * Reads an unsigned decimal of at most 19 digits (below 2^63) at *p, which
+ * must start with a digit, and advances *p past it.  False if there is
+ * none.
+ */
+static bool
+read_decimal(const char **p, int64_t *out)
+{
+	int64_t		v = 0;
+	int			n = 0;
+
+	while (**p >= '0' && **p <= '9')
+	{
+		if (++n > 18 && v > (INT64_MAX - (**p - '0')) / 10)
+			return false;
+		v = v * 10 + (**p - '0');
+		(*p)++;
+	}
+	*out = v;
+	return n > 0;
+}
+
+/*
+ * Parses "<lid>:<lhash>/<eid>:<etxid>" (either part may be empty; lhash is
+ * 64 lowercase hex digits, or "-") into *a.  False, with *a zeroed, if s is
+ * malformed.
  */
 bool
 anchor_parse(const char *s, SyncAnchor *a)
 {
-	const char *slash = strchr(s, '/');
-	const char *p;
-	char	   *end;
+	const char *p = s;
+	int64_t		v;
 
 	memset(a, 0, sizeof(*a));
-	if (slash == NULL)
-		return false;
-	if (slash != s)
+	if (*p != '/')
 	{
 		size_t		hlen;
 
-		a->lid = strtoll(s, &end, 10);
-		if (end == s || *end != ':' || a->lid <= 0)
+		if (!read_decimal(&p, &a->lid) || a->lid <= 0 || *p++ != ':')
 			goto bad;
-		p = end + 1;
-		hlen = (size_t) (slash - p);
-		if (hlen == 0 || hlen >= sizeof(a->lhash))
+		hlen = strcspn(p, "/");
+		if (!(hlen == 1 && *p == '-') &&
+			!(hlen == 64 && strspn(p, "0123456789abcdef") >= 64))
 			goto bad;
 		memcpy(a->lhash, p, hlen);
 		a->lhash[hlen] = '\0';
-		if (strspn(a->lhash, "0123456789abcdef-") != hlen)
-			goto bad;
+		p += hlen;
 	}
-	p = slash + 1;
+	if (*p++ != '/')
+		goto bad;
 	if (*p != '\0')
 	{
-		a->eid = strtoll(p, &end, 10);
-		if (end == p || *end != ':' || a->eid <= 0)
+		if (!read_decimal(&p, &a->eid) || a->eid <= 0 || *p++ != ':' ||
+			!read_decimal(&p, &v) || *p != '\0')
 			goto bad;
-		p = end + 1;
-		a->etxid = strtoull(p, &end, 10);
-		if (end == p || *end != '\0')
-			goto bad;
+		a->etxid = (uint64_t) v;
 	}
 	return true;
 bad:
@@ -81,7 +97,10 @@ bad:
 	return false;
 }
 
-/* Writes a's text form into buf (n bytes; 128 are always enough). */
+/*
+ * Writes a's text form into buf (n bytes; 128 are always enough: 19 + 1 +
+ * 64 + 1 + 19 + 1 + 19 characters and the NUL).
+ */
 void
 anchor_format(const SyncAnchor *a, char *buf, size_t n)
 {

@@ -253,12 +253,12 @@ extern size_t key_companion(char *dst, const char *key, size_t len);
  * none; the event's txid).  0 ids mean none.  Carried in the cursor so
  * that a history that reused those ids is noticed (main.c,
  * check_history).  Text form "<lid>:<lhash>/<eid>:<etxid>", parts empty
- * when unknown.
+ * when unknown; a hash that is not 32 bytes reads as "-" (SQL_ANCHOR).
  */
 typedef struct SyncAnchor
 {
 	int64_t		lid;
-	char		lhash[72];
+	char		lhash[65];
 	int64_t		eid;
 	uint64_t	etxid;
 } SyncAnchor;

@@ -18,16 +18,17 @@
  *	   daemon wrote last.  A crash in between only replays the page.
  *	   Repeat while pages have rows, polling every batch_delay ms while
  *	   rows stream in, so that a busy stream is read in pages of many rows.
- *	4. Caught up: follow the wake-up protocol.  Call credits.sync_arm()
- *	   (the next writer to commit sends one NOTIFY).  It returns how many
- *	   writers were, when the flag was set, between reading it and the end
- *	   of their commit: they may have missed the flag and will not notify.
- *	   While that is not 0, poll with short sleeps (1 ms doubling to 20
- *	   ms) and arm again (at most poll_interval ms, then rely on the safety
- *	   poll).  Once it is 0, every such writer is visible, so one more
- *	   empty poll means nothing is missed; then wait for a notification on
- *	   the socket, at most poll_interval ms.  Nothing here depends on the
- *	   oldest transaction in progress (src/wakeup.c).
+ *	4. Caught up: follow the wake-up protocol.  Call credits.sync_arm():
+ *	   it sets the flag (the next writer to commit sends one NOTIFY), then
+ *	   waits, at most 200 ms, for the writers that may have read the flag
+ *	   before it was set to finish their commit (src/wakeup.c), and
+ *	   returns how many had not.  While that is not 0, poll with short
+ *	   sleeps (1 ms doubling to 20 ms) and arm again (at most
+ *	   poll_interval ms, then rely on the safety poll).  Once it is 0,
+ *	   every such writer is visible, so one more empty poll means nothing
+ *	   is missed; then wait for a notification on the socket, at most
+ *	   poll_interval ms.  Nothing here depends on the oldest transaction
+ *	   in progress.
  *
  * Correctness never depends on a notification: the outbox and the cursor
  * are durable, notifications only cut the latency.

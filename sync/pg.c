@@ -143,12 +143,20 @@ static bool was_standby = false;	/* the last connect found a standby */
 	"  ) q ORDER BY q.txid, q.id LIMIT $7::int8"
 
 /*
+ * A ledger row's chain hash in hex, "-" when it is not 32 bytes (none, or
+ * tampered with: the anchor check then compares "-" with "-", and
+ * credit_verify() is what reports the row).
+ */
+#define SQL_HASH_HEX(t) \
+	"CASE WHEN octet_length(" t ".hash) = 32 THEN encode(" t ".hash, 'hex') ELSE '-' END"
+
+/*
  * The anchor (SyncAnchor's text form) of ledger rows l and account events
  * e: the newest (largest id) of each, with the ledger row's chain hash in
- * hex ("-" when it has none) and the event's txid.
+ * hex (SQL_HASH_HEX) and the event's txid.
  */
 #define SQL_ANCHOR(l, e) \
-	"(coalesce((SELECT x.id::text || ':' || coalesce(encode(x.hash, 'hex'), '-')" \
+	"(coalesce((SELECT x.id::text || ':' || " SQL_HASH_HEX("x") \
 	"   FROM " l " x ORDER BY x.id DESC LIMIT 1), '') || '/' ||" \
 	" coalesce((SELECT y.id::text || ':' || y.txid::text" \
 	"   FROM " e " y ORDER BY y.id DESC LIMIT 1), ''))"
@@ -287,11 +295,11 @@ static bool was_standby = false;	/* the last connect found a standby */
 
 /*
  * What this server has under the anchor's ids: the ledger row's chain hash
- * in hex ("-" if it has none) and the event's txid, NULL where no such row
- * exists.
+ * in hex ("-" if it is not 32 bytes) and the event's txid, NULL where no
+ * such row exists.
  */
 #define SQL_ANCHOR_CHECK \
-	"SELECT (SELECT coalesce(encode(l.hash, 'hex'), '-') FROM credits.ledger l" \
+	"SELECT (SELECT " SQL_HASH_HEX("l") " FROM credits.ledger l" \
 	"         WHERE l.id = $1::int8)," \
 	"       (SELECT e.txid::text FROM credits.account_events e WHERE e.id = $2::int8)"
 

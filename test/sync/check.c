@@ -491,7 +491,7 @@ check_once(void)
 				if (kl - prefix_len < nl ||
 					memcmp(ks + prefix_len, names[t], nl) != 0)
 					continue;
-				probe.uid = ks + prefix_len + nl;
+				probe.uid = (char *) (ks + prefix_len + nl);
 				probe.uid_len = kl - prefix_len - nl;
 				if (bsearch(&probe, users, (size_t) n, sizeof(User), cmp_user) == NULL)
 					problem("key \"%s\" belongs to no account", q(k->str, (size_t) k->len));

@@ -1454,6 +1454,20 @@ cluster_stop() { redis-cli -p "$CPORT" SHUTDOWN NOSAVE >/dev/null 2>&1; }
 # KEYSLOT of a cluster-mode redis-server, for a few hundred keys with hash
 # tags, empty, nested and unbalanced braces; and every companion key the
 # daemon names is in its key's slot.
+# The cursor's anchor as sync/batch.c reads and writes it: test/sync/anchor.c
+# checks a table of inputs, malformed and hostile values of {sync}:cursor
+# among them (overflowing ids, signs, blanks, a hash of the wrong length or
+# case), against the one text form each must give or its refusal.
+test_anchor_parse() {
+  cc -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -DCREDITS_SYNC_VERSION='"0.0-test"' \
+    -I"$REPO/sync" -I"$(pg_config --includedir)" -o "$T/anchor" \
+    "$REPO/test/sync/anchor.c" "$REPO/sync/batch.c" >"$T/$CURRENT.build" 2>&1 ||
+    { fail "test/sync/anchor.c does not build: $(head -n 3 "$T/$CURRENT.build")"; return; }
+  local out
+  out=$("$T/anchor") || fail "$out"
+  note "$(tail -n 1 <<<"$out")"
+}
+
 test_keyslot() {
   cluster_start || return
   local keys=(123456789 foo '{user1000}.following' '{}' '{}x' 'a{}b' '{a}' 'a{b}c' '{{x}}'
@@ -1569,7 +1583,7 @@ test_cluster() {
 
 ALL_TESTS=(basic wakeup steady_stream out_of_order kill9 lost_notifications pg_restart pg_crash restore_old_copy restore_more_writes standby_failover redis_restart redis_rollback
   flushall two_daemons aborted odd_ids wrong_type window signals version_refusal version_1_0 eviction_policy
-  holds expiry metrics layering checks_can_fail keyslot cluster long_transaction valgrind)
+  holds expiry metrics layering checks_can_fail anchor_parse keyslot cluster long_transaction valgrind)
 
 run_test() {
   local name=$1 t0
