@@ -199,6 +199,8 @@ port = $PGPORT
 unix_socket_directories = '$PGSOCK_DIR'
 unix_socket_permissions = 0777
 max_connections = 200
+# test/sync prepared_transaction: credits-sync and PREPARE TRANSACTION
+max_prepared_transactions = 8
 shared_buffers = 256MB
 shared_preload_libraries = '$preload'
 # durable commits: the benchmarks measure them

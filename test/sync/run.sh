@@ -407,6 +407,34 @@ test_steady_stream() {
   stop_daemon d
 }
 
+# A prepared transaction never sends the wake-up (PREPARE ends the
+# transaction for src/wakeup.c, and COMMIT PREPARED runs no pre-commit for
+# its work): an idle daemon finds its row at its safety poll, 2 s here,
+# and not before the commit.
+test_prepared_transaction() {
+  users pt- 2 1000
+  start_daemon d --poll-interval 2000
+  converge || return
+  sleep 0.5
+  sql -c "BEGIN" -c "SELECT credits.credit_deduct('pt-1', 7, 'prepared')" \
+    -c "PREPARE TRANSACTION 'credits_sync_pt'" >/dev/null || return
+  sleep 2.5
+  [ "$(rcli --raw GET "${PREFIX}balance:pt-1")" = 1000 ] ||
+    fail "balance:pt-1 changed before COMMIT PREPARED"
+  local t0 t1
+  sql -c "COMMIT PREPARED 'credits_sync_pt'" >/dev/null || return
+  t0=$(now_ms)
+  while [ "$(rcli --raw GET "${PREFIX}balance:pt-1")" != 993 ]; do
+    [ $(($(now_ms) - t0)) -lt 5000 ] || break
+    sleep 0.01
+  done
+  t1=$(now_ms)
+  note "the prepared transaction's row reached Redis $((t1 - t0)) ms after COMMIT PREPARED (safety poll 2000 ms)"
+  [ $((t1 - t0)) -lt 3000 ] || fail "the prepared transaction's row took $((t1 - t0)) ms (safety poll 2000 ms)"
+  converge
+  stop_daemon d
+}
+
 # A transaction that took a lower id commits after later ones: its row
 # still arrives (a max(id) cursor would skip it).
 test_out_of_order() {
@@ -1581,7 +1609,7 @@ test_cluster() {
   cluster_stop
 }
 
-ALL_TESTS=(basic wakeup steady_stream out_of_order kill9 lost_notifications pg_restart pg_crash restore_old_copy restore_more_writes standby_failover redis_restart redis_rollback
+ALL_TESTS=(basic wakeup steady_stream prepared_transaction out_of_order kill9 lost_notifications pg_restart pg_crash restore_old_copy restore_more_writes standby_failover redis_restart redis_rollback
   flushall two_daemons aborted odd_ids wrong_type window signals version_refusal version_1_0 eviction_policy
   holds expiry metrics layering checks_can_fail anchor_parse keyslot cluster long_transaction valgrind)
 
