@@ -19,13 +19,10 @@
 #include "datatype/timestamp.h"
 #include "utils/numeric.h"
 
-/* The locked values of one credits.accounts row. */
 /* billing_args.c */
 extern int64 credits_arg_id(FunctionCallInfo fcinfo, int argno, const char *name);
 extern Interval *credits_arg_ttl(FunctionCallInfo fcinfo, int argno);
 extern Numeric credits_arg_quantity(FunctionCallInfo fcinfo, int argno);
-extern bool credits_arg_future(FunctionCallInfo fcinfo, int argno, const char *name,
-							   TimestampTz *result);
 extern bool credits_arg_time(FunctionCallInfo fcinfo, int argno, const char *name,
 							 TimestampTz *result);
 extern void credits_check_future(const char *name, TimestampTz t);

@@ -77,30 +77,6 @@ credits_arg_quantity(FunctionCallInfo fcinfo, int argno)
 }
 
 /*
- * An optional time in the future (expires_at, ends_at): returns false for
- * NULL; otherwise it must be finite and later than now().
- */
-bool
-credits_arg_future(FunctionCallInfo fcinfo, int argno, const char *name,
-				   TimestampTz *result)
-{
-	TimestampTz t;
-
-	if (PG_ARGISNULL(argno))
-		return false;
-	t = PG_GETARG_TIMESTAMPTZ(argno);
-	if (TIMESTAMP_NOT_FINITE(t))
-		credits_invalid_parameter(name, "must be finite",
-								  "Pass NULL for no end.");
-	if (t <= credits_now())
-		credits_invalid_parameter(name, "must be in the future",
-								  psprintf("The %s given was %s.", name,
-										   timestamptz_to_str(t)));
-	*result = t;
-	return true;
-}
-
-/*
  * An optional finite time (a keyed call's expires_at): returns false for
  * NULL.  Whether it is in the future is checked after the key lookup, by
  * credits_check_future(), so that a retry after that moment still returns
