@@ -155,13 +155,16 @@ done
 # summary pairs each round's two runs (the machine's load drifts; a pair
 # shares it) and reports the medians of the paired differences and ratios.
 PERCALL_ROUNDS=${BENCH_PERCALL_ROUNDS:-21}
-percall() { # LABEL FUNCTION-CALL N [QUERY]
-	local us q=${4:-SELECT count(*) FROM generate_series(1, \$1) g, LATERAL $2 x}
+percall() { # LABEL QUERY N: QUERY does N calls ($1 = N)
+	local us
 	us=$(psql -X -qAt -v ON_ERROR_STOP=1 -c "BEGIN" -c "SET LOCAL search_path = pg_catalog, pg_temp" \
-		-c "SELECT credits_bench.per_call_us(\$q\$$q\$q\$, $3)" \
+		-c "SELECT credits_bench.per_call_us(\$q\$$2\$q\$, $3)" \
 		-c "ROLLBACK")
 	printf '%s\t%s\n' "$1" "$us" >> "$RAW"
 	printf '  %-22s %10.2f CPU us per call\n' "$1" "$us"
+}
+calls() { # FUNCTION-CALL: a query calling it $1 times, on g = 1..$1
+	echo "SELECT count(*) FROM generate_series(1, \$1) g, LATERAL $1 x"
 }
 for round in $(seq 1 "$PERCALL_ROUNDS"); do
 	echo "SET clause and chain, in-backend round $round/$PERCALL_ROUNDS"
@@ -170,11 +173,11 @@ for round in $(seq 1 "$PERCALL_ROUNDS"); do
 		balance)
 			args="('bench-' || (g % 1000 + 1))" n=20000
 			a=percall/balance b=percall/balance_noset
-			with="credits.credit_balance$args" without="credits_bench.balance_noset$args" ;;
+			with=$(calls "credits.credit_balance$args") without=$(calls "credits_bench.balance_noset$args") ;;
 		deduct)
 			args="('bench-' || (g % 1000 + 1), 1, 'bench')" n=2000
 			a=percall/deduct b=percall/deduct_noset
-			with="credits.credit_deduct$args" without="credits_bench.deduct_noset$args" ;;
+			with=$(calls "credits.credit_deduct$args") without=$(calls "credits_bench.deduct_noset$args") ;;
 		chain)
 			# the chain's CPU in a deduction's statement: the ordered and
 			# the chained statement, n times each in a loop
@@ -183,13 +186,7 @@ for round in $(seq 1 "$PERCALL_ROUNDS"); do
 			with="SELECT credits_bench.loop_chained(\$1)"
 			without="SELECT credits_bench.loop_ordered(\$1)" ;;
 		esac
-		if [ "$f" = chain ]; then
-			if [ $((round % 2)) -eq 1 ]; then
-				percall "$a" - $n "$with"; percall "$b" - $n "$without"
-			else
-				percall "$b" - $n "$without"; percall "$a" - $n "$with"
-			fi
-		elif [ $((round % 2)) -eq 1 ]; then
+		if [ $((round % 2)) -eq 1 ]; then
 			percall "$a" "$with" $n; percall "$b" "$without" $n
 		else
 			percall "$b" "$without" $n; percall "$a" "$with" $n
@@ -223,75 +220,7 @@ if $sync_was_running && [ -n "${REDIS_PORT:-}" ]; then
 fi
 
 # Medians and ratios.
-python3 - "$RAW" "$CLIENTS" "$SECONDS_PER_RUN" "$ROUNDS" "$USERS" > "$OUT/summary.md" <<'PY'
-import sys, statistics, collections
-raw, clients, secs, rounds, users = sys.argv[1:]
-runs = collections.defaultdict(list)
-for line in open(raw):
-    label, tps = line.rstrip('\n').split('\t')
-    runs[label].append(float(tps))
-med = {k: statistics.median(v) for k, v in runs.items()}
-print(f"pgbench, {clients} clients, {secs} s per run, median of {rounds} alternating rounds, durable commits; spread = {users} accounts, hot = 1 account; credits-sync stopped (its cost is the last table)")
-print()
-print("| workload | credit_deduct tps | floor tps | PL/pgSQL tps | deduct / floor | deduct / PL/pgSQL |")
-print("|---|---:|---:|---:|---:|---:|")
-for w in ("spread", "hot"):
-    d, f, p = med.get(f"{w}/deduct"), med.get(f"{w}/floor"), med.get(f"{w}/plpgsql")
-    if None in (d, f, p):
-        continue
-    print(f"| {w} | {d:.0f} | {f:.0f} | {p:.0f} | {d/f:.2f} | {d/p:.2f} |")
-def paired(a, b):
-    """medians of the per-round ratio a/b and difference a-b"""
-    ra, rb = runs.get(a, []), runs.get(b, [])
-    n = min(len(ra), len(rb))
-    if n == 0:
-        return None
-    return (statistics.median(x / y for x, y in zip(ra[:n], rb[:n])),
-            statistics.median(x - y for x, y in zip(ra[:n], rb[:n])), n)
-if "setclause/deduct" in runs:
-    print()
-    print("SET search_path = pg_catalog, pg_temp: the functions against the same C functions declared without the clause (medians of per-round pairs):")
-    print()
-    print("| call (pgbench) | clients | with SET tps | without SET tps | with / without |")
-    print("|---|---:|---:|---:|---:|")
-    for f, n in (("balance", 1), ("deduct", int(clients))):
-        p = paired(f"setclause/{f}", f"setclause/{f}_noset")
-        if p:
-            print(f"| credit_{f} | {n} | {med[f'setclause/{f}']:.0f} | {med[f'setclause/{f}_noset']:.0f} | {p[0]:.3f} |")
-if "percall/deduct" in runs:
-    print()
-    print("| call (in one backend) | with SET, CPU us per call | without SET | with / without | the clause, CPU us per call |")
-    print("|---|---:|---:|---:|---:|")
-    for f in ("balance", "deduct"):
-        p = paired(f"percall/{f}", f"percall/{f}_noset")
-        if p:
-            print(f"| credit_{f} ({p[2]} pairs) | {med[f'percall/{f}']:.2f} | {med[f'percall/{f}_noset']:.2f} | {p[0]:.3f} | {p[1]:.2f} |")
-if "chain/spread/floor_chained" in runs or "percall/chain_loop" in runs:
-    print()
-    print("The hash chain: the floor with ordering only (floor_ordered) against the same with the chain (floor_chained); they differ in the chain alone.")
-    print()
-    print("| workload (pgbench, durable) | chained tps | unchained tps | chained / unchained (per-round pairs) | chain cost |")
-    print("|---|---:|---:|---:|---:|")
-    for w in ("spread", "hot"):
-        p = paired(f"chain/{w}/floor_chained", f"chain/{w}/floor_ordered")
-        if p:
-            print(f"| {w} | {med[f'chain/{w}/floor_chained']:.0f} | {med[f'chain/{w}/floor_ordered']:.0f} | {p[0]:.3f} | {(1 - p[0]) * 100:+.1f}% |")
-    p = paired("percall/chain_loop", "percall/ordered_loop")
-    if p and "percall/deduct" in med:
-        d = med["percall/deduct"]
-        print()
-        print("| in one backend, CPU us per call | chained statement | ordered statement | the chain (median of pair differences) | credit_deduct | the chain / credit_deduct |")
-        print("|---|---:|---:|---:|---:|---:|")
-        print(f"| {p[2]} pairs | {med['percall/chain_loop']:.2f} | {med['percall/ordered_loop']:.2f} | {p[1]:.2f} | {d:.2f} | {p[1] / d * 100:.1f}% |")
-if any(k.endswith("+sync") for k in med):
-    print()
-    print("| workload | deduct, credits-sync running | deduct, credits-sync stopped | ratio |")
-    print("|---|---:|---:|---:|")
-    for w in ("spread", "hot"):
-        a, b = med.get(f"{w}/deduct+sync"), med.get(f"{w}/deduct-nosync")
-        if a and b:
-            print(f"| {w} | {a:.0f} | {b:.0f} | {a/b:.2f} |")
-PY
+bench/report.py summary "$RAW" "$CLIENTS" "$SECONDS_PER_RUN" "$ROUNDS" "$USERS" > "$OUT/summary.md"
 echo
 cat "$OUT/summary.md"
 
@@ -307,53 +236,7 @@ done
 # 0.9x with the daemon, mirror CPU <= 20 us per row, lag p99 <= 10 ms at
 # 1,000/s also with an old transaction open, idle < 2% of a core), each
 # with its measured value.
-python3 - "$RAW" "$OUT/sync_targets.tsv" > "$OUT/targets.md" <<'PY'
-import sys, os, statistics, collections
-runs = collections.defaultdict(list)
-for line in open(sys.argv[1]):
-    label, v = line.rstrip('\n').split('\t')
-    runs[label].append(float(v))
-def paired(a, b):
-    ra, rb = runs.get(a, []), runs.get(b, [])
-    n = min(len(ra), len(rb))
-    if n == 0:
-        return None
-    return statistics.median(x / y for x, y in zip(ra[:n], rb[:n])), statistics.median(x - y for x, y in zip(ra[:n], rb[:n]))
-sync = []
-if os.path.exists(sys.argv[2]):
-    for line in open(sys.argv[2]):
-        kind, label, v = line.rstrip('\n').split('\t')
-        sync.append((kind, label, float(v)))
-rows = []
-def row(target, measured, ok):
-    rows.append(f"| {target} | {measured} | {'met' if ok else 'NOT MET'} |")
-for w in ("spread", "hot"):
-    p = paired(f"{w}/deduct", f"{w}/floor")
-    if p:
-        row(f"credit_deduct / floor, {w}, credits-sync stopped >= 1.00", f"{p[0]:.2f}", p[0] >= 1.0)
-for w in ("spread", "hot"):
-    p = paired(f"chain/{w}/floor_chained", f"chain/{w}/floor_ordered")
-    if p:
-        row(f"hash chain cost per durable deduction, {w} <= 3%", f"{(1 - p[0]) * 100:+.1f}%", 1 - p[0] <= 0.03)
-p = paired("percall/chain_loop", "percall/ordered_loop")
-if p and runs.get("percall/deduct"):
-    share = p[1] / statistics.median(runs["percall/deduct"])
-    row("hash chain CPU / credit_deduct CPU (one backend) <= 3%", f"{share * 100:.1f}%", share <= 0.03)
-for w in ("spread", "hot"):
-    p = paired(f"{w}/deduct+sync", f"{w}/deduct-nosync")
-    if p:
-        row(f"writers with credits-sync running / stopped, {w} >= 0.90", f"{p[0]:.2f}", p[0] >= 0.9)
-for kind, label, v in sync:
-    if kind == "mirror_cpu":
-        row(f"mirror CPU per row ({label}) <= 20 us", f"{v:.1f} us", v <= 20)
-    elif kind == "lag_p99" and label.startswith("1,000/s"):
-        row(f"lag p99, {label} <= 10 ms", f"{v:.2f} ms", v <= 10)
-    elif kind == "idle_cpu":
-        row(f"idle CPU, daemon + backend, {label} < 2%", f"{v:.2f}%", v < 2)
-print("| target | measured | |")
-print("|---|---:|---|")
-print("\n".join(rows))
-PY
+bench/report.py targets "$RAW" "$OUT/sync_targets.tsv" > "$OUT/targets.md"
 echo
 echo "Targets:"
 echo

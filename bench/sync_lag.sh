@@ -77,19 +77,18 @@ run() { # label rate clients
 # idle LABEL: CPU of the daemon and its backend over IDLE_SECS with no
 # writes, in % of one core (utime + stime from /proc, in clock ticks).
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# of_core TICKS: TICKS of CPU over IDLE_SECS, in % of one core
+of_core() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v s="$IDLE_SECS" 'BEGIN { printf "%.2f", t * 100 / hz / s }'; }
 idle() {
-  local d b d0 b0 d1 b1 hz pct
+  local d b d0 b0 d1 b1 pct
   d=$(cat "$pidfile")
   b=$(psql -X -Atc "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'credits-sync%' AND backend_type = 'client backend' LIMIT 1")
-  hz=$(getconf CLK_TCK)
   sleep 1
   d0=$(ticks "$d"); b0=$(ticks "$b")
   sleep "$IDLE_SECS"
   d1=$(ticks "$d"); b1=$(ticks "$b")
-  pct=$(awk -v t=$(( (d1 - d0) + (b1 - b0) )) -v hz="$hz" -v s="$IDLE_SECS" 'BEGIN { printf "%.2f", t * 100 / hz / s }')
-  printf '| idle: %s | %s%% | %s%% | %s%% |\n' "$1" \
-    "$(awk -v t=$((d1 - d0)) -v hz="$hz" -v s="$IDLE_SECS" 'BEGIN { printf "%.2f", t * 100 / hz / s }')" \
-    "$(awk -v t=$((b1 - b0)) -v hz="$hz" -v s="$IDLE_SECS" 'BEGIN { printf "%.2f", t * 100 / hz / s }')" "$pct"
+  pct=$(of_core $(( (d1 - d0) + (b1 - b0) )))
+  printf '| idle: %s | %s%% | %s%% | %s%% |\n' "$1" "$(of_core $((d1 - d0)))" "$(of_core $((b1 - b0)))" "$pct"
   printf 'idle_cpu\t%s\t%s\n' "$1" "$pct" >>"$OUT/sync_targets.tsv"
 }
 

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""make bench's reports, from bench/results/raw.tsv ("label<TAB>value" per
+run; bench/run.sh writes it):
+
+  report.py summary RAW CLIENTS SECONDS ROUNDS USERS   the tables of the run
+  report.py targets RAW SYNC_TARGETS_TSV               every target, met or not
+
+Medians of the rounds; ratios and differences of two variants are the
+medians of their per-round pairs (paired), since the machine's load drifts
+and a pair shares it."""
+import collections
+import os
+import statistics
+import sys
+
+
+def load(raw):
+    runs = collections.defaultdict(list)
+    for line in open(raw):
+        label, v = line.rstrip('\n').split('\t')
+        runs[label].append(float(v))
+    return runs
+
+
+def paired(runs, a, b):
+    """medians of the per-round ratio a/b and difference a-b, and the
+    number of pairs"""
+    ra, rb = runs.get(a, []), runs.get(b, [])
+    n = min(len(ra), len(rb))
+    if n == 0:
+        return None
+    return (statistics.median(x / y for x, y in zip(ra[:n], rb[:n])),
+            statistics.median(x - y for x, y in zip(ra[:n], rb[:n])), n)
+
+
+def summary(runs, clients, secs, rounds, users):
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    print(f"pgbench, {clients} clients, {secs} s per run, median of {rounds} alternating rounds, durable commits; spread = {users} accounts, hot = 1 account; credits-sync stopped (its cost is the last table)")
+    print()
+    print("| workload | credit_deduct tps | floor tps | PL/pgSQL tps | deduct / floor | deduct / PL/pgSQL |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for w in ("spread", "hot"):
+        d, f, p = med.get(f"{w}/deduct"), med.get(f"{w}/floor"), med.get(f"{w}/plpgsql")
+        if None in (d, f, p):
+            continue
+        print(f"| {w} | {d:.0f} | {f:.0f} | {p:.0f} | {d/f:.2f} | {d/p:.2f} |")
+    if "setclause/deduct" in runs:
+        print()
+        print("SET search_path = pg_catalog, pg_temp: the functions against the same C functions declared without the clause (medians of per-round pairs):")
+        print()
+        print("| call (pgbench) | clients | with SET tps | without SET tps | with / without |")
+        print("|---|---:|---:|---:|---:|")
+        for f, n in (("balance", 1), ("deduct", int(clients))):
+            p = paired(runs, f"setclause/{f}", f"setclause/{f}_noset")
+            if p:
+                print(f"| credit_{f} | {n} | {med[f'setclause/{f}']:.0f} | {med[f'setclause/{f}_noset']:.0f} | {p[0]:.3f} |")
+    if "percall/deduct" in runs:
+        print()
+        print("| call (in one backend) | with SET, CPU us per call | without SET | with / without | the clause, CPU us per call |")
+        print("|---|---:|---:|---:|---:|")
+        for f in ("balance", "deduct"):
+            p = paired(runs, f"percall/{f}", f"percall/{f}_noset")
+            if p:
+                print(f"| credit_{f} ({p[2]} pairs) | {med[f'percall/{f}']:.2f} | {med[f'percall/{f}_noset']:.2f} | {p[0]:.3f} | {p[1]:.2f} |")
+    if "chain/spread/floor_chained" in runs or "percall/chain_loop" in runs:
+        print()
+        print("The hash chain: the floor with ordering only (floor_ordered) against the same with the chain (floor_chained); they differ in the chain alone.")
+        print()
+        print("| workload (pgbench, durable) | chained tps | unchained tps | chained / unchained (per-round pairs) | chain cost |")
+        print("|---|---:|---:|---:|---:|")
+        for w in ("spread", "hot"):
+            p = paired(runs, f"chain/{w}/floor_chained", f"chain/{w}/floor_ordered")
+            if p:
+                print(f"| {w} | {med[f'chain/{w}/floor_chained']:.0f} | {med[f'chain/{w}/floor_ordered']:.0f} | {p[0]:.3f} | {(1 - p[0]) * 100:+.1f}% |")
+        p = paired(runs, "percall/chain_loop", "percall/ordered_loop")
+        if p and "percall/deduct" in med:
+            d = med["percall/deduct"]
+            print()
+            print("| in one backend, CPU us per call | chained statement | ordered statement | the chain (median of pair differences) | credit_deduct | the chain / credit_deduct |")
+            print("|---|---:|---:|---:|---:|---:|")
+            print(f"| {p[2]} pairs | {med['percall/chain_loop']:.2f} | {med['percall/ordered_loop']:.2f} | {p[1]:.2f} | {d:.2f} | {p[1] / d * 100:.1f}% |")
+    if any(k.endswith("+sync") for k in med):
+        print()
+        print("| workload | deduct, credits-sync running | deduct, credits-sync stopped | ratio |")
+        print("|---|---:|---:|---:|")
+        for w in ("spread", "hot"):
+            a, b = med.get(f"{w}/deduct+sync"), med.get(f"{w}/deduct-nosync")
+            if a and b:
+                print(f"| {w} | {a:.0f} | {b:.0f} | {a/b:.2f} |")
+
+
+def targets(runs, sync_tsv):
+    sync = []
+    if os.path.exists(sync_tsv):
+        for line in open(sync_tsv):
+            kind, label, v = line.rstrip('\n').split('\t')
+            sync.append((kind, label, float(v)))
+    rows = []
+    def row(target, measured, ok):
+        rows.append(f"| {target} | {measured} | {'met' if ok else 'NOT MET'} |")
+    for w in ("spread", "hot"):
+        p = paired(runs, f"{w}/deduct", f"{w}/floor")
+        if p:
+            row(f"credit_deduct / floor, {w}, credits-sync stopped >= 1.00", f"{p[0]:.2f}", p[0] >= 1.0)
+    for w in ("spread", "hot"):
+        p = paired(runs, f"chain/{w}/floor_chained", f"chain/{w}/floor_ordered")
+        if p:
+            row(f"hash chain cost per durable deduction, {w} <= 3%", f"{(1 - p[0]) * 100:+.1f}%", 1 - p[0] <= 0.03)
+    p = paired(runs, "percall/chain_loop", "percall/ordered_loop")
+    if p and runs.get("percall/deduct"):
+        share = p[1] / statistics.median(runs["percall/deduct"])
+        row("hash chain CPU / credit_deduct CPU (one backend) <= 3%", f"{share * 100:.1f}%", share <= 0.03)
+    for w in ("spread", "hot"):
+        p = paired(runs, f"{w}/deduct+sync", f"{w}/deduct-nosync")
+        if p:
+            row(f"writers with credits-sync running / stopped, {w} >= 0.90", f"{p[0]:.2f}", p[0] >= 0.9)
+    for kind, label, v in sync:
+        if kind == "mirror_cpu":
+            row(f"mirror CPU per row ({label}) <= 20 us", f"{v:.1f} us", v <= 20)
+        elif kind == "lag_p99" and label.startswith("1,000/s"):
+            row(f"lag p99, {label} <= 10 ms", f"{v:.2f} ms", v <= 10)
+        elif kind == "idle_cpu":
+            row(f"idle CPU, daemon + backend, {label} < 2%", f"{v:.2f}%", v < 2)
+    print("| target | measured | |")
+    print("|---|---:|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "summary":
+        summary(load(sys.argv[2]), *sys.argv[3:7])
+    elif sys.argv[1] == "targets":
+        targets(load(sys.argv[2]), sys.argv[3])
+    else:
+        sys.exit("usage: report.py summary RAW CLIENTS SECONDS ROUNDS USERS | targets RAW SYNC_TARGETS_TSV")
