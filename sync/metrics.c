@@ -91,6 +91,16 @@ put_head(FILE *f, const char *name, const char *type, const char *help)
 			name, help, name, type);
 }
 
+/* f is open.  Writes counter name (with HELP help), one sample per side. */
+static void
+put_by_side(FILE *f, const char *name, const char *help, const int64_t *counts)
+{
+	put_head(f, name, "counter", help);
+	for (int i = 0; i < NSIDES; i++)
+		fprintf(f, "credits_sync_%s{side=\"%s\"} %" PRId64 "\n",
+				name, status_side_name((SyncSide) i), counts[i]);
+}
+
 /* f is open.  Writes every metric of s. */
 static void
 put_metrics(FILE *f, const SyncStatus *s)
@@ -125,17 +135,10 @@ put_metrics(FILE *f, const SyncStatus *s)
 		fprintf(f, "credits_sync_rebuilds_total{reason=\"%s\"} %" PRId64 "\n",
 				status_reason_name((RebuildReason) i), s->rebuilds[i]);
 
-	put_head(f, "reconnects_total", "counter",
-			 "Connections re-established after a loss, by side.");
-	for (int i = 0; i < NSIDES; i++)
-		fprintf(f, "credits_sync_reconnects_total{side=\"%s\"} %" PRId64 "\n",
-				status_side_name((SyncSide) i), s->reconnects[i]);
-
-	put_head(f, "errors_total", "counter",
-			 "Errors recorded as the last error, by side.");
-	for (int i = 0; i < NSIDES; i++)
-		fprintf(f, "credits_sync_errors_total{side=\"%s\"} %" PRId64 "\n",
-				status_side_name((SyncSide) i), s->errors[i]);
+	put_by_side(f, "reconnects_total",
+				"Connections re-established after a loss, by side.", s->reconnects);
+	put_by_side(f, "errors_total",
+				"Errors recorded as the last error, by side.", s->errors);
 
 	put_head(f, "stale_refused_total", "counter",
 			 "Value writes refused because Redis held a newer version.");
