@@ -62,6 +62,10 @@ static const OptDef options[] = {
 	"Redis password (AUTH); prefer the environment variable"},
 	{"redis-db", 0, "REDIS_DB", OPT_INT, OFF(redis_db), 0, INT_MAX, 0, "N",
 	"Redis database number (default 0)"},
+	{"redis-cluster", 0, "CREDITS_SYNC_REDIS_CLUSTER", OPT_STRING, OFF(redis_cluster), 0, 0, 0, "HOST:PORT,...",
+	"nodes of a Redis Cluster to start from (default: none; a --redis-host in cluster mode is used as one)"},
+	{"partition", 0, "CREDITS_SYNC_PARTITION", OPT_STRING, OFF(partition), 0, 0, 0, "P/N",
+	"this database is partition P of N (a power of two): own global keys, only its users' keys touched"},
 	{"prefix", 0, "CREDITS_SYNC_PREFIX", OPT_STRING, OFF(prefix), 0, 0, 0, "PREFIX",
 	"prefix of every Redis key (default none)"},
 	{"window", 'w', "CREDITS_SYNC_WINDOW", OPT_INT, OFF(window), 1, MAX_WINDOW, 0, "N",
@@ -365,6 +369,13 @@ config_load(SyncConfig *cfg, int argc, char **argv)
 
 	if (!parse_args(cfg, argc, argv, false))
 		goto fail;
+	if (cfg->partition != NULL && cfg->partition[0] != '\0' &&
+		!partition_parse(cfg->partition, &cfg->part_index, &cfg->part_count))
+	{
+		log_error("invalid value \"%s\" for partition: must be P/N, N a power of two from 1 to 65536 and P from 0 to N - 1",
+				  cfg->partition);
+		goto fail;
+	}
 	return true;
 
 fail:
@@ -383,6 +394,8 @@ config_free(SyncConfig *cfg)
 	free(cfg->prefix);
 	free(cfg->pidfile);
 	free(cfg->metrics_file);
+	free(cfg->redis_cluster);
+	free(cfg->partition);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -411,6 +424,8 @@ config_redis_changed(const SyncConfig *a, const SyncConfig *b)
 		a->redis_port != b->redis_port ||
 		!str_eq(a->redis_password, b->redis_password) ||
 		a->redis_db != b->redis_db ||
+		!str_eq(a->redis_cluster, b->redis_cluster) ||
+		a->part_index != b->part_index || a->part_count != b->part_count ||
 		!str_eq(a->prefix, b->prefix) ||
 		a->window != b->window ||
 		a->connect_timeout != b->connect_timeout;

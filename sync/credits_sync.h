@@ -149,6 +149,10 @@ typedef struct SyncConfig
 	LogLevel	log_level;
 	char	   *pidfile;
 	char	   *metrics_file;	/* Prometheus text file, or NULL */
+	char	   *redis_cluster;	/* "host:port,...": Redis Cluster nodes, or NULL */
+	char	   *partition;		/* "p/n" as given, or NULL */
+	int			part_index;		/* p of --partition p/n; */
+	int			part_count;		/* n, a power of two; 0 without --partition */
 } SyncConfig;
 
 extern bool config_load(SyncConfig *cfg, int argc, char **argv);
@@ -196,6 +200,15 @@ typedef enum SyncState
 	NSTATES
 } SyncState;
 
+/* Redis Cluster events counted for the metrics (cluster.c) */
+typedef enum ClusterEvent
+{
+	CLUSTER_MOVED = 0,			/* -MOVED replies followed */
+	CLUSTER_ASK,				/* -ASK replies followed */
+	CLUSTER_TOPOLOGY,			/* CLUSTER SLOTS reads */
+	NCLUSTER_EVENTS
+} ClusterEvent;
+
 /* What this process has done; status_get() returns it (read only) */
 typedef struct SyncStatus
 {
@@ -208,6 +221,7 @@ typedef struct SyncStatus
 	int64_t		rebuilds[NREBUILD_REASONS];
 	int64_t		reconnects[NSIDES];
 	int64_t		errors[NSIDES];
+	int64_t		cluster_events[NCLUSTER_EVENTS];
 	SyncSide	last_error_side;
 	int64_t		last_error_ms;	/* wall clock; 0 if no error yet */
 	char		last_error[512];	/* "<ISO time> <text>", or "" */
@@ -231,6 +245,7 @@ extern void status_rebuild_done(RebuildReason reason);
 extern void status_page_applied(int64_t rows);
 extern void status_set_lag(int64_t ms);
 extern void status_stale_refused(int64_t n);
+extern void status_cluster_event(ClusterEvent e);
 extern void status_set_extension_version(const char *version);
 extern int	status_hash_fields(const char *cursor_text, int64_t pending_rows,
 							   const char *const **fields);
@@ -246,6 +261,12 @@ extern void metrics_write(const char *path, bool force);
 
 extern int	key_slot(const char *key, size_t len);
 extern size_t key_companion(char *dst, const char *key, size_t len);
+
+/* ---------------------------------------------------------- partition.c */
+
+extern int32_t partition_hash(const char *uid, size_t len);
+extern int	partition_of(const char *uid, size_t len, int count);
+extern bool partition_parse(const char *s, int *index, int *count);
 
 /*
  * The newest ledger row and account event applied so far: ids, and what
@@ -415,6 +436,25 @@ typedef struct RepairList
 	int			n;
 	int			cap;
 } RepairList;
+
+/* ------------------------------------------------------------ cluster.c */
+
+struct redisReply;
+
+extern RedisStatus rc_connect(const SyncConfig *cfg, bool quiet);
+extern void rc_disconnect(void);
+extern bool rc_connected(void);
+extern bool rc_is_cluster(void);
+extern const char *rc_errstr(void);
+extern void rc_set_scripts(const char *const *texts, const size_t *lens, int n);
+extern const char *rc_script_sha(int i);
+extern bool rc_append(int slot, int argc, const char **argv, const size_t *argvlen);
+extern bool rc_append_fmt(int slot, const char *fmt,...);
+extern bool rc_get_reply(struct redisReply **reply);
+extern struct redisReply *rc_command(int slot, const char *fmt,...);
+extern int	rc_masters(void);
+extern struct redisReply *rc_master_command(int m, const char *fmt,...);
+extern bool rc_wait_replicas(void);
 
 extern RedisStatus redis_connect(const SyncConfig *cfg);
 extern void redis_disconnect(void);

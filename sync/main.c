@@ -103,6 +103,7 @@ static int64_t last_status_write = 0;
 static bool status_dirty = false;	/* rows applied since the status was written */
 static bool pg_ever = false;
 static bool redis_ever = false;
+static bool wrong_partition = false;	/* a user of another --partition seen */
 
 typedef enum PageResult
 {
@@ -286,6 +287,37 @@ done:
 /* ------------------------------------------------------------------ */
 
 /*
+ * Both connected.  redis_apply(), after checking, with --partition p/n,
+ * that every user of b is in partition p: a daemon pointed at another
+ * partition's database (or given the wrong p/n) writes nothing, and
+ * run() exits with status 2.
+ */
+static RedisStatus
+apply(const SyncBatch *b, ApplyMode mode, const char *e, const char *expect_checked,
+	  const char *text, const char *const *sf, int nsf, RepairList *repairs)
+{
+	for (int i = 0; cfg.part_count > 0 && i < b->nusers; i++)
+	{
+		const SyncUser *u = &b->users[i];
+		int			part = partition_of(u->uid, u->uid_len, cfg.part_count);
+		char		q[300];
+
+		if (part == cfg.part_index)
+			continue;
+		log_error("user \"%s\" of this database is in partition %d/%d, not in --partition %s: is the daemon pointed at another partition's database? Writing nothing",
+				  log_quote(u->uid, u->uid_len, q, sizeof(q)), part, cfg.part_count,
+				  cfg.partition);
+		status_error(SIDE_POSTGRES, "a user of partition %d/%d in the database of --partition %s",
+					 part, cfg.part_count, cfg.partition);
+		wrong_partition = true;
+		pg_disconnect();
+		redis_disconnect();
+		return RS_ERROR;
+	}
+	return redis_apply(b, mode, e, expect_checked, text, sf, nsf, repairs);
+}
+
+/*
  * Inside the rebuild's transaction.  Deletes the keys of users that Redis
  * has keys for (a SCAN of reader keys and companions) but PostgreSQL has no
  * account for: left over from a history PostgreSQL went back from.
@@ -417,7 +449,7 @@ rebuild(RebuildReason why)
 		if (b.nusers == 0)
 			break;
 		nsf = status_hash_fields(NULL, 0, &sf);
-		rs = redis_apply(&b, replace ? APPLY_REPLACE : APPLY_REBUILD, token,
+		rs = apply(&b, replace ? APPLY_REPLACE : APPLY_REBUILD, token,
 						 NULL, NULL, sf, nsf, NULL);
 		if (rs == RS_STALE)
 		{
@@ -440,7 +472,10 @@ rebuild(RebuildReason why)
 	}
 	if (after == NULL)
 		goto done;
-	if (replace && !forget_gone_users())
+	if (replace && cfg.part_count > 0 && naccounts == 0)
+		log_warning("this database has no account: not deleting the keys of partition %s's users (is the daemon pointed at the right database?)",
+					cfg.partition);
+	else if (replace && !forget_gone_users())
 		goto done;
 	if (pg_rebuild_end() != PGS_OK)
 	{
@@ -462,7 +497,7 @@ rebuild(RebuildReason why)
 	/* Every value was read as of the rebuild's now(): expiries from then on */
 	snprintf(b.checked, sizeof(b.checked), "%s", as_of);
 	nsf = status_hash_fields(text, 0, &sf);
-	rs = redis_apply(&b, APPLY_FINISH, token, NULL, text, sf, nsf, NULL);
+	rs = apply(&b, APPLY_FINISH, token, NULL, text, sf, nsf, NULL);
 	if (rs == RS_STALE)
 		log_warning("rebuild token vanished from Redis (flushed or restarted?); starting over");
 	if (rs != RS_OK)
@@ -597,7 +632,7 @@ repair_users(RepairList *r)
 			pg_disconnect();
 			return false;
 		}
-		rs = redis_apply(&b, APPLY_BATCH, redis_cursor, checked, NULL, NULL, 0, NULL);
+		rs = apply(&b, APPLY_BATCH, redis_cursor, checked, NULL, NULL, 0, NULL);
 		batch_clear(&b);
 		if (rs == RS_STALE)
 			stale_cursor();
@@ -630,7 +665,7 @@ apply_expiries(void)
 			return false;
 		}
 		more = b.ledger_more;
-		rs = redis_apply(&b, APPLY_BATCH, redis_cursor, checked, NULL, NULL, 0, NULL);
+		rs = apply(&b, APPLY_BATCH, redis_cursor, checked, NULL, NULL, 0, NULL);
 		if (rs == RS_OK)
 		{
 			if (b.nusers > 0)
@@ -793,7 +828,7 @@ sync_page(void)
 	/* the status written with the rows counts them */
 	if (with_status)
 		nsf = status_hash_fields(text, b.ledger_rows, &sf);
-	rs = redis_apply(&b, APPLY_BATCH, redis_cursor, checked, text, sf, nsf,
+	rs = apply(&b, APPLY_BATCH, redis_cursor, checked, text, sf, nsf,
 					 &repairs);
 	if (rs == RS_OK)
 		status_page_applied(b.ledger_rows);
@@ -938,6 +973,8 @@ run(void)
 		PageResult r;
 		int			n;
 
+		if (wrong_partition)
+			return 2;			/* refused: another partition's database */
 		metrics_write(cfg.metrics_file, false);
 		if (got_sighup)
 		{
@@ -1137,6 +1174,14 @@ main(int argc, char **argv)
 	saved_argv = argv;
 	if (argc >= 2 && strcmp(argv[1], "--keyslot") == 0)
 		return print_keyslots(argc - 2, argv + 2);
+	if (argc >= 2 && strcmp(argv[1], "--partition-hash") == 0)
+	{
+		/* Hidden: "<hash>\t<partition of 4>" per id (test/sync/run.sh partition) */
+		for (int i = 2; i < argc; i++)
+			printf("%d\t%d\n", (int) partition_hash(argv[i], strlen(argv[i])),
+				   partition_of(argv[i], strlen(argv[i]), 4));
+		return 0;
+	}
 	if (!config_load(&cfg, argc, argv))
 		return 1;
 

@@ -140,6 +140,17 @@ put_metrics(FILE *f, const SyncStatus *s)
 	put_by_side(f, "errors_total",
 				"Errors recorded as the last error, by side.", s->errors);
 
+	put_head(f, "redis_redirects_total", "counter",
+			 "Redis Cluster redirections followed, by kind (MOVED or ASK).");
+	fprintf(f, "credits_sync_redis_redirects_total{kind=\"moved\"} %" PRId64 "\n",
+			s->cluster_events[CLUSTER_MOVED]);
+	fprintf(f, "credits_sync_redis_redirects_total{kind=\"ask\"} %" PRId64 "\n",
+			s->cluster_events[CLUSTER_ASK]);
+	put_head(f, "redis_topology_reads_total", "counter",
+			 "Redis Cluster topology reads (CLUSTER SLOTS): at connect, and after a MOVED.");
+	fprintf(f, "credits_sync_redis_topology_reads_total %" PRId64 "\n",
+			s->cluster_events[CLUSTER_TOPOLOGY]);
+
 	put_head(f, "stale_refused_total", "counter",
 			 "Value writes refused because Redis held a newer version.");
 	fprintf(f, "credits_sync_stale_refused_total %" PRId64 "\n", s->stale_refused);

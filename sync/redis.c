@@ -186,7 +186,6 @@ static const char *const legacy_keys[] = {
 	"sync:version", "sync:asof", "sync:cursor", "sync:checked", "sync:rebuild"
 };
 
-static redisContext *ctx = NULL;
 static char apply_sha[41];
 static char cursor_sha[41];
 static char *prefix = NULL;
@@ -196,8 +195,13 @@ static char *key_cursor = NULL;
 static char *key_rebuild = NULL;
 static char *key_status = NULL;
 static char *key_checked = NULL;
+static int	slot_cursor = 0;		/* the slot of the {sync} keys */
+static int	slot_status = 0;
+static int	part_index = 0;		/* --partition p/n; part_count 0 if none */
+static int	part_count = 0;
+static bool rows_plain = true;	/* rows as MULTI/EXEC, not in script calls */
 
-/* Growable argv for redisAppendCommandArgv */
+/* Growable argv for rc_append */
 typedef struct Argv
 {
 	const char **v;
@@ -220,22 +224,18 @@ redis_fail(const char *what, const char *msg)
 bool
 redis_connected(void)
 {
-	return ctx != NULL;
+	return rc_connected();
 }
 
 /* Any time. */
 void
 redis_disconnect(void)
 {
-	if (ctx != NULL)
-	{
-		redisFree(ctx);
-		ctx = NULL;
-	}
+	rc_disconnect();
 }
 
 /*
- * ctx is open; reply is what redisCommand/redisGetReply returned.  False
+ * Connected; reply is what rc_command/rc_get_reply returned.  False
  * (after logging) if it is missing or an error; frees it then.
  */
 static bool
@@ -243,7 +243,7 @@ reply_ok(redisReply *reply, const char *what)
 {
 	if (reply == NULL)
 	{
-		redis_fail(what, ctx->errstr[0] ? ctx->errstr : "no reply");
+		redis_fail(what, rc_errstr());
 		return false;
 	}
 	if (reply->type == REDIS_REPLY_ERROR)
@@ -294,118 +294,66 @@ set_keys(const SyncConfig *cfg)
 		return false;
 	prefix_len = strlen(prefix);
 	window = cfg->window;
-	key_cursor = make_key("{sync}:cursor");
-	key_rebuild = make_key("{sync}:rebuild");
-	key_status = make_key("sync:status");
-	key_checked = make_key("{sync}:checked");
-	return key_cursor && key_rebuild && key_status && key_checked;
+	part_index = cfg->part_index;
+	part_count = cfg->part_count;
+	if (part_count > 0)
+	{
+		/* One set per partition: "{sync:<p>/<n>}:cursor", "sync:status:<p>/<n>" */
+		char		name[64];
+
+		snprintf(name, sizeof(name), "{sync:%d/%d}:cursor", part_index, part_count);
+		key_cursor = make_key(name);
+		snprintf(name, sizeof(name), "{sync:%d/%d}:rebuild", part_index, part_count);
+		key_rebuild = make_key(name);
+		snprintf(name, sizeof(name), "sync:status:%d/%d", part_index, part_count);
+		key_status = make_key(name);
+		snprintf(name, sizeof(name), "{sync:%d/%d}:checked", part_index, part_count);
+		key_checked = make_key(name);
+	}
+	else
+	{
+		key_cursor = make_key("{sync}:cursor");
+		key_rebuild = make_key("{sync}:rebuild");
+		key_status = make_key("sync:status");
+		key_checked = make_key("{sync}:checked");
+	}
+	if (!(key_cursor && key_rebuild && key_status && key_checked))
+		return false;
+	slot_cursor = key_slot(key_cursor, strlen(key_cursor));
+	slot_status = key_slot(key_status, strlen(key_status));
+	return true;
 }
 
-/* cfg is loaded; not connected.  Connects (without loading the script). */
-static bool
-connect_only(const SyncConfig *cfg)
+/* The scripts every connection loads (cluster.c), in this order */
+static const char *const script_texts[] = {APPLY_LUA, CURSOR_LUA};
+static const size_t script_lens[] = {sizeof(APPLY_LUA) - 1, sizeof(CURSOR_LUA) - 1};
+
+/*
+ * cfg is loaded; not connected.  Connects (cluster.c: one node, or every
+ * master of a Redis Cluster), loading the scripts.  RS_STALE means
+ * refused: Redis may evict the daemon's keys.
+ */
+static RedisStatus
+connect_only(const SyncConfig *cfg, bool quiet)
 {
-	struct timeval tv = {cfg->connect_timeout, 0};
-	redisReply *reply;
+	RedisStatus st;
 
-	if (cfg->redis_host[0] == '/')
-		ctx = redisConnectUnixWithTimeout(cfg->redis_host, tv);
-	else
-		ctx = redisConnectWithTimeout(cfg->redis_host, cfg->redis_port, tv);
-	if (ctx == NULL || ctx->err)
-	{
-		redis_fail("connect", ctx ? ctx->errstr : "out of memory");
-		redis_disconnect();
-		return false;
-	}
-	if (redisSetTimeout(ctx, tv) != REDIS_OK)
-	{
-		redis_fail("connect", "could not set the timeout");
-		redis_disconnect();
-		return false;
-	}
-	if (cfg->redis_host[0] != '/')
-		redisEnableKeepAlive(ctx);
-
-	if (cfg->redis_password != NULL && cfg->redis_password[0] != '\0')
-	{
-		reply = redisCommand(ctx, "AUTH %b", cfg->redis_password,
-							 strlen(cfg->redis_password));
-		if (!reply_ok(reply, "AUTH"))
-			goto fail;
-		freeReplyObject(reply);
-	}
-	if (cfg->redis_db != 0)
-	{
-		reply = redisCommand(ctx, "SELECT %d", cfg->redis_db);
-		if (!reply_ok(reply, "SELECT"))
-			goto fail;
-		freeReplyObject(reply);
-	}
 	if (!set_keys(cfg))
 	{
 		redis_fail("connect", "out of memory");
-		goto fail;
+		return RS_ERROR;
 	}
-	return true;
-
-fail:
-	redis_disconnect();
-	return false;
-}
-
-/*
- * ctx is open.  False (after a clear error) if Redis's maxmemory-policy
- * may evict the daemon's keys, which have no TTL: an allkeys-* policy.  An
- * evicted txs:<user> would stay truncated, an evicted balance:<user> would
- * stay missing until the user's next change, and an evicted companion
- * would let an older balance be written.  noeviction and volatile-*
- * policies never evict them.  A Redis that refuses CONFIG (renamed, ACL)
- * gets a warning.
- */
-static bool
-eviction_safe(void)
-{
-	redisReply *reply = redisCommand(ctx, "CONFIG GET maxmemory-policy");
-	bool		ok = true;
-
-	if (reply == NULL)
-		return true;			/* the next command reports the I/O error */
-	if (reply->type == REDIS_REPLY_ERROR)
-		log_warning("Redis: CONFIG GET maxmemory-policy: %s; make sure the policy is noeviction or volatile-*",
-					reply->str);
-	else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-			 reply->element[1]->type == REDIS_REPLY_STRING &&
-			 strncmp(reply->element[1]->str, "allkeys-", 8) == 0)
-	{
-		log_error("Redis maxmemory-policy is %s, which can evict credits-sync's keys (they have no TTL), leaving balances and rows missing or stale; set maxmemory-policy to noeviction (or a volatile-* policy)",
-				  reply->element[1]->str);
-		status_error(SIDE_REDIS, "Redis maxmemory-policy %s can evict credits-sync's keys",
-					 reply->element[1]->str);
-		ok = false;
-	}
-	freeReplyObject(reply);
-	return ok;
-}
-
-/* ctx is open.  SCRIPT LOADs script (len bytes); sha gets its 40 hex digits. */
-static bool
-load_script(const char *script, size_t len, char *sha)
-{
-	redisReply *reply = redisCommand(ctx, "SCRIPT LOAD %b", script, len);
-
-	if (!reply_ok(reply, "SCRIPT LOAD"))
-		return false;
-	if (reply->type != REDIS_REPLY_STRING || reply->len != 40)
-	{
-		freeReplyObject(reply);
-		redis_fail("SCRIPT LOAD", "unexpected reply");
-		return false;
-	}
-	memcpy(sha, reply->str, 40);
-	sha[40] = '\0';
-	freeReplyObject(reply);
-	return true;
+	rc_set_scripts(script_texts, script_lens, 2);
+	st = rc_connect(cfg, quiet);
+	if (st == RS_ERROR)
+		redis_fail("connect", rc_errstr());
+	if (st != RS_OK)
+		return st;
+	memcpy(apply_sha, rc_script_sha(0), 41);
+	memcpy(cursor_sha, rc_script_sha(1), 41);
+	/* In a cluster, MULTI/EXEC cannot be redirected: rows go in scripts */
+	rows_plain = !rc_is_cluster();
+	return RS_OK;
 }
 
 /*
@@ -415,25 +363,7 @@ load_script(const char *script, size_t len, char *sha)
 RedisStatus
 redis_connect(const SyncConfig *cfg)
 {
-	if (!connect_only(cfg))
-		return RS_ERROR;
-	if (!eviction_safe())
-	{
-		redis_disconnect();
-		return RS_STALE;
-	}
-	if (!load_script(APPLY_LUA, sizeof(APPLY_LUA) - 1, apply_sha) ||
-		!load_script(CURSOR_LUA, sizeof(CURSOR_LUA) - 1, cursor_sha))
-	{
-		redis_disconnect();
-		return RS_ERROR;
-	}
-	if (cfg->redis_host[0] == '/')
-		log_info("connected to Redis at %s (db %d)", cfg->redis_host, cfg->redis_db);
-	else
-		log_info("connected to Redis at %s:%d (db %d)", cfg->redis_host,
-				 cfg->redis_port, cfg->redis_db);
-	return RS_OK;
+	return connect_only(cfg, false);
 }
 
 /*
@@ -446,10 +376,10 @@ get_string(const char *key, const char *what, char **value)
 	redisReply *reply;
 
 	*value = NULL;
-	reply = redisCommand(ctx, "GET %b", key, strlen(key));
+	reply = rc_command(key_slot(key, strlen(key)), "GET %b", key, strlen(key));
 	if (reply == NULL)
 	{
-		redis_fail(what, ctx->errstr);
+		redis_fail(what, rc_errstr());
 		redis_disconnect();
 		return RS_ERROR;
 	}
@@ -497,7 +427,7 @@ redis_rebuild_register(const char *token)
 {
 	redisReply *reply;
 
-	reply = redisCommand(ctx, "TYPE %b", key_rebuild, strlen(key_rebuild));
+	reply = rc_command(slot_cursor, "TYPE %b", key_rebuild, strlen(key_rebuild));
 	if (!reply_ok(reply, "TYPE"))
 		goto fail;
 	if (reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "set") != 0 &&
@@ -505,12 +435,12 @@ redis_rebuild_register(const char *token)
 	{
 		freeReplyObject(reply);
 		log_warning("Redis: %s is not a set; deleting it", key_rebuild);
-		reply = redisCommand(ctx, "DEL %b", key_rebuild, strlen(key_rebuild));
+		reply = rc_command(slot_cursor, "DEL %b", key_rebuild, strlen(key_rebuild));
 		if (!reply_ok(reply, "DEL"))
 			goto fail;
 	}
 	freeReplyObject(reply);
-	reply = redisCommand(ctx, "SADD %b %b", key_rebuild, strlen(key_rebuild),
+	reply = rc_command(slot_cursor, "SADD %b %b", key_rebuild, strlen(key_rebuild),
 						 token, strlen(token));
 	if (!reply_ok(reply, "SADD"))
 		goto fail;
@@ -661,7 +591,7 @@ unit_cmp(const void *a, const void *b)
 	const Unit *x = a,
 			   *y = b;
 
-	if ((x->type == 't') != (y->type == 't'))
+	if ((rows_plain && x->type == 't') != (rows_plain && y->type == 't'))
 		return x->type == 't' ? 1 : -1;
 	if (x->slot != y->slot)
 		return x->slot < y->slot ? -1 : 1;
@@ -775,7 +705,7 @@ plan_calls(const SyncBatch *b, ApplyMode mode, Plan *p)
 		const Unit *n = &p->units[i];
 		Call	   *c = p->ncalls > 0 ? &p->calls[p->ncalls - 1] : NULL;
 
-		if (n->type == 't')
+		if (rows_plain && n->type == 't')
 		{
 			p->nscript = i;
 			break;
@@ -798,7 +728,7 @@ plan_calls(const SyncBatch *b, ApplyMode mode, Plan *p)
 }
 
 /*
- * ctx is open.  Appends the data call c of plan p to the pipeline, with
+ * Connected.  Appends the data call c of plan p to the pipeline, with
  * EVALSHA or (use_eval) EVAL.  hiredis copies the arguments.
  */
 static bool
@@ -869,7 +799,7 @@ append_call(const SyncBatch *b, const Plan *p, const Call *c, ApplyMode mode,
 		if (!argv_push(&all, args.v[i], args.len[i]))
 			goto done;
 
-	ok = redisAppendCommandArgv(ctx, all.n, all.v, all.len) == REDIS_OK;
+	ok = rc_append(p->units[c->first].slot, all.n, all.v, all.len);
 
 done:
 	if (!ok)
@@ -882,7 +812,7 @@ done:
 }
 
 /*
- * ctx is open.  Appends the call of the global keys (CURSOR_LUA): mode b
+ * Connected.  Appends the call of the global keys (CURSOR_LUA): mode b
  * compares the cursor with expect (and sync:checked with expect_checked
  * unless NULL), mode r or f checks the rebuild token expect; sets cursor
  * and checked unless NULL; f also unregisters the token.
@@ -918,16 +848,16 @@ append_cursor_call(char mode, const char *expect, const char *cursor,
 	PUSH(checked ? checked : "", checked ? strlen(checked) : 0);
 	PUSH(expect_checked ? expect_checked : "", expect_checked ? strlen(expect_checked) : 0);
 #undef PUSH
-	if (redisAppendCommandArgv(ctx, n, v, len) != REDIS_OK)
+	if (!rc_append(slot_cursor, n, v, len))
 	{
-		redis_fail("apply", "could not build the command (out of memory)");
+		redis_fail("apply", rc_errstr());
 		return false;
 	}
 	return true;
 }
 
 /*
- * ctx is open.  Appends the plain commands of a 't' unit: MULTI, ZADD of
+ * Connected.  Appends the plain commands of a 't' unit: MULTI, ZADD of
  * its rows, ZREMRANGEBYRANK to the newest window, EXEC (one key, so one
  * slot; atomic, so readers never see more than window rows).  Cheaper
  * than a script call, and idempotent like it.
@@ -940,15 +870,15 @@ append_rows(const SyncBatch *b, const Plan *p, const Unit *n)
 	bool		ok;
 
 	snprintf(stop, sizeof(stop), "%d", -(window + 1));
-	ok = redisAppendCommand(ctx, "MULTI") == REDIS_OK &&
+	ok = rc_append_fmt(n->slot, "MULTI") &&
 		argv_push(&a, "ZADD", 4) && argv_push(&a, p->keys + n->key, n->key_len);
 	for (int t = n->tx_first; ok && t < n->tx_first + n->tx_count; t++)
 		ok = argv_push(&a, b->txs[t].score, strlen(b->txs[t].score)) &&
 			argv_push(&a, b->txs[t].member, b->txs[t].member_len);
-	ok = ok && redisAppendCommandArgv(ctx, a.n, a.v, a.len) == REDIS_OK &&
-		redisAppendCommand(ctx, "ZREMRANGEBYRANK %b 0 %s", p->keys + n->key,
-						   n->key_len, stop) == REDIS_OK &&
-		redisAppendCommand(ctx, "EXEC") == REDIS_OK;
+	ok = ok && rc_append(n->slot, a.n, a.v, a.len) &&
+		rc_append_fmt(n->slot, "ZREMRANGEBYRANK %b 0 %s", p->keys + n->key,
+					  n->key_len, stop) &&
+		rc_append_fmt(n->slot, "EXEC");
 	argv_free(&a);
 	if (!ok)
 		redis_fail("apply", "could not build the command (out of memory)");
@@ -956,7 +886,7 @@ append_rows(const SyncBatch *b, const Plan *p, const Unit *n)
 }
 
 /*
- * ctx is open; the four replies of append_rows are due.  Reads them; sets
+ * Connected; the four replies of append_rows are due.  Reads them; sets
  * *wrongtype if the key was of another type (nothing was written then).
  */
 static RedisStatus
@@ -969,9 +899,9 @@ read_rows_reply(bool *wrongtype)
 	{
 		redisReply *reply = NULL;
 
-		if (redisGetReply(ctx, (void **) &reply) != REDIS_OK || reply == NULL)
+		if (!rc_get_reply(&reply) || reply == NULL)
 		{
-			redis_fail("apply", ctx->errstr[0] ? ctx->errstr : "no reply");
+			redis_fail("apply", rc_errstr());
 			return RS_ERROR;
 		}
 		if (reply->type == REDIS_REPLY_ERROR)
@@ -1005,7 +935,7 @@ read_rows_reply(bool *wrongtype)
 	return st;
 }
 
-/* ctx is open.  Appends HSET sync:status with nfields field/value pairs. */
+/* Connected.   Appends HSET sync:status with nfields field/value pairs. */
 static bool
 append_status(const char *const *fields, int nfields)
 {
@@ -1015,7 +945,7 @@ append_status(const char *const *fields, int nfields)
 	ok = argv_push(&a, "HSET", 4) && argv_push(&a, key_status, strlen(key_status));
 	for (int i = 0; ok && i < 2 * nfields; i++)
 		ok = argv_push(&a, fields[i], strlen(fields[i]));
-	ok = ok && redisAppendCommandArgv(ctx, a.n, a.v, a.len) == REDIS_OK;
+	ok = ok && rc_append(slot_status, a.n, a.v, a.len);
 	argv_free(&a);
 	return ok;
 }
@@ -1068,7 +998,7 @@ repair_list_clear(RepairList *r)
 
 
 /*
- * ctx is open; one data call's reply is due.  Reads it: sets *noscript on
+ * Connected; one data call's reply is due.  Reads it: sets *noscript on
  * a NOSCRIPT error, adds the ids to repair to repairs.
  */
 static RedisStatus
@@ -1078,9 +1008,9 @@ read_call_reply(bool *noscript, RepairList *repairs)
 	RedisStatus st = RS_OK;
 
 	*noscript = false;
-	if (redisGetReply(ctx, (void **) &reply) != REDIS_OK || reply == NULL)
+	if (!rc_get_reply(&reply) || reply == NULL)
 	{
-		redis_fail("apply", ctx->errstr[0] ? ctx->errstr : "no reply");
+		redis_fail("apply", rc_errstr());
 		return RS_ERROR;
 	}
 	if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0)
@@ -1118,7 +1048,7 @@ read_call_reply(bool *noscript, RepairList *repairs)
 }
 
 /*
- * ctx is open; the cursor call's reply is due.  Reads it: *noscript on a
+ * Connected; the cursor call's reply is due.  Reads it: *noscript on a
  * NOSCRIPT error, *stale when the script found another cursor or no token.
  */
 static RedisStatus
@@ -1128,9 +1058,9 @@ read_cursor_reply(bool *noscript, bool *stale)
 	RedisStatus st = RS_OK;
 
 	*noscript = false;
-	if (redisGetReply(ctx, (void **) &reply) != REDIS_OK || reply == NULL)
+	if (!rc_get_reply(&reply) || reply == NULL)
 	{
-		redis_fail("cursor", ctx->errstr[0] ? ctx->errstr : "no reply");
+		redis_fail("cursor", rc_errstr());
 		return RS_ERROR;
 	}
 	if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0)
@@ -1151,15 +1081,15 @@ read_cursor_reply(bool *noscript, bool *stale)
 	return st;
 }
 
-/* ctx is open; an HSET of the status hash is due.  Reads its reply. */
+/* Connected; an HSET of the status hash is due.  Reads its reply. */
 static RedisStatus
 read_status_reply(void)
 {
 	redisReply *reply = NULL;
 
-	if (redisGetReply(ctx, (void **) &reply) != REDIS_OK || reply == NULL)
+	if (!rc_get_reply(&reply) || reply == NULL)
 	{
-		redis_fail("HSET status", ctx->errstr[0] ? ctx->errstr : "no reply");
+		redis_fail("HSET status", rc_errstr());
 		return RS_ERROR;
 	}
 	if (reply->type == REDIS_REPLY_ERROR)
@@ -1167,7 +1097,7 @@ read_status_reply(void)
 		/* A mistyped status key must not stop syncing. */
 		log_warning("Redis: HSET %s: %s; deleting it", key_status, reply->str);
 		freeReplyObject(reply);
-		reply = redisCommand(ctx, "DEL %b", key_status, strlen(key_status));
+		reply = rc_command(slot_status, "DEL %b", key_status, strlen(key_status));
 		if (!reply_ok(reply, "DEL status"))
 			return RS_ERROR;
 	}
@@ -1176,7 +1106,7 @@ read_status_reply(void)
 }
 
 /*
- * ctx is open.  Step 1: sends every data call of p, and the plain commands
+ * Connected.  Step 1: sends every data call of p, and the plain commands
  * of its 't' units, pipelined, then reads every reply; calls refused with
  * NOSCRIPT are sent again with EVAL.
  */
@@ -1219,7 +1149,7 @@ send_data(const SyncBatch *b, const Plan *p, ApplyMode mode, RepairList *repairs
 
 		if (!wrong[i])
 			continue;
-		reply = redisCommand(ctx, "DEL %b", p->keys + n->key, n->key_len);
+		reply = rc_command(n->slot, "DEL %b", p->keys + n->key, n->key_len);
 		if (!reply_ok(reply, "DEL"))
 			st = RS_ERROR;
 		else
@@ -1267,7 +1197,7 @@ send_data(const SyncBatch *b, const Plan *p, ApplyMode mode, RepairList *repairs
 }
 
 /*
- * ctx is open.  Step 2: the cursor call (see append_cursor_call), then the
+ * Connected.  Step 2: the cursor call (see append_cursor_call), then the
  * status HSET if given, pipelined; a NOSCRIPT reply is retried with EVAL.
  */
 static RedisStatus
@@ -1332,6 +1262,13 @@ redis_apply(const SyncBatch *b, ApplyMode mode, const char *epoch,
 	}
 	else
 		st = send_data(b, &p, mode, repairs);
+	if (st == RS_OK && (mode != APPLY_BATCH || cursor != NULL || checked != NULL) &&
+		!rc_wait_replicas())
+	{
+		/* A master that dies now could lose data the cursor counts */
+		redis_fail("WAIT", rc_errstr());
+		st = RS_ERROR;
+	}
 	if (st == RS_OK)
 	{
 		if (mode != APPLY_BATCH || cursor != NULL || checked != NULL)
@@ -1406,19 +1343,30 @@ key_user(const char *key, size_t len, const char **uid, size_t *uid_len)
  * redis_connected(); *scan is "0" (malloc'd) to start.  Reads the next
  * page of SCAN and puts into *uids (n malloc'd strings, in a malloc'd
  * array) the ids of the users that have reader keys or companions under
- * this prefix (an id may come more than once); *scan becomes the next SCAN
- * cursor, "0" when done.  One pass visits the whole keyspace (of this
- * node, in Redis Cluster: the daemon talks to one node).
+ * this prefix (an id may come more than once), and, with --partition,
+ * only of users of this partition; *scan becomes the next position, "0"
+ * when done.  One pass visits the whole keyspace: in a Redis Cluster,
+ * every master in turn (the position is "<master>:<SCAN cursor>"; a
+ * topology change during the pass may hide keys from it).
  */
 RedisStatus
 redis_scan_users(char **scan, char ***uids, int *n)
 {
 	redisReply *reply;
 	redisReply *items;
+	const char *cur = *scan;
+	const char *colon = strchr(*scan, ':');
+	int			master = 0;
+	char		next[64];
 
 	*uids = NULL;
 	*n = 0;
-	reply = redisCommand(ctx, "SCAN %s COUNT 1000", *scan);
+	if (colon != NULL)
+	{
+		master = atoi(*scan);
+		cur = colon + 1;
+	}
+	reply = rc_master_command(master, "SCAN %s COUNT 1000", cur);
 	if (!reply_ok(reply, "SCAN"))
 		goto fail;
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
@@ -1429,8 +1377,19 @@ redis_scan_users(char **scan, char ***uids, int *n)
 		redis_fail("SCAN", "unexpected reply");
 		goto fail;
 	}
+	if (strcmp(reply->element[0]->str, "0") == 0)
+	{
+		if (rc_is_cluster() && master + 1 < rc_masters())
+			snprintf(next, sizeof(next), "%d:0", master + 1);
+		else
+			snprintf(next, sizeof(next), "0");
+	}
+	else if (rc_is_cluster())
+		snprintf(next, sizeof(next), "%d:%.40s", master, reply->element[0]->str);
+	else
+		snprintf(next, sizeof(next), "%.60s", reply->element[0]->str);
 	free(*scan);
-	*scan = strdup(reply->element[0]->str);
+	*scan = strdup(next);
 	items = reply->element[1];
 	*uids = calloc(items->elements + 1, sizeof(char *));
 	if (*scan == NULL || *uids == NULL)
@@ -1450,6 +1409,9 @@ redis_scan_users(char **scan, char ***uids, int *n)
 			!key_user(k->str, (size_t) k->len, &uid, &len) ||
 			memchr(uid, '\0', len) != NULL)
 			continue;
+		/* Another partition's user: its daemon's, not ours */
+		if (part_count > 0 && partition_of(uid, len, part_count) != part_index)
+			continue;
 		(*uids)[*n] = strndup(uid, len);
 		if ((*uids)[*n] == NULL)
 		{
@@ -1468,7 +1430,7 @@ fail:
 }
 
 /*
- * ctx is open.  Appends DEL of prefix + name + uid and, if comp, of its
+ * Connected.  Appends DEL of prefix + name + uid and, if comp, of its
  * companion: one key per command (they are in different slots).
  */
 static bool
@@ -1482,14 +1444,14 @@ append_forget(const char *name, const char *uid, bool comp, int *sent)
 	if (ok)
 	{
 		snprintf(k, len + 1, "%s%s%s", prefix, name, uid);
-		ok = redisAppendCommand(ctx, "DEL %b", k, len) == REDIS_OK;
+		ok = rc_append_fmt(key_slot(k, len), "DEL %b", k, len);
 		(*sent)++;
 	}
 	if (ok && comp)
 	{
 		size_t		clen = key_companion(c, k, len);
 
-		ok = redisAppendCommand(ctx, "DEL %b", c, clen) == REDIS_OK;
+		ok = rc_append_fmt(key_slot(c, clen), "DEL %b", c, clen);
 		(*sent)++;
 	}
 	free(k);
@@ -1526,8 +1488,7 @@ redis_forget_users(char **uids, const bool *gone, int n)
 	{
 		redisReply *reply = NULL;
 
-		if (redisGetReply(ctx, (void **) &reply) != REDIS_OK ||
-			!reply_ok(reply, "forget users"))
+		if (!rc_get_reply(&reply) || !reply_ok(reply, "forget users"))
 		{
 			redis_disconnect();
 			return RS_ERROR;
@@ -1549,6 +1510,9 @@ redis_forget_legacy(int *deleted)
 	int			n = (int) (sizeof(legacy_keys) / sizeof(legacy_keys[0]));
 
 	*deleted = 0;
+	/* They were one daemon's, before partitions: not this one's to delete */
+	if (part_count > 0)
+		return RS_OK;
 	for (int i = 0; i < n; i++)
 	{
 		size_t		len = prefix_len + strlen(legacy_keys[i]);
@@ -1558,7 +1522,7 @@ redis_forget_legacy(int *deleted)
 		if (ok)
 		{
 			snprintf(k, len + 1, "%s%s", prefix, legacy_keys[i]);
-			ok = redisAppendCommand(ctx, "UNLINK %b", k, len) == REDIS_OK;
+			ok = rc_append_fmt(key_slot(k, len), "UNLINK %b", k, len);
 			free(k);
 		}
 		if (!ok)
@@ -1572,8 +1536,7 @@ redis_forget_legacy(int *deleted)
 	{
 		redisReply *reply = NULL;
 
-		if (redisGetReply(ctx, (void **) &reply) != REDIS_OK ||
-			!reply_ok(reply, "UNLINK"))
+		if (!rc_get_reply(&reply) || !reply_ok(reply, "UNLINK"))
 		{
 			redis_disconnect();
 			return RS_ERROR;
@@ -1594,10 +1557,9 @@ redis_write_status(const char *const *fields, int nfields)
 {
 	redisReply *reply = NULL;
 
-	if (!append_status(fields, nfields) ||
-		redisGetReply(ctx, (void **) &reply) != REDIS_OK)
+	if (!append_status(fields, nfields) || !rc_get_reply(&reply))
 	{
-		redis_fail("HSET status", ctx->errstr);
+		redis_fail("HSET status", rc_errstr());
 		redis_disconnect();
 		return RS_ERROR;
 	}
@@ -1624,9 +1586,9 @@ redis_print_status(const SyncConfig *cfg)
 	redisReply *reply;
 	int			rc = 1;
 
-	if (!connect_only(cfg))
+	if (connect_only(cfg, true) != RS_OK)
 		return 1;
-	reply = redisCommand(ctx, "HGETALL %b", key_status, strlen(key_status));
+	reply = rc_command(slot_status, "HGETALL %b", key_status, strlen(key_status));
 	if (reply_ok(reply, "HGETALL"))
 	{
 		if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0)

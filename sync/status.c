@@ -191,6 +191,13 @@ status_set_lag(int64_t ms)
 	st.lag_ms = ms;
 }
 
+/* A Redis Cluster redirection followed, or a topology read (cluster.c). */
+void
+status_cluster_event(ClusterEvent e)
+{
+	st.cluster_events[e]++;
+}
+
 /* n value writes were refused by Redis as older than what it holds. */
 void
 status_stale_refused(int64_t n)

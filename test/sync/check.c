@@ -20,7 +20,10 @@
  *			metadata, created_at}, with the score = created_at in epoch ms;
  *		and no <P>balance:*, available:*, held:* or <P>txs:* key, nor a
  *		companion of one ("{K}:v" or "{T}:v:K", see sync/keyslot.c), exists
- *		for a user without an account (an aborted transaction's user, say).
+ *		for a user without an account (an aborted transaction's user, say);
+ *		with --partition P/N, only keys of users of partition P of N
+ *		(sync/partition.c) count there: other databases' daemons write the
+ *		others.
  *
  *	check --monitor --duration-ms D [--prefix P] USER...
  *		Polls the users' balance and the companions of balance:, available:
@@ -28,7 +31,10 @@
  *		or down (version; the (version, as_of) pairs of available:/held:).
  *		For workloads that only deduct.
  *
- * PostgreSQL from the PG* environment, Redis from REDIS_HOST/REDIS_PORT.
+ * PostgreSQL from the PG* environment, Redis from REDIS_HOST/REDIS_PORT,
+ * or, when REDIS_CLUSTER_NODES (host:port,...) is set, a Redis Cluster:
+ * each read goes to its slot's master (CLUSTER SLOTS, read again at every
+ * retry) and SCAN visits every master.
  * User ids are handled as byte strings throughout.  Built with
  * sync/keyslot.c, for the companion names.
  *
@@ -49,6 +55,13 @@
 /* sync/keyslot.c */
 #define KEY_COMPANION_MAX(len)	((len) + 16)
 extern size_t key_companion(char *dst, const char *key, size_t len);
+extern int	key_slot(const char *key, size_t len);
+
+/* sync/partition.c */
+extern int	partition_of(const char *uid, size_t len, int count);
+extern bool partition_parse(const char *s, int *index, int *count);
+static int	part_index = 0,
+			part_count = 0;	/* --partition p/n: keys of other users are not ours */
 
 typedef struct User
 {
@@ -65,6 +78,17 @@ static size_t prefix_len = 0;
 static int	window = 1000;
 static PGconn *pg;
 static redisContext *rc;
+
+/* Redis Cluster: one context per master; which one each pipelined read went to */
+#define MAX_MASTERS 32
+static bool cluster = false;
+static redisContext *masters[MAX_MASTERS];
+static int	nmasters = 0;
+static short slot_master[16384];
+static int *sent = NULL;
+static int	nsent = 0,
+			sent_cap = 0,
+			nread = 0;
 static int	problems;
 static char report[1 << 16];
 static size_t report_len;
@@ -123,6 +147,113 @@ die(const char *what, const char *msg)
 	exit(2);
 }
 
+static void die(const char *what, const char *msg);
+
+/* Cluster mode: (re)reads CLUSTER SLOTS and connects to every master. */
+static void
+cluster_map(void)
+{
+	const char *nodes = getenv("REDIS_CLUSTER_NODES");
+	char	   *list = strdup(nodes);
+	redisReply *r = NULL;
+
+	for (int i = 0; i < nmasters; i++)
+		redisFree(masters[i]);
+	nmasters = 0;
+	for (char *tok = strtok(list, ","); tok != NULL && r == NULL; tok = strtok(NULL, ","))
+	{
+		char	   *colon = strrchr(tok, ':');
+		redisContext *c;
+		struct timeval tv = {1, 0};
+
+		if (colon == NULL)
+			continue;
+		*colon = '\0';
+		c = redisConnectWithTimeout(tok, atoi(colon + 1), tv);
+		if (c == NULL || c->err)
+		{
+			if (c)
+				redisFree(c);
+			continue;
+		}
+		r = redisCommand(c, "CLUSTER SLOTS");
+		if (r != NULL && r->type != REDIS_REPLY_ARRAY)
+		{
+			freeReplyObject(r);
+			r = NULL;
+		}
+		redisFree(c);
+	}
+	free(list);
+	if (r == NULL)
+		die("Redis", "no node of REDIS_CLUSTER_NODES answers CLUSTER SLOTS");
+	for (int s = 0; s < 16384; s++)
+		slot_master[s] = 0;
+	for (size_t e = 0; e < r->elements; e++)
+	{
+		redisReply *range = r->element[e];
+		redisReply *m = range->element[2];
+		int			k;
+		char		host[256];
+
+		snprintf(host, sizeof(host), "%s", m->element[0]->str);
+		for (k = 0; k < nmasters; k++)
+			if (strcmp(masters[k]->tcp.host, host) == 0 &&
+				masters[k]->tcp.port == (int) m->element[1]->integer)
+				break;
+		if (k == nmasters)
+		{
+			if (nmasters == MAX_MASTERS)
+				die("Redis", "too many masters");
+			masters[nmasters] = redisConnect(host, (int) m->element[1]->integer);
+			if (masters[nmasters] == NULL || masters[nmasters]->err)
+				die("Redis", "cannot connect to a master");
+			nmasters++;
+		}
+		for (long long s = range->element[0]->integer; s <= range->element[1]->integer; s++)
+			slot_master[s] = (short) k;
+	}
+	freeReplyObject(r);
+	nsent = nread = 0;
+}
+
+/* Appends a command reading key k (kl bytes): to rc, or to k's master. */
+static void
+app(const char *k, size_t kl, const char *fmt,...)
+{
+	va_list		ap;
+	redisContext *c = rc;
+	int			m = 0;
+
+	if (cluster)
+	{
+		m = slot_master[key_slot(k, kl)];
+		c = masters[m];
+		if (nsent == sent_cap)
+		{
+			sent_cap = sent_cap ? 2 * sent_cap : 1024;
+			sent = realloc(sent, sizeof(int) * (size_t) sent_cap);
+		}
+		sent[nsent++] = m;
+	}
+	va_start(ap, fmt);
+	redisvAppendCommand(c, fmt, ap);
+	va_end(ap);
+}
+
+/* The next reply of the pipeline, in the order of app(). */
+static int
+getr(redisReply **r)
+{
+	redisContext *c = rc;
+
+	if (cluster)
+		c = masters[sent[nread++]];
+	if (redisGetReply(c, (void **) r) != REDIS_OK)
+		die("Redis", c->errstr);
+	return REDIS_OK;
+}
+
 /* Connects to both; exits on failure. */
 static void
 connect_all(void)
@@ -136,6 +267,12 @@ connect_all(void)
 		die("PostgreSQL", PQerrorMessage(pg));
 	res = PQexec(pg, "SET TimeZone = 'UTC'");
 	PQclear(res);
+	if (getenv("REDIS_CLUSTER_NODES") != NULL && getenv("REDIS_CLUSTER_NODES")[0] != '\0')
+	{
+		cluster = true;
+		cluster_map();
+		return;
+	}
 	rc = redisConnect(host ? host : "127.0.0.1", port ? atoi(port) : 6379);
 	if (rc == NULL || rc->err)
 		die("Redis", rc ? rc->errstr : "out of memory");
@@ -278,6 +415,8 @@ check_once(void)
 	problems = 0;
 	report_len = 0;
 	report[0] = '\0';
+	if (cluster)
+		cluster_map();
 
 	snprintf(wbuf, sizeof(wbuf), "%d", window);
 	params[0] = wbuf;
@@ -322,10 +461,10 @@ check_once(void)
 		char	   *ak = key("available:", users[i].uid, users[i].uid_len, &al);
 		char	   *hk = key("held:", users[i].uid, users[i].uid_len, &hl);
 
-		redisAppendCommand(rc, "GET %b", bk, bl);
-		redisAppendCommand(rc, "ZRANGE %b 0 -1 WITHSCORES", tk, tl);
-		redisAppendCommand(rc, "GET %b", ak, al);
-		redisAppendCommand(rc, "GET %b", hk, hl);
+		app(bk, bl, "GET %b", bk, bl);
+		app(tk, tl, "ZRANGE %b 0 -1 WITHSCORES", tk, tl);
+		app(ak, al, "GET %b", ak, al);
+		app(hk, hl, "GET %b", hk, hl);
 		free(bk);
 		free(tk);
 		free(ak);
@@ -345,11 +484,10 @@ check_once(void)
 				   *r4 = NULL;
 		User	   *u = &users[i];
 
-		if (redisGetReply(rc, (void **) &r1) != REDIS_OK ||
-			redisGetReply(rc, (void **) &r2) != REDIS_OK ||
-			redisGetReply(rc, (void **) &r3) != REDIS_OK ||
-			redisGetReply(rc, (void **) &r4) != REDIS_OK)
-			die("Redis", rc->errstr);
+		getr(&r1);
+		getr(&r2);
+		getr(&r3);
+		getr(&r4);
 
 		if (r3->type != REDIS_REPLY_STRING)
 			problem("user \"%s\": available key %s (expected %s)", q(u->uid, u->uid_len),
@@ -448,10 +586,11 @@ check_once(void)
 	free(members);
 	free(scores);
 
-	/* No keys for users without an account */
+	/* No keys for users without an account (on every master) */
+	for (int mi = 0; mi < (cluster ? nmasters : 1); mi++)
 	do
 	{
-		redisReply *r = redisCommand(rc, "SCAN %llu COUNT 1000", cursor);
+		redisReply *r = redisCommand(cluster ? masters[mi] : rc, "SCAN %llu COUNT 1000", cursor);
 
 		if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
 			die("Redis", "SCAN failed");
@@ -493,6 +632,9 @@ check_once(void)
 					continue;
 				probe.uid = (char *) (ks + prefix_len + nl);
 				probe.uid_len = kl - prefix_len - nl;
+				if (part_count > 0 &&
+					partition_of(probe.uid, probe.uid_len, part_count) != part_index)
+					continue;
 				if (bsearch(&probe, users, (size_t) n, sizeof(User), cmp_user) == NULL)
 					problem("key \"%s\" belongs to no account", q(k->str, (size_t) k->len));
 			}
@@ -634,6 +776,11 @@ main(int argc, char **argv)
 			window = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--timeout-ms") == 0 && i + 1 < argc)
 			timeout = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--partition") == 0 && i + 1 < argc)
+		{
+			if (!partition_parse(argv[++i], &part_index, &part_count))
+				die("usage", "--partition P/N");
+		}
 		else if (strcmp(argv[i], "--duration-ms") == 0 && i + 1 < argc)
 			duration = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--monitor") == 0)
