@@ -21,7 +21,7 @@ PGBIN=${CREDITS_PGBIN:-/usr/lib/postgresql/15/bin}
 T=$(mktemp -d /tmp/credits-sync-test.XXXXXX)
 chmod 755 "$T"
 export CREDITS_RUN_DIR=$T/run
-unset CREDITS_PGPORT CREDITS_REDIS_PORT
+unset CREDITS_PGPORT CREDITS_REDIS_PORT CREDITS_SYNC_REDIS_CLUSTER CREDITS_SYNC_PARTITION REDIS_CLUSTER_NODES
 
 PASSED=0
 FAILED=0
@@ -54,6 +54,7 @@ cleanup() {
   for f in "$T"/*.cluster/redis.pid; do
     [ -s "$f" ] && kill "$(tr -dc 0-9 <"$f")" 2>/dev/null
   done
+  [ -d "$T/rcluster" ] && "$REPO/.ci/redis_cluster.sh" down "$T/rcluster" >/dev/null 2>&1
   "$REPO/.ci/stack.sh" down >"$T/stack-down.log" 2>&1 || true
   if [ "${KEEP:-0}" = 1 ] || [ "$FAILED" -gt 0 ]; then
     say "run directory kept: $T"
@@ -99,7 +100,7 @@ fi
 
 CHECK=$T/check
 if ! cc -O1 -g -Wall -Wextra -I"$(pg_config --includedir)" -DCREDITS_SYNC_VERSION='"check"' -o "$CHECK" \
-  "$REPO/test/sync/check.c" "$REPO/sync/keyslot.c" -lpq -lhiredis 2>"$T/check-build.log"; then
+  "$REPO/test/sync/check.c" "$REPO/sync/keyslot.c" "$REPO/sync/partition.c" -lpq -lhiredis 2>"$T/check-build.log"; then
   cat "$T/check-build.log"
   say "0 passed, 1 failed"
   exit 1
@@ -1609,9 +1610,316 @@ test_cluster() {
   cluster_stop
 }
 
+# --- Redis Cluster (3 masters, 1 replica each) ------------------------------
+
+# rcluster_up: the run's Redis Cluster (.ci/redis_cluster.sh, one for every
+# test that uses it; a node a test killed comes back as a replica), its
+# nodes in RC_NODES, host:port,...  Ports from CREDITS_TEST_REDIS_CLUSTER_PORT
+# and the 5 after it, else the first 6 free ones from 46100 (bus ports
+# + 10000).  cluster-node-timeout is 1 s, so a failover takes a few.
+RC_DIR=$T/rcluster
+rcluster_up() {
+  if [ ! -s "$RC_DIR/ports" ]; then
+    local base=${CREDITS_TEST_REDIS_CLUSTER_PORT:-46100} i busy
+    while :; do
+      busy=0
+      for i in 0 1 2 3 4 5; do
+        if port_in_use $((base + i)) || port_in_use $((base + i + 10000)); then busy=1; fi
+      done
+      [ $busy = 0 ] && break
+      base=$((base + 6))
+    done
+    export CREDITS_REDIS_CLUSTER_PORT=$base
+  fi
+  CREDITS_REDIS_CLUSTER_NODE_TIMEOUT=1000 "$REPO/.ci/redis_cluster.sh" up "$RC_DIR" >"$T/$CURRENT.rcluster.log" 2>&1 ||
+    { fail "the Redis Cluster did not start: $(tail -n 3 "$T/$CURRENT.rcluster.log")"; return 1; }
+  RC_NODES=$("$REPO/.ci/redis_cluster.sh" nodes "$RC_DIR")
+  RC_PORTS=$(cat "$RC_DIR/ports")
+}
+
+# rc ARGS...: redis-cli in cluster mode (follows MOVED/ASK) on a live node.
+rc() {
+  local p
+  for p in $RC_PORTS; do
+    if [ "$(redis-cli -p "$p" PING 2>/dev/null)" = PONG ]; then redis-cli -c -p "$p" "$@"; return; fi
+  done
+  return 1
+}
+
+# master_of SLOT: "<node id> <port>" of the master serving SLOT.
+master_of() {
+  local p out
+  for p in $RC_PORTS; do
+    out=$(redis-cli -p "$p" CLUSTER NODES 2>/dev/null | awk -v s="$1" '
+      $3 ~ /master/ && $3 !~ /fail/ {
+        for (i = 9; i <= NF; i++) {
+          if ($i ~ /^\[/) continue
+          n = split($i, r, "-"); lo = r[1] + 0; hi = (n == 2 ? r[2] : r[1]) + 0
+          if (s >= lo && s <= hi) { split($2, a, "[:@]"); print $1, a[2]; exit }
+        }
+      }')
+    [ -n "$out" ] && { echo "$out"; return 0; }
+  done
+  return 1
+}
+
+# masters: "<node id> <port>" of every live master.
+masters() {
+  local p
+  for p in $RC_PORTS; do
+    if [ "$(redis-cli -p "$p" PING 2>/dev/null)" = PONG ]; then
+      redis-cli -p "$p" CLUSTER NODES | awk '$3 ~ /master/ && $3 !~ /fail/ { split($2, a, "[:@]"); print $1, a[2] }'
+      return
+    fi
+  done
+}
+
+# cconverge MS [CHECK ARGS...]: like converge, against the cluster.
+cconverge() {
+  local ms=$1 out rc
+  shift
+  out=$(REDIS_CLUSTER_NODES=$RC_NODES "$CHECK" --prefix "$PREFIX" --window "$WINDOW" --timeout-ms "$ms" "$@" 2>&1)
+  rc=$?
+  note "$(head -n 1 <<<"$out")"
+  if [ $rc -ne 0 ]; then
+    fail "the Redis Cluster did not converge"
+    sed 's/^/      /' <<<"$out" | tail -n +2 | head -n 12
+    return 1
+  fi
+}
+
+# keys_per_master: "port:DBSIZE ..." of the live masters.
+keys_per_master() {
+  local id p out=""
+  while read -r id p; do out+="$p:$(redis-cli -p "$p" DBSIZE) "; done < <(masters)
+  echo "$out"
+}
+
+# The daemon writing into a Redis Cluster (3 masters, 1 replica each) with
+# 1,500 users, so keys are on every master: equal to PostgreSQL after a
+# steady write load during which the daemon is killed with -9 and started
+# again (it resumes from the cursor, no rebuild); every master holds keys;
+# rows per second mirrored, standalone and cluster, in the same run.
+test_rcluster_sync() {
+  rcluster_up || return
+  users rs- 1500 1000000
+  start_daemon d --redis-cluster "$RC_NODES" --metrics-file "$T/$CURRENT.prom"
+  grep -q 'connected to Redis Cluster: 3 masters' "$T/$CURRENT.d.log" || fail "the daemon did not find the 3 masters"
+  writer w rs- 1500 4 400
+  sleep 1.5
+  kill9_daemon d
+  sleep 0.5
+  start_daemon d --redis-cluster "$RC_NODES"
+  wait_writer w
+  cconverge 5000 || return
+  [ "$(log_count d 'resuming from cursor')" -ge 1 ] || fail "restart did not resume from the cursor"
+  [ "$(log_count d 'rebuilding Redis')" -eq 1 ] || fail "restart rebuilt instead of resuming"
+  local km
+  km=$(keys_per_master)
+  note "keys per master: $km"
+  grep -Eq '^([0-9]+:[1-9][0-9]* ){3}$' <<<"$km" || fail "not every master holds keys: $km"
+  [ "$(rc --raw HGET "${PREFIX}sync:status" state)" = running ] || fail "sync:status in the cluster does not say running"
+  "$BIN" --prefix "$PREFIX" --redis-cluster "$RC_NODES" --status >"$T/$CURRENT.status" 2>&1 ||
+    fail "--status against the cluster failed: $(head -n 2 "$T/$CURRENT.status")"
+  stop_daemon d
+  grep -n 'ERROR' "$T/$CURRENT.d.log" | head -n 3 | sed 's/^/      /'
+  [ "$(grep -c 'ERROR' "$T/$CURRENT.d.log")" = 0 ] || fail "the daemon logged errors"
+
+  # Throughput: two daemons (standalone Redis, the cluster), each with its
+  # cursor just before the same 20,000 rows (one transaction), started one
+  # after the other: the time until sync:status counts them all.
+  local mode t0 ms n base=$PREFIX
+  for mode in standalone cluster; do
+    PREFIX="${base}tp$mode:"
+    if [ $mode = cluster ]; then start_daemon "tp$mode" --redis-cluster "$RC_NODES"; else start_daemon "tp$mode"; fi
+    stop_daemon "tp$mode"
+  done
+  sql -c "SELECT count(*) FROM generate_series(1, 20000) i, LATERAL credits.credit_deduct('rs-' || (i % 1500 + 1), 1, 'bulk')" >/dev/null
+  for mode in standalone cluster; do
+    PREFIX="${base}tp$mode:"
+    t0=$(now_ms)
+    if [ $mode = cluster ]; then start_daemon "tp$mode" --redis-cluster "$RC_NODES"; else start_daemon "tp$mode"; fi
+    while [ $(($(now_ms) - t0)) -lt 30000 ]; do
+      if [ $mode = cluster ]; then n=$(rc --raw HGET "${PREFIX}sync:status" rows_synced); else n=$(status_field rows_synced); fi
+      [ "${n:-0}" -ge 20000 ] && break
+      sleep 0.01
+    done
+    ms=$(($(now_ms) - t0))
+    [ "${n:-0}" -ge 20000 ] || fail "$mode: only ${n:-0} of 20000 rows after $ms ms"
+    note "$mode: 20000 rows (1500 users) mirrored in $ms ms from start: $((20000000 / (ms > 0 ? ms : 1))) rows/s"
+    stop_daemon "tp$mode"
+  done
+  PREFIX=$base
+}
+
+# A Redis master is killed (kill -9 of its redis-server, by pid) while the
+# daemon writes; its replica is promoted by the cluster (cluster-node-
+# timeout 1 s): the daemon follows it and Redis equals PostgreSQL.  The
+# master killed is the one holding the daemon's cursor.  Before moving the
+# cursor the daemon WAITs for each written master's replica, so the
+# promoted replica has every row the cursor counts.
+test_rcluster_failover() {
+  rcluster_up || return
+  users rf- 1000 1000000
+  start_daemon d --redis-cluster "$RC_NODES" --max-backoff 200
+  writer w rf- 1000 6 300
+  sleep 1.5
+  local slot id port pid np="" t0 i
+  slot=$(rc CLUSTER KEYSLOT "${PREFIX}{sync}:cursor")
+  read -r id port < <(master_of "$slot")
+  pid=$(tr -dc 0-9 <"$RC_DIR/$port/redis.pid")
+  [ -n "$pid" ] || { fail "no pid for the master on port $port"; return; }
+  t0=$(now_ms)
+  kill -KILL "$pid"
+  for i in $(seq 1 300); do
+    np=$(master_of "$slot" | cut -d' ' -f2)
+    [ -n "$np" ] && [ "$np" != "$port" ] && break
+    sleep 0.05
+  done
+  [ -n "$np" ] && [ "$np" != "$port" ] || { fail "no replica took over slot $slot"; return; }
+  note "master $port killed; replica $np took over in $(($(now_ms) - t0)) ms"
+  wait_writer w
+  cconverge 10000 || return
+  alive d || fail "the daemon died"
+  [ "$(log_count d 'connected to Redis Cluster')" -ge 2 ] || fail "the daemon did not reconnect to the cluster"
+  stop_daemon d
+  rcluster_up || return   # the killed node comes back as a replica
+}
+
+# A slot is migrated between masters while the daemon writes into it
+# (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE of a few keys at a time,
+# SETSLOT NODE): the users 'mg{7}1'..'mg{7}30' have every key in one slot
+# (hash tag 7).  The daemon follows TRYAGAIN, ASK (keys already moved) and
+# MOVED (after SETSLOT NODE), and Redis equals PostgreSQL.
+test_rcluster_migrate() {
+  rcluster_up || return
+  sql -c "SELECT credits.credit_init('mg{7}' || i, 1000000) FROM generate_series(1, 30) i" >/dev/null
+  users rm- 200 1000000
+  start_daemon d --redis-cluster "$RC_NODES" --max-backoff 100 --metrics-file "$T/$CURRENT.prom"
+  local slot sid sport did dport keys k n=0
+  slot=$(rc CLUSTER KEYSLOT 7)
+  read -r sid sport < <(master_of "$slot")
+  read -r did dport < <(masters | awk -v s="$sport" '$2 != s' | head -n 1)
+  writer w 'mg{7}' 30 6 300
+  sleep 0.5
+  redis-cli -p "$dport" CLUSTER SETSLOT "$slot" IMPORTING "$sid" >/dev/null
+  redis-cli -p "$sport" CLUSTER SETSLOT "$slot" MIGRATING "$did" >/dev/null
+  # 20 keys per MIGRATE, as redis-cli --cluster reshard moves them (it
+  # moves 10), with a pause between: the slot's keys are split meanwhile
+  while keys=$(redis-cli -p "$sport" CLUSTER GETKEYSINSLOT "$slot" 20) && [ -n "$keys" ]; do
+    # shellcheck disable=SC2086
+    redis-cli -p "$sport" MIGRATE 127.0.0.1 "$dport" "" 0 5000 KEYS $keys >/dev/null
+    n=$((n + $(wc -w <<<"$keys")))
+    sleep 0.05
+  done
+  # every key moved, the slot still MIGRATING: writes are ASKed to the target
+  sleep 1
+  while read -r k k; do
+    redis-cli -p "$k" CLUSTER SETSLOT "$slot" NODE "$did" >/dev/null
+  done < <(masters)
+  note "slot $slot ($n keys) moved from port $sport to $dport"
+  wait_writer w
+  sql -c "SELECT credits.credit_deduct('mg{7}' || i, 1, 'after') FROM generate_series(1, 30) i" >/dev/null
+  cconverge 5000 || return
+  [ "$(redis-cli -p "$dport" CLUSTER COUNTKEYSINSLOT "$slot")" -gt 0 ] || fail "no key in slot $slot on its new master"
+  wait_metric "$T/$CURRENT.prom" 'credits_sync_redis_redirects_total{kind="moved"}' 1 2500 ||
+    fail "no MOVED followed"
+  wait_metric "$T/$CURRENT.prom" 'credits_sync_redis_redirects_total{kind="ask"}' 1 2500 ||
+    fail "no ASK followed"
+  note "pages failed and replayed while the slot was split: $(log_count d 'still redirected after')"
+  note "redirections followed: moved $(metric "$T/$CURRENT.prom" 'credits_sync_redis_redirects_total{kind="moved"}'), ask $(metric "$T/$CURRENT.prom" 'credits_sync_redis_redirects_total{kind="ask"}'); topology reads $(metric "$T/$CURRENT.prom" credits_sync_redis_topology_reads_total)"
+  stop_daemon d
+}
+
+# The shared partition hash (sync/partition.c) gives the same values as
+# the proxy's credits.partition_hash(): FNV-1a 32 then fmix32, signed; the
+# partition of 4 is its low 2 bits.
+test_partition_hash() {
+  local out want
+  out=$("$BIN" --partition-hash u1 alice '' 'ü' 00000000-0000-4000-8000-000000000000 | tr '\t\n' ' ')
+  want='612938007 3 -367733218 2 -1421968373 3 -1050830394 2 1564448355 3 '
+  [ "$out" = "$want" ] || fail "partition hashes: got '$out', want '$want'"
+  "$BIN" --partition 4/4 --version >/dev/null 2>&1 && fail "--partition 4/4 was accepted"
+  "$BIN" --partition 1/3 --version >/dev/null 2>&1 && fail "--partition 1/3 was accepted"
+  "$BIN" --partition 3/4 --version >/dev/null 2>&1 || fail "--partition 3/4 was refused"
+}
+
+# Two databases (partitions 0 and 1 of 2, each holding only its users),
+# one daemon each (--partition), one prefix, one Redis Cluster: each has
+# its own global keys ({sync:P/N}:cursor, ...), both mirrors are right, a
+# history rebuild of one (replacing, deleting keys of users without an
+# account) deletes its own partition's stray keys and leaves the other
+# partition's keys alone; and a daemon given the wrong partition writes
+# nothing and exits 2.
+test_rcluster_partitions() {
+  rcluster_up || return
+  local dba=sync_test_pa dbb=sync_test_pb ida=() idb=() i u p
+  sql -d postgres -c "DROP DATABASE IF EXISTS $dba" -c "CREATE DATABASE $dba" \
+    -c "DROP DATABASE IF EXISTS $dbb" -c "CREATE DATABASE $dbb" >/dev/null || return
+  PGDATABASE=$dba sql -c "CREATE EXTENSION credits" >/dev/null || return
+  PGDATABASE=$dbb sql -c "CREATE EXTENSION credits" >/dev/null || return
+  while IFS=$'\t' read -r u p; do
+    if [ $((p & 1)) = 0 ]; then ida+=("$u"); else idb+=("$u"); fi
+  done < <(for i in $(seq 1 400); do printf 'pp-%d\t' "$i"; "$BIN" --partition-hash "pp-$i" | cut -f2; done)
+  PGDATABASE=$dba sql -c "SELECT count(*) FROM unnest(string_to_array('$(IFS=,; echo "${ida[*]}")', ',')) u, LATERAL credits.credit_init(u, 100000)" >/dev/null
+  PGDATABASE=$dbb sql -c "SELECT count(*) FROM unnest(string_to_array('$(IFS=,; echo "${idb[*]}")', ',')) u, LATERAL credits.credit_init(u, 100000)" >/dev/null
+  note "${#ida[@]} users in partition 0, ${#idb[@]} in partition 1"
+  start_daemon a --redis-cluster "$RC_NODES" --dbname "dbname=$dba" --partition 0/2
+  start_daemon b --redis-cluster "$RC_NODES" --dbname "dbname=$dbb" --partition 1/2
+  for i in 1 2 3; do
+    PGDATABASE=$dba sql -c "SELECT credits.credit_deduct(user_id, 1, 'a') FROM credits.accounts" >/dev/null
+    PGDATABASE=$dbb sql -c "SELECT credits.credit_deduct(user_id, 1, 'b') FROM credits.accounts" >/dev/null
+  done
+  PGDATABASE=$dba cconverge 5000 --partition 0/2 || return
+  PGDATABASE=$dbb cconverge 5000 --partition 1/2 || return
+  [ "$(rc EXISTS "${PREFIX}{sync:0/2}:cursor")$(rc EXISTS "${PREFIX}{sync:1/2}:cursor")$(rc EXISTS "${PREFIX}{sync}:cursor")" = 110 ] ||
+    fail "the global keys are not per partition"
+  [ "$(rc --raw HGET "${PREFIX}sync:status:1/2" state)" = running ] || fail "no sync:status:1/2"
+  stop_daemon b
+
+  # strays: a key of a partition-0 user without an account (a's to
+  # delete), and one of a partition-1 user (not a's)
+  local g0="" g1="" gu
+  for i in $(seq 1 50); do
+    gu="ghost-$i"
+    p=$("$BIN" --partition-hash "$gu" | cut -f2)
+    if [ $((p & 1)) = 0 ] && [ -z "$g0" ]; then g0=$gu; fi
+    if [ $((p & 1)) = 1 ] && [ -z "$g1" ]; then g1=$gu; fi
+  done
+  rc SET "${PREFIX}balance:$g0" 5 >/dev/null
+  rc SET "${PREFIX}balance:$g1" 5 >/dev/null
+  # a's history rebuild: its cursor names another system
+  stop_daemon a
+  local out
+  out=$(rc --raw GET "${PREFIX}{sync:0/2}:cursor")
+  rc SET "${PREFIX}{sync:0/2}:cursor" "$(awk '{ sub(/^[0-9]+/, "1", $3); print }' <<<"$out")" >/dev/null
+  start_daemon a --redis-cluster "$RC_NODES" --dbname "dbname=$dba" --partition 0/2
+  wait_log a 'history does not extend' 2 || fail "the changed system identifier was not noticed"
+  wait_log a 'deleted the keys of 1 users' 5 || fail "a's rebuild did not delete exactly its one stray user"
+  PGDATABASE=$dba cconverge 5000 --partition 0/2 || return
+  [ "$(rc EXISTS "${PREFIX}balance:$g1")" = 1 ] || fail "a's rebuild deleted a key of partition 1"
+  rc DEL "${PREFIX}balance:$g1" >/dev/null
+  PGDATABASE=$dbb cconverge 2000 --partition 1/2 || return
+
+  # the wrong partition: a daemon on a's database told it is partition 1
+  local before after rc_c
+  before=$(rc --raw GET "${PREFIX}{sync:1/2}:cursor")
+  timeout 20 "$BIN" --prefix "$PREFIX" --redis-cluster "$RC_NODES" --dbname "dbname=$dba" \
+    --partition 1/2 >"$T/$CURRENT.c.log" 2>&1 </dev/null
+  rc_c=$?
+  [ $rc_c = 2 ] || fail "a daemon on the wrong partition exited with $rc_c, not 2"
+  grep -q 'is in partition 0/2, not in --partition 1/2' "$T/$CURRENT.c.log" || fail "no clear error for the wrong partition"
+  after=$(rc --raw GET "${PREFIX}{sync:1/2}:cursor")
+  [ "$before" = "$after" ] || fail "the daemon on the wrong partition moved partition 1's cursor"
+  PGDATABASE=$dbb cconverge 2000 --partition 1/2 || return
+  stop_daemon a
+  sql -d postgres -c "DROP DATABASE $dba" -c "DROP DATABASE $dbb" >/dev/null
+}
+
 ALL_TESTS=(basic wakeup steady_stream prepared_transaction out_of_order kill9 lost_notifications pg_restart pg_crash restore_old_copy restore_more_writes standby_failover redis_restart redis_rollback
   flushall two_daemons aborted odd_ids wrong_type window signals version_refusal version_1_0 eviction_policy
-  holds expiry metrics layering checks_can_fail anchor_parse keyslot cluster long_transaction valgrind)
+  holds expiry metrics layering checks_can_fail anchor_parse keyslot cluster partition_hash rcluster_sync rcluster_migrate rcluster_partitions rcluster_failover
+  long_transaction valgrind)
 
 run_test() {
   local name=$1 t0
