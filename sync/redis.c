@@ -368,7 +368,8 @@ redis_connect(const SyncConfig *cfg)
 
 /*
  * redis_connected(); key is one of the fixed keys.  *value gets its value
- * (malloc'd), or NULL when it is missing or not a string.
+ * (malloc'd), or NULL when it is missing or not a string.  Any other error
+ * reply (CLUSTERDOWN, LOADING) fails: RS_ERROR, disconnected.
  */
 static RedisStatus
 get_string(const char *key, const char *what, char **value)
@@ -395,8 +396,17 @@ get_string(const char *key, const char *what, char **value)
 		memcpy(*value, reply->str, (size_t) reply->len);
 		(*value)[reply->len] = '\0';
 	}
-	else if (reply->type == REDIS_REPLY_ERROR)
+	else if (reply->type == REDIS_REPLY_ERROR &&
+			 strncmp(reply->str, "WRONGTYPE", 9) == 0)
 		log_warning("Redis: %s: %s; ignoring it", what, reply->str);
+	else if (reply->type == REDIS_REPLY_ERROR)
+	{
+		/* CLUSTERDOWN, LOADING, ...: not a missing key (that rebuilds) */
+		redis_fail(what, reply->str);
+		freeReplyObject(reply);
+		redis_disconnect();
+		return RS_ERROR;
+	}
 	freeReplyObject(reply);
 	return RS_OK;
 }

@@ -1798,8 +1798,17 @@ test_rcluster_failover() {
   cconverge 10000 || return
   alive d || fail "the daemon died"
   [ "$(log_count d 'connected to Redis Cluster')" -ge 2 ] || fail "the daemon did not reconnect to the cluster"
+  # a replica killed: the daemon's WAIT for it fails until the cluster
+  # marks it failed (cluster-node-timeout), then it goes on without it
+  local rport
+  rport=$(redis-cli -p "$np" CLUSTER NODES | awk '$3 ~ /slave/ && $3 !~ /fail/ { split($2, a, "[:@]"); print a[2]; exit }')
+  [ -n "$rport" ] || { fail "no live replica left"; return; }
+  kill -KILL "$(tr -dc 0-9 <"$RC_DIR/$rport/redis.pid")"
+  sql -c "SELECT count(*) FROM generate_series(1, 3000) i, LATERAL credits.credit_deduct('rf-' || (i % 1000 + 1), 1, 'r')" >/dev/null
+  cconverge 10000 || return
+  note "replica $rport killed: $(log_count d 'replicas of .* acknowledged') WAITs short of a replica"
   stop_daemon d
-  rcluster_up || return   # the killed node comes back as a replica
+  rcluster_up || return   # the killed nodes come back as replicas
 }
 
 # A slot is migrated between masters while the daemon writes into it
