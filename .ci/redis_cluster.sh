@@ -5,7 +5,8 @@
 #   .ci/redis_cluster.sh up [DIR]      start it (idempotent: nodes already
 #                                      running are kept; a formed cluster is
 #                                      not created again); waits until every
-#                                      node reports cluster_state:ok
+#                                      node reports cluster_state:ok and
+#                                      every replica has synced
 #   .ci/redis_cluster.sh down [DIR]    stop the nodes `up` started (by pid
 #                                      file) and delete their data
 #   .ci/redis_cluster.sh nodes [DIR]   print host:port,host:port,... of all
@@ -73,6 +74,14 @@ cluster_ok() {
   cli "$1" CLUSTER INFO 2>/dev/null | tr -d '\r' | grep -q '^cluster_state:ok$'
 }
 
+# A replica's initial sync is done (masters: always true).
+replica_synced() {
+  local info
+  info=$(cli "$1" INFO replication 2>/dev/null | tr -d '\r')
+  grep -q '^role:master$' <<<"$info" && return 0
+  grep -q '^master_link_status:up$' <<<"$info" && grep -q '^master_sync_in_progress:0$' <<<"$info"
+}
+
 start_node() {
   local port=$1 d=$DIR/$1 pid
   pid=$(read_pid "$d/redis.pid")
@@ -120,7 +129,7 @@ up() {
   fi
   for i in $(seq 1 400); do
     local ok=0
-    for p in "${ps[@]}"; do cluster_ok "$p" && ok=$((ok + 1)); done
+    for p in "${ps[@]}"; do cluster_ok "$p" && replica_synced "$p" && ok=$((ok + 1)); done
     if [ "$ok" -eq "$NNODES" ]; then
       log "up: $(nodes)"
       return 0

@@ -38,7 +38,7 @@
  * redis.c sends the cursor call only after every data reply came back OK.
  * In cluster mode, before that call, rc_wait_replicas() runs WAIT on
  * every master written to since the last WAIT, for as many replicas as
- * the topology lists for it: a master that dies after acknowledging a
+ * the topology (read again if older than a second) lists for it: a master that dies after acknowledging a
  * page's data but before its replica has it would otherwise lose data
  * that the cursor, on another master, already counts as applied.
  *
@@ -66,6 +66,7 @@
 
 #define REDIRECT_ROUNDS		16	/* rounds of MOVED/ASK/TRYAGAIN per pipeline */
 #define WAIT_TIMEOUT_MS		1000	/* WAIT for replicas before a cursor call */
+#define TOPOLOGY_MAX_AGE_MS	1000	/* re-read before a WAIT if older */
 #define MAX_SCRIPTS			4
 
 typedef struct Node
@@ -74,6 +75,8 @@ typedef struct Node
 	int			port;
 	redisContext *ctx;
 	bool		master;			/* a master in the last topology read */
+	char		seen;			/* role in the last topology that listed it:
+								 * 'm'aster, 'r'eplica, or 0 */
 	int			replicas;		/* replicas the topology lists for it */
 	bool		written;		/* commands sent since the last WAIT */
 } Node;
@@ -113,6 +116,8 @@ static int	nscripts = 0;
 
 static char errbuf[512];
 static char *seeds = NULL;		/* the settings the nodes were found from */
+static int64_t topology_ms = 0;	/* now_ms() of the last topology read */
+static bool failover = false;	/* a replica became a master */
 
 /* ------------------------------------------------------------------ */
 
@@ -399,6 +404,30 @@ topology_from(int i)
 			return false;
 		}
 		nodes[k].replicas = (int) range->elements - 3;
+		if (nodes[k].seen == 'r')
+		{
+			log_warning("Redis Cluster: %s:%d, a replica, is now a master (a failover): it may lack writes its old master acknowledged",
+						nodes[k].host, nodes[k].port);
+			failover = true;
+		}
+		nodes[k].seen = 'm';
+		/* Replicas: known nodes to read the topology from, and failovers */
+		for (size_t e2 = 3; e2 < range->elements; e2++)
+		{
+			redisReply *rep = range->element[e2];
+			int			j;
+
+			if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
+				rep->element[0]->type != REDIS_REPLY_STRING ||
+				rep->element[1]->type != REDIS_REPLY_INTEGER)
+				continue;
+			snprintf(host, sizeof(host), "%s",
+					 rep->element[0]->len == 0 || strcmp(rep->element[0]->str, "?") == 0 ?
+					 nodes[i].host : rep->element[0]->str);
+			j = node_find(host, (int) rep->element[1]->integer);
+			if (j >= 0)
+				nodes[j].seen = 'r';
+		}
 		for (long long s = range->element[0]->integer; s <= range->element[1]->integer; s++)
 			map[s] = k;
 		covered += (int) (range->element[1]->integer - range->element[0]->integer + 1);
@@ -435,6 +464,7 @@ static bool
 topology_refresh(void)
 {
 	status_cluster_event(CLUSTER_TOPOLOGY);
+	topology_ms = now_ms();
 	for (int pass = 0; pass < 2; pass++)
 	{
 		for (int i = 0; i < nnodes; i++)
@@ -884,6 +914,13 @@ rc_wait_replicas(void)
 
 	if (!cluster_mode)
 		return true;
+
+	/*
+	 * Replicas come and go (a new one, one that finished its first sync,
+	 * one the cluster marked failed): the counts are at most a second old.
+	 */
+	if (now_ms() - topology_ms >= TOPOLOGY_MAX_AGE_MS && !topology_refresh())
+		log_warning("Redis Cluster: could not re-read the topology: %s", rc_errstr());
 	for (int i = 0; i < nnodes; i++)
 	{
 		Node	   *n = &nodes[i];
@@ -924,6 +961,20 @@ rc_wait_replicas(void)
 		freeReplyObject(r);
 	}
 	return ok;
+}
+
+/*
+ * Any time.  True once after a topology read found a former replica
+ * serving slots as a master (a failover: the promoted replica may lack
+ * the last writes its old master acknowledged).
+ */
+bool
+rc_take_failover(void)
+{
+	bool		f = failover;
+
+	failover = false;
+	return f;
 }
 
 /*

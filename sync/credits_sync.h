@@ -185,6 +185,7 @@ typedef enum RebuildReason
 	REBUILD_WINDOW_CHANGED,
 	REBUILD_NO_CHECKED,			/* sync:checked missing or damaged */
 	REBUILD_HISTORY,			/* PostgreSQL's history went back */
+	REBUILD_FAILOVER,			/* a Redis Cluster replica was promoted */
 	NREBUILD_REASONS
 } RebuildReason;
 
@@ -455,6 +456,7 @@ extern struct redisReply *rc_command(int slot, const char *fmt,...);
 extern int	rc_masters(void);
 extern struct redisReply *rc_master_command(int m, const char *fmt,...);
 extern bool rc_wait_replicas(void);
+extern bool rc_take_failover(void);
 
 extern RedisStatus redis_connect(const SyncConfig *cfg);
 extern void redis_disconnect(void);
@@ -471,6 +473,7 @@ extern RedisStatus redis_scan_users(char **scan, char ***uids, int *n);
 extern RedisStatus redis_forget_users(char **uids, const bool *gone, int n);
 extern RedisStatus redis_forget_legacy(int *deleted);
 extern RedisStatus redis_write_status(const char *const *fields, int nfields);
+extern bool redis_failover_seen(void);
 extern int	redis_print_status(const SyncConfig *cfg);
 extern void repair_list_clear(RepairList *r);
 

@@ -1035,6 +1035,19 @@ run(void)
 				back_off(&backoff);
 			continue;
 		}
+		if (redis_failover_seen())
+		{
+			/*
+			 * A promoted replica may lack writes its old master
+			 * acknowledged (replication is asynchronous; WAIT covers only
+			 * replicas that were live): rewrite everything, keeping the
+			 * version guards.
+			 */
+			log_warning("a Redis Cluster replica was promoted: rebuilding Redis from PostgreSQL");
+			if (!rebuild(REBUILD_FAILOVER))
+				back_off(&backoff);
+			continue;
+		}
 		if (now_ms() - last_expiry_check >= EXPIRY_CHECK_MS)
 		{
 			if (!apply_expiries())

@@ -1579,6 +1579,16 @@ redis_write_status(const char *const *fields, int nfields)
 	return RS_OK;
 }
 
+/*
+ * Any time.  True once after a failover was seen in the Redis Cluster
+ * (cluster.c): the promoted replica may lack some of the last writes.
+ */
+bool
+redis_failover_seen(void)
+{
+	return rc_take_failover();
+}
+
 /* Fields of sync:status, in the order --status prints them */
 static const char *const status_order[] = {
 	"state", "rows_synced", "lag_ms", "last_error", "reconnects", "rebuilds",

@@ -39,6 +39,7 @@ static const char *const reason_names[NREBUILD_REASONS] = {
 	[REBUILD_WINDOW_CHANGED] = "window_changed",
 	[REBUILD_NO_CHECKED] = "no_checked",
 	[REBUILD_HISTORY] = "history",
+	[REBUILD_FAILOVER] = "failover",
 };
 
 /* The state field of --status; README.md lists them */
