@@ -1820,8 +1820,7 @@ test_rcluster_failover() {
 # back and is promoted without the write.  The daemon sees a former
 # replica serving slots and rebuilds (keeping the version guards), so Redis
 # equals PostgreSQL.  A daemon that trusted the master's acknowledgement
-# alone left the user's old balance there for good (tested by hand: 2
-# differences).
+# alone left the user's old balance there for good (tried by hand).
 test_rcluster_wait() {
   rcluster_up || return
   users rw- 50 1000000
@@ -1863,6 +1862,36 @@ test_rcluster_wait() {
   [ "$(log_count d 'replica was promoted: rebuilding')" -ge 1 ] || fail "the failover did not make the daemon rebuild"
   stop_daemon d
   rcluster_up || return
+}
+
+# Readers use ioredis' Cluster client with the key names unchanged:
+# test/sync/ioredis_cluster.mjs reads balance:, available:, held: and the
+# newest txs: member of 300 users (keys on every master) through it and
+# compares them with PostgreSQL (ioredis from clients/node, installed by
+# its build.sh as the client suite does).
+test_rcluster_ioredis() {
+  rcluster_up || return
+  if [ ! -f "$REPO/clients/node/node_modules/ioredis/package.json" ]; then
+    "$REPO/clients/node/build.sh" >"$T/$CURRENT.npm" 2>&1 || { fail "clients/node/build.sh failed: $(tail -n 3 "$T/$CURRENT.npm")"; return; }
+  fi
+  users ri- 300 1000
+  sql -c "SELECT credits.credit_deduct('ri-' || i, i, 'r') FROM generate_series(1, 300) i" >/dev/null
+  sql -c "SELECT credits.credit_hold('ri-' || i, 7, 'h') FROM generate_series(1, 300, 3) i" >/dev/null
+  start_daemon d --redis-cluster "$RC_NODES"
+  cconverge 5000 || return
+  sql -F $'\t' -c "SELECT a.user_id, credits.credit_balance(a.user_id), credits.credit_available(a.user_id),
+      (SELECT coalesce(sum(h.amount), 0) FROM credits.holds h WHERE h.user_id = a.user_id AND h.status = 'open' AND h.expires_at > now()),
+      (SELECT max(l.id) FROM credits.ledger l WHERE l.user_id = a.user_id)
+    FROM credits.accounts a WHERE a.user_id LIKE 'ri-%'" >"$T/$CURRENT.tsv"
+  local out
+  out=$(REDIS_CLUSTER_NODES=$RC_NODES node "$REPO/test/sync/ioredis_cluster.mjs" "$PREFIX" <"$T/$CURRENT.tsv" 2>&1) ||
+    fail "ioredis Cluster read differs: $out"
+  note "$out"
+  # and it can fail: one value changed behind the daemon's back
+  rc SET "${PREFIX}balance:ri-7" 12345 >/dev/null
+  REDIS_CLUSTER_NODES=$RC_NODES node "$REPO/test/sync/ioredis_cluster.mjs" "$PREFIX" <"$T/$CURRENT.tsv" >/dev/null 2>&1 &&
+    fail "the ioredis check did not see a changed balance"
+  stop_daemon d
 }
 
 # A slot is migrated between masters while the daemon writes into it
@@ -1997,7 +2026,7 @@ test_rcluster_partitions() {
 
 ALL_TESTS=(basic wakeup steady_stream prepared_transaction out_of_order kill9 lost_notifications pg_restart pg_crash restore_old_copy restore_more_writes standby_failover redis_restart redis_rollback
   flushall two_daemons aborted odd_ids wrong_type window signals version_refusal version_1_0 eviction_policy
-  holds expiry metrics layering checks_can_fail anchor_parse keyslot cluster partition_hash rcluster_sync rcluster_migrate rcluster_partitions rcluster_failover rcluster_wait
+  holds expiry metrics layering checks_can_fail anchor_parse keyslot cluster partition_hash rcluster_sync rcluster_migrate rcluster_partitions rcluster_failover rcluster_wait rcluster_ioredis
   long_transaction valgrind)
 
 run_test() {
