@@ -14,10 +14,12 @@
  *	  available:/held: carry (version, as_of), as_of being the now() they
  *	  were computed for, and are refused unless that pair is greater: time
  *	  alone changes them (expiries), and every other change bumps version.
- *	* Ready for Redis Cluster: no script call touches keys of two hash
- *	  slots (keyslot.c).  A batch's data goes in one call per slot; the
- *	  global keys (cursor, checked time, rebuild tokens) share the hash tag
- *	  {sync} and are written by a call of their own.
+ *	* Redis Cluster: no script call touches keys of two hash slots
+ *	  (keyslot.c).  A batch's data goes in one call per slot, each sent to
+ *	  its slot's master (cluster.c); the global keys (cursor, checked time,
+ *	  rebuild tokens) share the hash tag {sync} ({sync:P/N} with
+ *	  --partition) and are written by a call of their own, after WAIT for
+ *	  the replicas of every master the data went to.
  *	* Expiries are not in the outbox: every EXPIRY_CHECK_MS the daemon reads
  *	  the users whose hold or grant expired since sync:checked and rewrites
  *	  their values; sync:checked moves with the cursor call that follows.
@@ -49,10 +51,12 @@
  *	config.c, pg.c, redis.c, metrics.c
  *				pg.c fills a SyncBatch, main.c hands it to redis.c; pg.c and
  *				redis.c never call each other, and redis.c never sees libpq
- *	status.c, batch.c, keyslot.c, log.c
+ *	cluster.c	Redis connections (one node, or a Redis Cluster routed by
+ *				slot); only redis.c calls it
+ *	status.c, batch.c, keyslot.c, partition.c, log.c
  *				the bottom: counters and the last error, the batch type,
- *				Redis Cluster slots and companion key names, log lines;
- *				they call nothing above them
+ *				Redis Cluster slots and companion key names, the partition
+ *				hash, log lines; they call nothing above them
  *
  * This header includes neither libpq's nor hiredis's headers.
  *
