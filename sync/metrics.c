@@ -147,7 +147,7 @@ put_metrics(FILE *f, const SyncStatus *s)
 	fprintf(f, "credits_sync_redis_redirects_total{kind=\"ask\"} %" PRId64 "\n",
 			s->cluster_events[CLUSTER_ASK]);
 	put_head(f, "redis_topology_reads_total", "counter",
-			 "Redis Cluster topology reads (CLUSTER SLOTS): at connect, and after a MOVED.");
+			 "Redis Cluster topology reads (CLUSTER SLOTS): at connect, after a MOVED, and before a WAIT at most every second.");
 	fprintf(f, "credits_sync_redis_topology_reads_total %" PRId64 "\n",
 			s->cluster_events[CLUSTER_TOPOLOGY]);
 
