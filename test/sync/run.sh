@@ -2025,8 +2025,9 @@ test_partition_hash() {
 # its own global keys ({sync:P/N}:cursor, ...), both mirrors are right, a
 # history rebuild of one (replacing, deleting keys of users without an
 # account) deletes its own partition's stray keys and leaves the other
-# partition's keys alone; and a daemon given the wrong partition writes
-# nothing and exits 2.
+# partition's keys alone (and the 1.0 layout's sync:* keys); a daemon given
+# the wrong partition writes nothing and exits 2; and a history rebuild
+# of an empty database deletes nothing.
 test_rcluster_partitions() {
   rcluster_up || return
   local dba=sync_test_pa dbb=sync_test_pb ida=() idb=() i u p
@@ -2064,6 +2065,7 @@ test_rcluster_partitions() {
   done
   rc SET "${PREFIX}balance:$g0" 5 >/dev/null
   rc SET "${PREFIX}balance:$g1" 5 >/dev/null
+  rc SET "${PREFIX}sync:version" 1.0 >/dev/null   # the 1.0 layout's: nobody's partition's
   # a's history rebuild: its cursor names another system
   stop_daemon a
   local out
@@ -2074,7 +2076,9 @@ test_rcluster_partitions() {
   wait_log a 'deleted the keys of 1 users' 5 || fail "a's rebuild did not delete exactly its one stray user"
   PGDATABASE=$dba cconverge 5000 --partition 0/2 || return
   [ "$(rc EXISTS "${PREFIX}balance:$g1")" = 1 ] || fail "a's rebuild deleted a key of partition 1"
+  [ "$(rc EXISTS "${PREFIX}sync:version")" = 1 ] || fail "a's rebuild deleted the 1.0 layout's sync:version"
   rc DEL "${PREFIX}balance:$g1" >/dev/null
+  rc DEL "${PREFIX}sync:version" >/dev/null
   PGDATABASE=$dbb cconverge 2000 --partition 1/2 || return
 
   # the wrong partition: a daemon on a's database told it is partition 1
@@ -2089,7 +2093,21 @@ test_rcluster_partitions() {
   [ "$before" = "$after" ] || fail "the daemon on the wrong partition moved partition 1's cursor"
   PGDATABASE=$dbb cconverge 2000 --partition 1/2 || return
   stop_daemon a
-  sql -d postgres -c "DROP DATABASE $dba" -c "DROP DATABASE $dbb" >/dev/null
+
+  # an empty database given partition 0's P/N (a wrong --dbname): its
+  # history rebuild deletes nothing of partition 0
+  local dbe=sync_test_pe
+  sql -d postgres -c "DROP DATABASE IF EXISTS $dbe" -c "CREATE DATABASE $dbe" >/dev/null || return
+  PGDATABASE=$dbe sql -c "CREATE EXTENSION credits" >/dev/null || return
+  rc SET "${PREFIX}balance:$g0" 5 >/dev/null
+  out=$(rc --raw GET "${PREFIX}{sync:0/2}:cursor")
+  rc SET "${PREFIX}{sync:0/2}:cursor" "$(awk '{ sub(/^[0-9]+/, "1", $3); print }' <<<"$out")" >/dev/null
+  start_daemon e --redis-cluster "$RC_NODES" --dbname "dbname=$dbe" --partition 0/2
+  wait_log e 'this database has no account: not deleting' 5 || fail "an empty database's history rebuild did not refuse to delete"
+  [ "$(rc EXISTS "${PREFIX}balance:$g0")$(rc EXISTS "${PREFIX}balance:${ida[0]}")" = 11 ] ||
+    fail "an empty database's history rebuild deleted keys of partition 0"
+  stop_daemon e
+  sql -d postgres -c "DROP DATABASE $dba" -c "DROP DATABASE $dbb" -c "DROP DATABASE $dbe" >/dev/null
 }
 
 ALL_TESTS=(basic wakeup steady_stream prepared_transaction out_of_order kill9 lost_notifications pg_restart pg_crash restore_old_copy restore_more_writes standby_failover redis_restart redis_rollback
