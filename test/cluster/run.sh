@@ -321,12 +321,17 @@ if wanted move; then
 fi
 
 # --- client ---------------------------------------------------------------------------
-# @credits/client's tests against the proxy.  Left out, with the reason:
-#   transactions.test.mjs  a credits call through the proxy commits on its
-#                          partition when it returns: it is not part of
-#                          the app's transaction (README, Scale-out)
-#   cache.test.mjs and the Redis-reading tests: the Redis Cluster mirror is
-#                          not wired into the cluster yet (no REDIS_* in env)
+# @credits/client's tests against the proxy (both drivers: node-postgres and
+# Prisma 7), every test of methods.test.mjs and errors.test.mjs but:
+#   getBalance reads Redis   the Redis Cluster mirror is not wired into the
+#                            cluster yet (no REDIS_* in its env); so is
+#                            cache.test.mjs left out
+#   CR020 AppendOnlyError    it UPDATEs credits.ledger, a view on the proxy
+# and without transactions.test.mjs and rows.test.mjs, which roll back a
+# transaction around credits calls and expect the rollback to undo them:
+# through the proxy a call commits on its partition when it returns
+# (README, Scale-out).  types.test.mjs does not use the database.
+CLIENT_TESTS='^(knows its driver|initializeUser|deduct and add|idempotency keys|amounts are exact|getTransactions|cost, calculateCost|hold, capture|grant, with|subscribe and usage|dailyUsage|verifyBalance|jobs: |balanceAt|CR0[01][0-9] |driver errors that are not ours|an unknown CR code)'
 if wanted client && [ "${CREDITS_CLUSTER_NODE:-1}" != 0 ]; then
 	if ! command -v node >/dev/null; then
 		bad "client: node is not installed"
@@ -334,12 +339,17 @@ if wanted client && [ "${CREDITS_CLUSTER_NODE:-1}" != 0 ]; then
 		nodedir=$CLUSTER_DIR/node-env
 		mkdir -p "$nodedir"
 		grep -v '^#' "$CLUSTER_DIR/env" >"$nodedir/env"
-		if CREDITS_RUN_DIR=$nodedir "$REPO/clients/node/test.sh" \
-			--test-skip-pattern='Redis|redis|cache' \
-			test/methods.test.mjs test/errors.test.mjs test/rows.test.mjs test/types.test.mjs; then
-			ok "client: @credits/client tests (methods, errors, rows, types) against the proxy"
+		log=$CLUSTER_DIR/client-test.log
+		CREDITS_RUN_DIR=$nodedir "$REPO/clients/node/test.sh" "--test-name-pattern=$CLIENT_TESTS" \
+			test/methods.test.mjs test/errors.test.mjs >"$log" 2>&1
+		rc=$?
+		np=$(sed -n 's/^# pass //p' "$log")
+		nf=$(sed -n 's/^# fail //p' "$log")
+		if [ "$rc" = 0 ] && [ "${np:-0}" -ge 40 ] && [ "${nf:-1}" = 0 ]; then
+			ok "client: @credits/client's tests through the proxy: $np passed ($log)"
 		else
-			bad "client: @credits/client tests against the proxy"
+			bad "client: @credits/client's tests through the proxy: ${np:-?} passed, ${nf:-?} failed (see $log)"
+			grep -E '^\s*not ok' "$log" | head -20
 		fi
 	fi
 fi
