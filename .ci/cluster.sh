@@ -75,6 +75,17 @@ port_busy() {
   return 1
 }
 
+# Wait up to 10 s for port $1 to be free: after a postmaster was killed,
+# its children hold its port until they notice (kill -9, then up).
+port_wait() {
+  local n=0
+  while port_busy "$1"; do
+    n=$((n + 1))
+    [ "$n" -le 20 ] || return 1
+    sleep 0.5
+  done
+}
+
 first_free_port() {
   local port=$1 tries=0
   while port_busy "$port" || [[ " ${TAKEN:-} " == *" $port "* ]]; do
@@ -148,8 +159,8 @@ pick_ports() {
       PORT[$i]=$saved
     elif [ -n "${wanted[$i]:-}" ]; then
       PORT[$i]=${wanted[$i]}
-      port_busy "${PORT[$i]}" && die "CREDITS_CLUSTER_PGPORTS: port ${PORT[$i]} is in use"
-    elif [ -n "$saved" ] && ! port_busy "$saved"; then
+      port_wait "${PORT[$i]}" || die "CREDITS_CLUSTER_PGPORTS: port ${PORT[$i]} is in use"
+    elif [ -n "$saved" ] && port_wait "$saved"; then
       PORT[$i]=$saved
     else
       PORT[$i]=$(first_free_port 54330)
@@ -421,7 +432,14 @@ cmd_move() {
   # 1. pause P's writes: new sessions on the source are read-only, and the
   #    sessions open now (the proxy's pooled connections) are ended
   log "move: partition $p is read-only on instance $from"
+  #    (twice, a second apart: a session that read the database's settings
+  #    just before the ALTER committed is in pg_stat_activity by then; and
+  #    step 3 compares the source with the copy after the copy, so a write
+  #    that slipped through would stop the move)
   psql_i "$from" -d postgres -c "ALTER DATABASE $db SET default_transaction_read_only = on" \
+    -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '$db' AND pid <> pg_backend_pid()" >/dev/null
+  sleep 1
+  psql_i "$from" -d postgres \
     -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '$db' AND pid <> pg_backend_pid()" >/dev/null
   # 2. copy: pg_dump of the paused partition, restored into a new database
   #    on the target (the extension's tables, sequences and config rows)

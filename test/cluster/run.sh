@@ -49,7 +49,7 @@ check() { # check NAME GOT WANT
 wanted() { [[ " $ONLY " == *" $1 "* ]]; }
 
 was_running=0
-if [ -s "$CLUSTER_DIR/env" ] && "$REPO/.ci/cluster.sh" status 2>/dev/null | grep -q '^instance 1: running'; then
+if [ -s "$CLUSTER_DIR/env" ] && [[ "$("$REPO/.ci/cluster.sh" status 2>/dev/null)" == *"instance 1: running"* ]]; then
 	was_running=1
 fi
 "$REPO/.ci/cluster.sh" up || { echo "not ok - .ci/cluster.sh up"; echo "0 passed, 1 failed"; exit 1; }
