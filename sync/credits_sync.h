@@ -269,6 +269,10 @@ extern void anchor_merge(SyncAnchor *into, const SyncAnchor *from);
 
 /* ---------------------------------------------- batches (batch.c) */
 
+/* Width a member's id is right-aligned to (the digits of the largest bigint) */
+#define MEMBER_ID_WIDTH 19
+
+
 /* One ledger row: a member of txs:<user> and its score. */
 typedef struct SyncTx
 {
@@ -324,6 +328,12 @@ typedef struct SyncBatch
 } SyncBatch;
 
 extern void batch_clear(SyncBatch *b);
+extern size_t json_compact(char *dst, const char *src, size_t len);
+extern size_t member_room(size_t fields_len, size_t metadata_len);
+extern size_t member_format(char *dst, const char *id, const char *fields,
+							size_t fields_len, const char *metadata,
+							size_t metadata_len, const char *created,
+							int64_t *score_ms);
 
 /* ----------------------------------------------------------------- pg.c */
 
@@ -384,7 +394,6 @@ extern PgStatus pg_read_expired(const char *since, int limit, SyncBatch *b);
 extern bool snapshot_valid(const char *s);
 extern uint64_t snapshot_xmin(const char *s);
 extern uint64_t snapshot_xmax(const char *s);
-extern size_t json_compact(char *dst, const char *src, size_t len);
 
 /* -------------------------------------------------------------- redis.c */
 

@@ -1231,8 +1231,8 @@ test_layering() {
   layering_case pg.c 'int layering_probe(void); int layering_probe(void) { return (int) got_sigterm; }' \
     'pg\.c uses got_sigterm, defined in main\.c'
   layering_case redis.c '#include <libpq-fe.h>' 'redis\.c includes libpq-fe\.h'
-  layering_case redis.c 'size_t layering_probe(void); size_t layering_probe(void) { return json_compact(NULL, NULL, 0); }' \
-    'redis\.c uses json_compact, defined in pg\.c'
+  layering_case redis.c 'int layering_probe(void); int layering_probe(void) { return (int) snapshot_valid(NULL); }' \
+    'redis\.c uses snapshot_valid, defined in pg\.c'
   layering_case status.c 'void layering_probe(void); void layering_probe(void) { metrics_write(NULL, false); }' \
     'status\.c uses metrics_write, defined in metrics\.c'
   rm -rf "$d" "$d.base"
@@ -1496,6 +1496,64 @@ test_anchor_parse() {
   note "$(tail -n 1 <<<"$out")"
 }
 
+# The txs:<user> member the daemon builds (sync/batch.c member_format)
+# is byte for byte, with its score, what it stored when PostgreSQL built
+# the JSON (json_build_object, compacted, the id right-aligned): for every
+# ledger row of the test database, actions and metadata with quotes,
+# backslashes, control characters and non-ASCII text, and created_at from
+# 4713 BC to 294276 AD (fractions with and without trailing zeros, leap
+# days, the infinities): test/sync/member.c.  (The score is not compared
+# for the infinities, which PostgreSQL cannot turn into a number, nor past
+# the year 294246, where its extract(epoch) rounds to milliseconds.)
+test_member_format() {
+  cc -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -DCREDITS_SYNC_VERSION='"0.0-test"' \
+    -I"$REPO/sync" -I"$(pg_config --includedir)" -o "$T/member" \
+    "$REPO/test/sync/member.c" "$REPO/sync/batch.c" >"$T/$CURRENT.build" 2>&1 ||
+    { fail "test/sync/member.c does not build: $(head -n 3 "$T/$CURRENT.build")"; return; }
+  sql -c "SELECT count(*) FROM generate_series(1, 50) g,
+            LATERAL credits.credit_add('member-' || g, 100, 'purchase',
+              jsonb_build_object('g', g, 'note', E'tab\\there \"q\" back\\\\slash ü \\u0001'))" >/dev/null || return
+  sql -F $'\t' -c "SET TimeZone = 'UTC'" -c "
+    WITH r(id, amount, balance, action, metadata, created_at) AS (
+      SELECT id, amount, balance_after, action, metadata, created_at FROM credits.ledger
+      UNION ALL
+      SELECT v.* FROM (VALUES
+        (1::bigint, -5::bigint, 0::bigint, 'chat', '{}'::jsonb, '2026-12-01 10:00:00+00'::timestamptz),
+        (22, 7, 7, E'a\"b\\\\c\\nd\\re\\tf\\bg\\fh\\u0001\\u001fi\\u007fj', '{\"k\": [1, 2.50, null, true], \"s\": \"x y\"}', '2000-02-29 23:59:59.999999+00'),
+        (333, 1, 2, 'ü €', '{\"nested\": {\"a\": {\"b\": \"c d\"}}}', '1900-03-01 00:00:00.1+00'),
+        (4444, 1, 2, '', '{}', '2100-02-28 12:34:56.000100+00'),
+        (55555, 1, 2, ' ', '{}', '0001-01-01 00:00:00+00'),
+        (666666, 1, 2, 'x', '{}', '0001-12-31 23:59:59.5+00 BC'),
+        (7777777, 1, 2, 'x', '{}', '4713-11-24 00:00:00+00 BC'),
+        (88888888, 1, 2, 'x', '{}', '9999-12-31 23:59:59.999999+00'),
+        (999999999, 1, 2, 'x', '{}', '10000-01-01 00:00:00+00'),
+        (1234567890123456789, 1, 2, 'x', '{}', '294276-12-31 23:59:59.999999+00'),
+        (9223372036854775807, -9223372036854775808, 9223372036854775807, 'x', '{}', '1970-01-01 00:00:00+00'),
+        (12, 1, 2, 'x', '{}', '1969-12-31 23:59:59.999+00'),
+        (13, 1, 2, 'x', '{}', 'infinity'),
+        (14, 1, 2, 'x', '{}', '-infinity')) v
+      UNION ALL
+      SELECT 1000 + g, g, g, 'r', '{}',
+             '2000-01-01 00:00:00+00'::timestamptz
+             + make_interval(days => (floor(random() * 108451000) - 2451000)::int)
+             + make_interval(secs => (CASE g % 3 WHEN 0 THEN floor(random() * 86400000000) / 1e6
+                                             WHEN 1 THEN floor(random() * 86400000) / 1e3
+                                             ELSE floor(random() * 86400) END)::float8)
+        FROM generate_series(1, 3000) g)
+    SELECT encode(convert_to(id::text, 'UTF8'), 'hex'),
+           encode(convert_to(amount::text || ',' || balance::text || ',' || action, 'UTF8'), 'hex'),
+           encode(convert_to(metadata::text, 'UTF8'), 'hex'),
+           timestamptz_send(created_at)::text,
+           encode(convert_to(json_build_object('id', id, 'amount', amount, 'balance', balance,
+             'action', action, 'metadata', metadata, 'created_at', created_at)::text, 'UTF8'), 'hex'),
+           CASE WHEN isfinite(created_at) AND created_at < '294247-01-01 00:00:00+00'
+                THEN floor(extract(epoch FROM created_at) * 1000)::int8::text ELSE '-' END
+      FROM r" >"$T/$CURRENT.rows" || return
+  local out
+  out=$("$T/member" <"$T/$CURRENT.rows") || fail "$out"
+  note "$(tail -n 1 <<<"$out")"
+}
+
 test_keyslot() {
   cluster_start || return
   local keys=(123456789 foo '{user1000}.following' '{}' '{}x' 'a{}b' '{a}' 'a{b}c' '{{x}}'
@@ -1611,7 +1669,7 @@ test_cluster() {
 
 ALL_TESTS=(basic wakeup steady_stream prepared_transaction out_of_order kill9 lost_notifications pg_restart pg_crash restore_old_copy restore_more_writes standby_failover redis_restart redis_rollback
   flushall two_daemons aborted odd_ids wrong_type window signals version_refusal version_1_0 eviction_policy
-  holds expiry metrics layering checks_can_fail anchor_parse keyslot cluster long_transaction valgrind)
+  holds expiry metrics layering checks_can_fail anchor_parse member_format keyslot cluster long_transaction valgrind)
 
 run_test() {
   local name=$1 t0
