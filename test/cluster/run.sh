@@ -12,7 +12,8 @@
 #   spread      1,000 users over all 4 partitions, each account on the
 #               partition its stable hash names (looked up directly)
 #   race        an overdraw race of 40 clients on one user through the
-#               proxy: exactly the affordable number succeed
+#               proxy: exactly the affordable number succeed; 20 concurrent
+#               retries with one idempotency key: one effect, one tx_id
 #   holds       capture and release by hold_id on every partition, with
 #               keyed retries
 #   jobs        expiry jobs, run_jobs and credit_verify_all on all partitions
@@ -20,8 +21,8 @@
 #               partition, a retry after a partial insert completes it, a
 #               conflicting row is refused everywhere
 #   hostile     credits_app cannot reach the helpers, jobs, tables, prices
-#   idempotent  cluster up twice changes nothing; after kill -9 of an
-#               instance, up restarts it and the data is there
+#   idempotent  cluster up twice (also two at once) changes nothing; after
+#               kill -9 of an instance, up restarts it and the data is there
 #   move        test/cluster/move.sh (a partition moved under load)
 #   client      the @credits/client tests against the proxy (CREDITS_CLUSTER_NODE=0 skips)
 #
@@ -170,6 +171,13 @@ if wanted race; then
 	check "race: the balance is 0" "$(qa -c "SELECT credits.credit_balance('$u')")" 0
 	check "race: the ledger verifies" "$(qa -c "SELECT valid FROM credits.credit_verify('$u')")" t
 	rm -f "$CLUSTER_DIR/race.$$"
+	# a retrying client: 20 concurrent calls with one idempotency key
+	u=retry-$RUN
+	qa -c "SELECT credits.credit_init('$u', 0)" >/dev/null
+	seq 1 20 | xargs -P 20 -I{} sh -c "psql -X -At -U $APP -c \"SELECT tx_id FROM credits.credit_add('$u', 5, 'purchase', jsonb_build_object(), 'once')\" 2>&1" >"$CLUSTER_DIR/retry.$$"
+	check "retry: 20 concurrent calls with one key through the proxy return one tx_id" "$(sort -u "$CLUSTER_DIR/retry.$$" | wc -l)" 1
+	check "retry: ... and credit once" "$(qa -c "SELECT credits.credit_balance('$u')")" 5
+	rm -f "$CLUSTER_DIR/retry.$$"
 fi
 
 # --- holds --------------------------------------------------------------------
@@ -291,6 +299,14 @@ if wanted idempotent; then
 	out=$("$REPO/.ci/cluster.sh" up 2>&1)
 	check "idempotent: a second up recreates nothing" "$(echo "$out" | grep -cE 'initdb|creating|starting')" 0
 	check "idempotent: ... and the proxy works" "$(qa -c "SELECT credits.credit_balance('$u')")" 42
+	# two operators at once: the lock serializes them
+	"$REPO/.ci/cluster.sh" up >"$CLUSTER_DIR/up1.$$" 2>&1 &
+	up1=$!
+	"$REPO/.ci/cluster.sh" up >"$CLUSTER_DIR/up2.$$" 2>&1
+	up2=$?
+	wait "$up1"
+	check "idempotent: two ups at once both succeed" "$?,$up2" "0,0"
+	rm -f "$CLUSTER_DIR/up1.$$" "$CLUSTER_DIR/up2.$$"
 	# kill -9 of instance 1's postmaster (and so its partitions), then up
 	pid=$(head -n1 "$CLUSTER_DIR/pg1.pid")
 	kill -9 "$pid"
