@@ -11,7 +11,8 @@
 #   * after the move, partition 1 is on the other instance, its balances
 #     are what the writes made them, credit_verify_all() is empty, a hold
 #     placed before the move is captured after it, and new hold ids are
-#     still in partition 1's range.
+#     still in partition 1's range;
+#   * then it moves back (so the cluster keeps its layout).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -139,4 +140,13 @@ old=$(q -h 127.0.0.1 -p "$(cat "$CLUSTER_DIR/pg$from.port")" -d postgres -c "SEL
 	fail "the retired copy $old is not read-only"
 q -h 127.0.0.1 -p "$(cat "$CLUSTER_DIR/pg$from.port")" -d postgres -c "DROP DATABASE $old" >/dev/null
 pass "the retired copy on instance $from was read-only (dropped now)"
+# and back (the cluster keeps its 2 + 2 layout; a second move of the same
+# partition, to the instance it came from)
+bal=$(qa -c "SELECT credits.credit_balance('${U[$P]}')")
+"$REPO/.ci/cluster.sh" move $P "$from" >/dev/null || fail "moving partition $P back to instance $from failed"
+[ "$(qa -c "SELECT credits.credit_balance('${U[$P]}')")" = "$bal" ] || fail "the balance changed in the move back"
+[ "$(qp $P -c "SELECT count(*) FROM credits.credit_verify_all()")" = 0 ] || fail "credit_verify_all() after the move back is not empty"
+old=$(q -h 127.0.0.1 -p "$(cat "$CLUSTER_DIR/pg$to.port")" -d postgres -c "SELECT datname FROM pg_database WHERE datname LIKE 'credits_p${P}_moved_%' ORDER BY 1 DESC LIMIT 1")
+[ -z "$old" ] || q -h 127.0.0.1 -p "$(cat "$CLUSTER_DIR/pg$to.port")" -d postgres -c "DROP DATABASE $old" >/dev/null
+pass "partition $P moved back to instance $from"
 rm -rf "$W"
