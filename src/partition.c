@@ -10,9 +10,9 @@
  *	   user_id's bytes (UTF-8: the database encoding; offset basis 2166136261,
  *	   prime 16777619), then murmur3's fmix32 finalizer, as a signed int4.
  *	   It depends on no PostgreSQL version, platform, locale or collation
- *	   (unlike hashtext), and credits-sync computes the same (test vectors in
- *	   test/sql/partition.sql and in sync's tests).  Changing it would move
- *	   every account: never change it.
+ *	   (unlike hashtext).  credits-sync's --partition (sync/partition.c)
+ *	   computes the same; test/sql/partition.sql and test/sync check the
+ *	   same vectors.  Changing it would move every account: never change it.
  *	 * A user's partition of N (a power of two, 1 to CREDITS_MAX_PARTITIONS)
  *	   is hash & (N - 1), which is exactly what PL/Proxy's RUN ON <int4>
  *	   does with a cluster of N partitions.  Doubling N splits each
