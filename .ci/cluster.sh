@@ -95,6 +95,16 @@ first_free_port() {
   echo "$port"
 }
 
+file_sum() { if [ -e "$1" ]; then cksum <"$1" | tr ' ' '-'; else echo none; fi; }
+
+# The installed extension script's version and checksum.
+ext_sum() {
+  local sharedir ver
+  sharedir=$("$PG_CONFIG" --sharedir)
+  ver=$(sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" "$sharedir/extension/credits.control")
+  echo "$ver:$(file_sum "$sharedir/extension/credits--$ver.sql")"
+}
+
 as_postgres() { (cd / && runuser -u "$PGUSER_OS" -- "$@" 9>&-); }
 
 # psql as the superuser on instance $1: psql_i I [psql args]
@@ -216,7 +226,14 @@ pg_up() {
       --no-instructions >"$CLUSTER_DIR/initdb$i.log" 2>&1 ||
       { cat "$CLUSTER_DIR/initdb$i.log" >&2; die "initdb failed"; }
   fi
-  if pg_running "$i"; then
+  if pg_running "$i" && [ "$(file_sum "$PKGLIBDIR/credits.so")" != "$(cat "$CLUSTER_DIR/pg$i.so.sum" 2>/dev/null || echo unknown)" ]; then
+    # a preloaded library is fixed in the postmaster at start
+    log "credits.so changed since instance $i started: restarting it"
+    pg_write_conf "$i"
+    as_postgres "$PGBIN/pg_ctl" -D "$d" -m fast -w -t 120 -s -l "$d/postgresql.log" restart ||
+      { tail -n 30 "$d/postgresql.log" >&2 || true; die "instance $i did not restart"; }
+    read_pid "$d/postmaster.pid" >"$CLUSTER_DIR/pg$i.pid"
+  elif pg_running "$i"; then
     log "instance $i already running (pid $(read_pid "$CLUSTER_DIR/pg$i.pid"), port ${PORT[$i]})"
   else
     pg_write_conf "$i"
@@ -228,6 +245,7 @@ pg_up() {
     ln -sfn "$d/postgresql.log" "$CLUSTER_DIR/postgresql$i.log"
   fi
   echo "${PORT[$i]}" >"$CLUSTER_DIR/pg$i.port"
+  file_sum "$PKGLIBDIR/credits.so" >"$CLUSTER_DIR/pg$i.so.sum"
 }
 
 pg_down() {
@@ -271,7 +289,7 @@ db_exists() { [ -n "$(psql_i "$1" -d postgres -tAc "SELECT 1 FROM pg_database WH
 
 # Partition P on its instance: the database, the extension, partition_setup.
 partition_up() {
-  local p=$1 i=${PLACE[$1]} db=credits_p$1 next
+  local p=$1 i=${PLACE[$1]} db=credits_p$1 next have
   if ! db_exists "$i" "$db"; then
     # a partition is never created twice: if another instance has it, the
     # placement file was lost (say so rather than create an empty one)
@@ -284,6 +302,14 @@ partition_up() {
     done
     log "creating database $db on instance $i"
     psql_i "$i" -d postgres -c "CREATE DATABASE $db"
+  fi
+  # Like .ci/stack.sh, the local cluster follows the tree: when the
+  # installed credits--<version>.sql changed since the partition's
+  # extension was created, it is recreated (the partition's data dropped).
+  have=$(psql_i "$i" -d "$db" -tAc "SELECT extversion FROM pg_extension WHERE extname = 'credits'")
+  if [ -n "$have" ] && [ -s "$CLUSTER_DIR/extension.sum" ] && [ "$(cat "$CLUSTER_DIR/extension.sum")" != "$EXT_SUM" ]; then
+    log "the installed credits extension script changed: recreating it in $db (its data dropped)"
+    psql_i "$i" -d "$db" -c "SET client_min_messages = warning" -c "DROP EXTENSION credits CASCADE"
   fi
   psql_i "$i" -d "$db" -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS credits"
   next=$(psql_i "$i" -d "$db" -tAc "SELECT credits.partition_setup($p, $NPART)")
@@ -362,15 +388,18 @@ cmd_up() {
   [ -e "$("$PG_CONFIG" --pkglibdir)/credits.so" ] || die "credits.so is not installed: run make install"
   [ -e "$("$PG_CONFIG" --pkglibdir)/plproxy.so" ] ||
     die "PL/Proxy is not installed in $("$PG_CONFIG" --pkglibdir): run .ci/deps.sh (package postgresql-15-plproxy)"
+  PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
   choose_pg_root
   load_placement
   pick_ports
   for i in $(seq 0 $((NINST - 1))); do
     pg_up "$i"
   done
+  EXT_SUM=$(ext_sum)
   for p in $(seq 0 $((NPART - 1))); do
     partition_up "$p"
   done
+  echo "$EXT_SUM" >"$CLUSTER_DIR/extension.sum"
   save_placement
   for i in $(seq 0 $((NINST - 1))); do
     roles_up "$i"

@@ -85,6 +85,14 @@ BEGIN
 END
 $$;
 
+-- The partition's columns, so that the output (whose checksum decides
+-- whether .ci/cluster.sh recreates the proxy's schema) changes when they
+-- do: IMPORT FOREIGN SCHEMA below does not name them.
+SELECT '-- columns ' || md5(string_agg(format('%s.%s %s', c.relname, a.attname, format_type(a.atttypid, a.atttypmod)),
+									   ',' ORDER BY c.relname, a.attnum))
+  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE c.relnamespace = 'credits'::regnamespace AND c.relkind IN ('r', 'v');
+
 -- The schemas: credits (the API and the analysts' views), and per
 -- partition credits_fdw_p<N> (its tables and views through postgres_fdw).
 SELECT 'DROP SCHEMA IF EXISTS credits CASCADE;';
@@ -104,7 +112,8 @@ SELECT format('CREATE SCHEMA credits_fdw_p%s;', p)
 	   || format(' GRANT USAGE ON SCHEMA credits_fdw_p%s TO credits_proxy_reader, credits_proxy_ops;', p)
 	   || format(' GRANT SELECT ON ALL TABLES IN SCHEMA credits_fdw_p%s TO credits_proxy_reader, credits_proxy_ops;', p)
 	   || format(' GRANT INSERT ON credits_fdw_p%s.prices, credits_fdw_p%s.plans TO credits_proxy_ops;', p, p)
-  FROM generate_series(0, :partitions - 1) p;
+  FROM generate_series(0, :partitions - 1) p
+ ORDER BY p;
 
 -- Analysts' views: every table and view of the extension, the rows of all
 -- partitions (UNION ALL), with the partition as a last column.  prices and
@@ -123,15 +132,18 @@ SELECT format('CREATE VIEW credits.%I AS %s;', relname,
 						 ' UNION ALL ' ORDER BY p))
   FROM rel, generate_series(0, :partitions - 1) p
  WHERE relname NOT IN ('prices', 'plans', 'current_prices', 'current_plans')
- GROUP BY relname;
+ GROUP BY relname
+ ORDER BY relname;
 SELECT format('CREATE VIEW credits.%I AS SELECT DISTINCT t.* FROM (%s) t;', relname,
 			  string_agg(format('SELECT * FROM credits_fdw_p%s.%I', p, relname), ' UNION ALL ' ORDER BY p))
   FROM rel, generate_series(0, :partitions - 1) p
  WHERE relname IN ('prices', 'plans')
- GROUP BY relname;
+ GROUP BY relname
+ ORDER BY relname;
 SELECT format('CREATE VIEW credits.%I AS %s', c.relname, pg_get_viewdef(c.oid))
   FROM pg_class c
- WHERE c.relnamespace = 'credits'::regnamespace AND c.relname IN ('current_prices', 'current_plans');
+ WHERE c.relnamespace = 'credits'::regnamespace AND c.relname IN ('current_prices', 'current_plans')
+ ORDER BY c.relname;
 -- the defaults of prices and plans, evaluated on the proxy (one valid_from
 -- for every partition)
 SELECT format('ALTER VIEW credits.%I ALTER COLUMN %I SET DEFAULT %s;', c.relname, a.attname,
@@ -139,10 +151,11 @@ SELECT format('ALTER VIEW credits.%I ALTER COLUMN %I SET DEFAULT %s;', c.relname
   FROM pg_class c
   JOIN pg_attribute a ON a.attrelid = c.oid
   JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
- WHERE c.relnamespace = 'credits'::regnamespace AND c.relname IN ('prices', 'plans');
-SELECT format('ALTER VIEW credits.%I OWNER TO credits_proxy_reader;', relname) FROM rel;
+ WHERE c.relnamespace = 'credits'::regnamespace AND c.relname IN ('prices', 'plans')
+ ORDER BY c.relname, a.attnum;
+SELECT format('ALTER VIEW credits.%I OWNER TO credits_proxy_reader;', relname) FROM rel ORDER BY relname;
 SELECT format('REVOKE ALL ON credits.%I FROM PUBLIC; GRANT SELECT ON credits.%I TO credits_reader, credits_ops;',
-			  relname, relname) FROM rel;
+			  relname, relname) FROM rel ORDER BY relname;
 SELECT 'GRANT INSERT ON credits.prices, credits.plans TO credits_ops;';
 
 -- INSERT INTO credits.prices / credits.plans on the proxy inserts the row
@@ -174,7 +187,8 @@ ALTER FUNCTION credits_remote.insert_%1$s() OWNER TO credits_proxy_ops;
 REVOKE ALL ON FUNCTION credits_remote.insert_%1$s() FROM PUBLIC;
 CREATE TRIGGER insert_everywhere INSTEAD OF INSERT ON credits.%1$s FOR EACH ROW EXECUTE FUNCTION credits_remote.insert_%1$s();$f$,
 			  t.relname, :partitions, t.keycol)
-  FROM (VALUES ('prices', 'action'), ('plans', 'plan')) t(relname, keycol);
+  FROM (VALUES ('prices', 'action'), ('plans', 'plan')) t(relname, keycol)
+ ORDER BY t.relname;
 
 -- The functions.  Each is two: credits_remote.<name>, the PL/Proxy
 -- function (VOLATILE, as PL/Proxy requires), and credits.<name>, a
@@ -352,7 +366,7 @@ SELECT format('GRANT EXECUTE ON ROUTINE credits.%I(%s) TO %s;', f.name, f.idargs
   FROM fn f, unnest(ARRAY['credits_app', 'credits_ops', 'credits_reader']) r(r)
  WHERE f.kind NOT IN ('none') AND has_function_privilege(r.r, f.oid, 'EXECUTE')
  GROUP BY f.name, f.idargs
- ORDER BY f.name;
+ ORDER BY f.name, f.idargs;
 SELECT 'GRANT EXECUTE ON FUNCTION credits.partition_of(text) TO credits_app, credits_ops, credits_reader;';
 -- the routing helpers: their owners call them
 SELECT 'REVOKE ALL ON FUNCTION credits_proxy.user_partition(text) FROM PUBLIC;'
