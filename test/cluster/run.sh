@@ -288,6 +288,13 @@ if wanted hostile; then
 		"$(qa -c "SET search_path = pg_temp, public" -c "SELECT balance FROM credits.credit_init('$u', 9)" | tail -n1)" 9
 	check "hostile: ... the account went to its own partition" \
 		"$(qp "$(q -c "SELECT credits.partition_of('$u')")" -c "SELECT balance FROM credits.accounts WHERE user_id = '$u'")" 9
+	# user ids are opaque: quotes, semicolons, newlines and unicode pass
+	# through the proxy as bound parameters, byte for byte
+	check "hostile: a user_id of quotes, ';', a newline and unicode" \
+		"$(printf '%s\n' "SELECT balance FROM credits.credit_init(:'u', 4);" "SELECT credits.credit_balance(:'u');" \
+			"SELECT credits.partition_of(:'u') = credits.partition_hash(:'u') & 3;" |
+			qa -v u="x'); SELECT 1; --
+ü\"$RUN" | paste -sd, -)" "4,4,t"
 	check "hostile: a 257-byte user_id is CR010" \
 		"$(err "$APP" "SELECT * FROM credits.credit_init(repeat('x', 257))" | cut -d: -f1)" CR010
 fi
