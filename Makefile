@@ -115,3 +115,19 @@ dist: check-release
 	mkdir -p dist
 	git archive --format zip --prefix=$(EXTENSION)-$(DIST_VERSION)/ \
 		--output dist/$(EXTENSION)-$(DIST_VERSION).zip HEAD
+
+# --- scale-out: PL/Proxy in front of 4 partitions on 2 instances ---------
+#
+# make cluster-up: build, install, then .ci/cluster.sh up (idempotent); the
+# proxy's connection settings are in .run/cluster/env.  README, Scale-out.
+.PHONY: cluster-up cluster-down test-cluster
+cluster-up: deps
+	$(MAKE) all
+	$(MAKE) install
+	.ci/cluster.sh up
+
+cluster-down:
+	.ci/cluster.sh down
+
+test-cluster: cluster-up
+	CREDITS_CLUSTER_KEEP=1 test/cluster/run.sh

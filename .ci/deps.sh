@@ -16,6 +16,7 @@ CREDITS_PACKAGES=(
   postgresql-client-15            # psql, pgbench's client side, pg_isolation_regress
   postgresql-server-dev-15        # pg_config, PGXS, server headers
   postgresql-15-pgtap             # pgTAP tests
+  postgresql-15-plproxy           # the scale-out proxy (.ci/cluster.sh, test/cluster)
   libtap-parser-sourcehandler-pgtap-perl   # pg_prove
   # credits-sync: libpq + hiredis
   libpq-dev

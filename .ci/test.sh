@@ -8,13 +8,15 @@
 #   4. test/sync/run.sh, when present (credits-sync integration suite)
 #   5. clients/node/test.sh, when present (@credits/client, the Node client)
 #   6. examples/nextjs/test.sh, when present (the Next.js example app)
+#   7. test/cluster/run.sh: the scale-out cluster (PL/Proxy, 4 partitions on
+#      2 instances); it starts the cluster and stops it again afterwards
 #
 # Each part reports PASS or FAIL and a failing part never skips the others.
 # pg_regress tests, isolation specs, pgTAP files and stress scripts count one
 # each; the sync and Node suites count one each.  The last line is
 # `N passed, N failed`, and the exit status is non-zero if anything failed.
 #
-# CREDITS_TEST_ONLY="regress isolation pgtap stress integration sync client nextjs"
+# CREDITS_TEST_ONLY="regress isolation pgtap stress integration sync client nextjs cluster"
 # picks parts ("node" means both client and nextjs).
 # CREDITS_TEST_TIMEOUT (seconds, default 1200) bounds each part (CI has 90
 # minutes in all).
@@ -24,7 +26,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 RUN_DIR=${CREDITS_RUN_DIR:-$REPO/.run}
 PGBIN=${CREDITS_PGBIN:-/usr/lib/postgresql/15/bin}
-PARTS=${CREDITS_TEST_ONLY:-regress isolation pgtap stress integration sync client nextjs}
+PARTS=${CREDITS_TEST_ONLY:-regress isolation pgtap stress integration sync client nextjs cluster}
 PART_TIMEOUT=${CREDITS_TEST_TIMEOUT:-1200}
 LOG_DIR=$RUN_DIR/test-logs
 
@@ -196,6 +198,7 @@ suite() {
 wanted sync && suite sync test/sync/run.sh
 { wanted client || wanted node; } && suite client clients/node/test.sh
 { wanted nextjs || wanted node; } && suite nextjs examples/nextjs/test.sh
+wanted cluster && suite cluster test/cluster/run.sh
 
 # --- summary ------------------------------------------------------------------
 banner "summary"

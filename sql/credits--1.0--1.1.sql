@@ -458,6 +458,40 @@ SELECT pg_catalog.pg_extension_config_dump('credits.prices', $$WHERE valid_from 
 SELECT pg_catalog.pg_extension_config_dump('credits.plans', $$WHERE valid_from <> '-infinity' OR plan NOT IN ('free', 'pro', 'enterprise')$$);
 
 -- ---------------------------------------------------------------------
+-- Section: scale-out (partitions: the stable partition hash of a user_id,
+-- and hold ids that carry their partition; src/partition.c, README
+-- Scale-out)
+-- ---------------------------------------------------------------------
+
+-- fnv1a-32 of the user_id's UTF-8 bytes, then murmur3's fmix32, as int4;
+-- stable forever (hashtext is not).  PL/Proxy's RUN ON takes it & (N - 1).
+CREATE FUNCTION credits.partition_hash(user_id text)
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'credits_partition_hash'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- The user's partition of `partitions` (a power of two, 1 to 1024; else CR010).
+CREATE FUNCTION credits.partition_of(user_id text, partitions integer)
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'credits_partition_of'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- The partition a hold id was placed on (its bits from 2^42 up; 0 for an
+-- install that was never set up, and for NULL or ids below 1).
+CREATE FUNCTION credits.hold_partition(hold_id bigint)
+	RETURNS integer
+	AS 'MODULE_PATHNAME', 'credits_hold_partition'
+	LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+-- Makes this database partition `partition` of `partitions`: moves
+-- credits.holds_id_seq into the partition's id range (idempotent; the value
+-- survives pg_dump).  Superuser only: granted to no role.
+CREATE FUNCTION credits.partition_setup(partition integer, partitions integer)
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'credits_partition_setup'
+	LANGUAGE C VOLATILE;
+
+-- ---------------------------------------------------------------------
 -- Section: privileges, ownership and search_path (keep this section LAST,
 -- identical in sql/credits.sql and in every upgrade script)
 -- ---------------------------------------------------------------------
@@ -565,6 +599,10 @@ BEGIN
 			('credit_cost', 'credits_app, credits_ops, credits_reader'),
 			('credit_verify', 'credits_app, credits_ops, credits_reader'),
 			('library_version', 'credits_app, credits_ops, credits_reader'),
+			('partition_hash', 'credits_app, credits_ops, credits_reader'),
+			('partition_of', 'credits_app, credits_ops, credits_reader'),
+			('hold_partition', 'credits_app, credits_ops, credits_reader'),
+			('partition_setup', NULL),
 			('credit_verify_all', 'credits_ops, credits_reader'),
 			('credit_rebuild', 'credits_ops'),
 			('credit_renew', 'credits_ops'),

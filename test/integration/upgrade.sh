@@ -180,6 +180,12 @@ call credit_balance_at "SELECT credits.credit_balance_at('up-b', (SELECT created
 # functions new in 1.1
 call run_job_step "SELECT count(*) FROM credits.run_job_step('renew', NULL, 10)" 1
 call run_jobs "CALL credits.run_jobs(10)"
+# scale-out: the stable hash (test vector of test/sql/partition.sql), and
+# an upgraded single node set up as partition 0 keeps its hold ids
+call partition_hash "SELECT credits.partition_hash('alice')" -367733218
+call partition_of "SELECT credits.partition_of('alice', 4)" 2
+call hold_partition "SELECT count(*) FROM credits.holds WHERE credits.hold_partition(id) <> 0" 0
+call partition_setup "SELECT credits.partition_setup(0, 4) = (SELECT last_value + 1 FROM credits.holds_id_seq)" t
 # the hash chain: the upgrade hashed the 1.0 rows, and the new rows chain on
 call ledger_row_hash "SELECT bool_and(ok) FROM (SELECT l.hash = credits.ledger_row_hash(lag(l.hash) OVER w,
 	l.id, l.user_id, l.amount, l.balance_after, l.action, l.metadata, l.idempotency_key, l.created_at,
