@@ -2007,14 +2007,21 @@ test_rcluster_migrate() {
   stop_daemon d
 }
 
-# The shared partition hash (sync/partition.c) gives the same values as
-# the proxy's credits.partition_hash(): FNV-1a 32 then fmix32, signed; the
-# partition of 4 is its low 2 bits.
+# The shared partition hash (sync/partition.c) gives the fixed test vectors
+# and the same values as the extension's credits.partition_hash() (FNV-1a
+# 32 then fmix32, signed); the partition of 4 is its low 2 bits.
 test_partition_hash() {
   local out want
   out=$("$BIN" --partition-hash u1 alice '' 'ü' 00000000-0000-4000-8000-000000000000 | tr '\t\n' ' ')
   want='612938007 3 -367733218 2 -1421968373 3 -1050830394 2 1564448355 3 '
   [ "$out" = "$want" ] || fail "partition hashes: got '$out', want '$want'"
+  # and the extension's credits.partition_hash() agrees, on 300 more ids
+  local ids=(u1 alice '' 'ü' 00000000-0000-4000-8000-000000000000) i
+  for i in $(seq 1 300); do ids+=("id-$i-$RANDOM"); done
+  out=$("$BIN" --partition-hash "${ids[@]}" | cut -f1 | tr '\n' ' ')
+  want=$(printf '%s\n' "${ids[@]}" | sql -c "CREATE TEMP TABLE ph(i serial, u text)" -c "COPY ph(u) FROM STDIN" \
+    -c "SELECT credits.partition_hash(u) FROM ph ORDER BY i" | tr '\n' ' ')
+  [ "$out" = "$want" ] || fail "sync/partition.c and credits.partition_hash() differ"
   "$BIN" --partition 4/4 --version >/dev/null 2>&1 && fail "--partition 4/4 was accepted"
   "$BIN" --partition 1/3 --version >/dev/null 2>&1 && fail "--partition 1/3 was accepted"
   "$BIN" --partition 3/4 --version >/dev/null 2>&1 || fail "--partition 3/4 was refused"
