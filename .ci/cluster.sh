@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The local scale-out cluster: 4 partitions (ordinary databases with the
-# extension) on 2 PostgreSQL 15 instances, and a proxy database with
-# PL/Proxy whose schema `credits` has the app-facing functions
-# (README, Scale-out).
+# extension) on 2 PostgreSQL 15 instances, a proxy database with PL/Proxy
+# whose schema `credits` has the app-facing functions, and the Redis
+# mirror: a Redis Cluster (3 masters, 1 replica each) written by one
+# credits-sync per partition (README, Scale-out).
 #
 #   .ci/cluster.sh up              start what is not running, create what is
 #                                  missing (idempotent; safe after kill -9)
-#   .ci/cluster.sh down            stop the instances `up` started (pid files)
+#   .ci/cluster.sh down            stop the daemons, the Redis Cluster and the
+#                                  instances `up` started (pid files)
 #   .ci/cluster.sh env             print .run/cluster/env as `export` lines
 #   .ci/cluster.sh status          say what runs where
 #   .ci/cluster.sh move P I        move partition P to instance I while the
@@ -15,7 +17,8 @@
 # Everything lives under CLUSTER_DIR = ${CREDITS_CLUSTER_DIR:-<repo>/.run/cluster}:
 # instance i's data in CLUSTER_DIR/pg<i>/data (or /tmp/credits-cluster-* when
 # user postgres cannot reach it), pg<i>.port, pg<i>.pid, `placement` (one
-# line "partition instance" each; `move` rewrites it), and `env`.
+# line "partition instance" each; `move` rewrites it), `env`, the Redis
+# Cluster's nodes in `redis/`, and credits-sync-p<P>.{pid,log,conn}.
 # Instance ports: CREDITS_CLUSTER_PGPORTS ("port0 port1"), else the ones
 # used last time, else the first free ones from 54330.
 #
@@ -25,7 +28,8 @@
 # proxy/generate.sql derives from partition 0's catalog).
 #
 # Invariants: only processes whose pid is in one of our pid files, and that
-# are still postgres running in our data directory, are signalled.  The
+# are still postgres running in our data directory (or still credits-sync,
+# or redis-server), are signalled.  The
 # stack of .ci/stack.sh is neither used nor touched.
 set -euo pipefail
 
@@ -342,39 +346,129 @@ proxy_up() {
   fi
 }
 
-# --- Redis Cluster and credits-sync: HOOK FOR THE INTEGRATOR ------------------
+# --- Redis Cluster and credits-sync -----------------------------------------
 #
-# Not wired yet.  The `rcluster` work adds .ci/redis_cluster.sh (a local
-# Redis Cluster, 3 masters + 3 replicas) and teaches credits-sync to write
-# into it; wiring it in here means: `.ci/redis_cluster.sh up
-# "$CLUSTER_DIR/redis"`, REDIS_CLUSTER_NODES=$(.ci/redis_cluster.sh nodes
-# "$CLUSTER_DIR/redis"), one credits-sync per partition (PGPORT of the
-# partition's instance, PGDATABASE=credits_p<P>, pid file
-# $CLUSTER_DIR/credits-sync-p<P>.pid), restarted on the new instance by
-# cmd_move; and the matching stops in redis_cluster_down.  Until then these
-# do nothing and `env` has no REDIS_CLUSTER_NODES.
-redis_cluster_up() {
-  if [ ! -e "$REPO/.ci/redis_cluster.sh" ]; then
-    log "Redis Cluster: .ci/redis_cluster.sh does not exist yet: not started"
+# The mirror: a Redis Cluster of 3 masters with 1 replica each
+# (.ci/redis_cluster.sh up "$CLUSTER_DIR/redis"; ports
+# CREDITS_REDIS_CLUSTER_PORT and the 5 after it, default 7001), and one
+# credits-sync per partition: the tree's sync/credits-sync (else one on
+# PATH) with --redis-cluster <every node> --partition P/4, connected as the
+# stack's daemon is (PGHOST=127.0.0.1, PGUSER=postgres) to PGPORT of the
+# partition's instance and PGDATABASE=credits_p<P>.  Pid file
+# $CLUSTER_DIR/credits-sync-p<P>.pid, log credits-sync-p<P>.log, and
+# credits-sync-p<P>.conn (the port it was started against) and .sum (the
+# binary's checksum): a daemon still running with the same binary and port
+# is kept, a dead one is started again, and a new binary or another port
+# restarts it.  Only a pid whose process is still credits-sync is signalled.
+
+sync_binary() {
+  if [ -x "$REPO/sync/credits-sync" ]; then
+    echo "$REPO/sync/credits-sync"
   else
-    log "Redis Cluster: .ci/redis_cluster.sh exists but is not wired into cluster.sh yet: not started"
+    command -v credits-sync || true
   fi
-  REDIS_CLUSTER_NODES=""
 }
 
-redis_cluster_down() { :; }
+sync_pidfile() { echo "$CLUSTER_DIR/credits-sync-p$1.pid"; }
+
+sync_running() {
+  local pid
+  pid=$(read_pid "$(sync_pidfile "$1")")
+  [ -n "$pid" ] && pid_is "$pid" credits-sync
+}
+
+# sync_up P: partition P's daemon, against the instance PLACE[P] says.
+sync_up() {
+  local p=$1 bin=$2 port=${PORT[${PLACE[$1]}]} pidf pid i want
+  pidf=$(sync_pidfile "$p")
+  want="$(file_sum "$bin") $port $REDIS_CLUSTER_NODES"
+  if sync_running "$p"; then
+    if [ "$want" = "$(cat "$CLUSTER_DIR/credits-sync-p$p.conn" 2>/dev/null || true)" ]; then
+      log "credits-sync of partition $p already running (pid $(read_pid "$pidf"))"
+      return 0
+    fi
+    log "credits-sync of partition $p: new binary or placement: restarting it"
+    sync_down "$p"
+  fi
+  rm -f "$pidf"
+  log "starting credits-sync of partition $p (credits_p$p on 127.0.0.1:$port)"
+  (
+    export PGHOST=127.0.0.1 PGPORT=$port PGUSER=postgres PGDATABASE=credits_p$p
+    unset REDIS_HOST REDIS_PORT CREDITS_SYNC_PREFIX CREDITS_SYNC_CONFIG
+    exec setsid "$bin" --pidfile "$pidf" --redis-cluster "$REDIS_CLUSTER_NODES" --partition "$p/$NPART" \
+      </dev/null >>"$CLUSTER_DIR/credits-sync-p$p.log" 2>&1 9>&-
+  ) &
+  pid=$!
+  echo "$want" >"$CLUSTER_DIR/credits-sync-p$p.conn"
+  for i in $(seq 1 50); do
+    [ -s "$pidf" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! kill -0 "$pid" 2>/dev/null; then
+    warn "credits-sync of partition $p exited at start; last lines of $CLUSTER_DIR/credits-sync-p$p.log:"
+    tail -n 15 "$CLUSTER_DIR/credits-sync-p$p.log" >&2 || true
+    rm -f "$pidf"
+    return 1
+  fi
+  [ -s "$pidf" ] || echo "$pid" >"$pidf"
+}
+
+sync_down() {
+  local p=$1 pidf pid i
+  pidf=$(sync_pidfile "$p")
+  pid=$(read_pid "$pidf")
+  if [ -n "$pid" ] && pid_is "$pid" credits-sync; then
+    log "stopping credits-sync of partition $p (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 150); do
+      pid_is "$pid" credits-sync || break
+      sleep 0.1
+    done
+    if pid_is "$pid" credits-sync; then
+      warn "credits-sync of partition $p (pid $pid) ignored SIGTERM for 15 s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$pidf" "$CLUSTER_DIR/credits-sync-p$p.conn"
+}
+
+redis_cluster_up() {
+  local p bin
+  command -v redis-server >/dev/null || die "redis-server is not installed: run .ci/deps.sh (make deps)"
+  # (9>&-: the daemonized nodes must not keep cluster.lock held)
+  "$REPO/.ci/redis_cluster.sh" up "$CLUSTER_DIR/redis" 9>&- | sed 's/^/cluster: /'
+  [ "${PIPESTATUS[0]}" = 0 ] || die "the Redis Cluster did not start"
+  REDIS_CLUSTER_NODES=$("$REPO/.ci/redis_cluster.sh" nodes "$CLUSTER_DIR/redis")
+  bin=$(sync_binary)
+  if [ -z "$bin" ]; then
+    warn "credits-sync is not built (make): the partitions are not mirrored into Redis"
+    return 0
+  fi
+  for p in $(seq 0 $((NPART - 1))); do
+    sync_up "$p" "$bin" || die "credits-sync of partition $p did not start"
+  done
+}
+
+redis_cluster_down() {
+  local p
+  for p in $(seq 0 $((NPART - 1))); do
+    sync_down "$p"
+  done
+  if [ -d "$CLUSTER_DIR/redis" ]; then
+    "$REPO/.ci/redis_cluster.sh" down "$CLUSTER_DIR/redis" | sed 's/^/cluster: /'
+  fi
+}
 
 write_env() {
   {
-    echo "# written by .ci/cluster.sh up: the proxy database (PL/Proxy, 4 partitions)."
-    echo "# REDIS_CLUSTER_NODES (comma-separated host:port) is added when the Redis"
-    echo "# Cluster mirror is wired into cluster.sh (see redis_cluster_up there); until"
-    echo "# then it is absent."
+    echo "# written by .ci/cluster.sh up: the proxy database (PL/Proxy, 4 partitions)"
+    echo "# and the Redis Cluster the partitions' credits-sync daemons mirror into."
     printf 'PGHOST=%q\n' 127.0.0.1
     printf 'PGPORT=%q\n' "${PORT[0]}"
     printf 'PGUSER=%q\n' postgres
     printf 'PGDATABASE=%q\n' "$PROXY_DB"
-    [ -z "${REDIS_CLUSTER_NODES:-}" ] || printf 'REDIS_CLUSTER_NODES=%q\n' "$REDIS_CLUSTER_NODES"
+    [ -z "${REDIS_CLUSTER_NODES:-}" ] || printf 'REDIS_CLUSTER_NODES=%s\n' "$REDIS_CLUSTER_NODES"
     printf 'CREDITS_CLUSTER_DIR=%q\n' "$CLUSTER_DIR"
   } >"$CLUSTER_DIR/env.tmp"
   mv "$CLUSTER_DIR/env.tmp" "$CLUSTER_DIR/env"
@@ -435,6 +529,19 @@ cmd_status() {
     echo "partition $p: credits_p$p on instance ${PLACE[$p]}"
   done
   echo "proxy: database $PROXY_DB on instance 0"
+  for p in $(seq 0 $((NPART - 1))); do
+    if sync_running "$p"; then
+      echo "credits-sync of partition $p: running, pid $(read_pid "$(sync_pidfile "$p")"), log $CLUSTER_DIR/credits-sync-p$p.log"
+    else
+      echo "credits-sync of partition $p: stopped"
+    fi
+  done
+  if [ -d "$CLUSTER_DIR/redis" ]; then
+    echo "Redis Cluster: $("$REPO/.ci/redis_cluster.sh" nodes "$CLUSTER_DIR/redis")"
+    "$REPO/.ci/redis_cluster.sh" status "$CLUSTER_DIR/redis" | awk '{ split($2, a, "@"); print "  " a[1], $3, $8, $9 }' || true
+  else
+    echo "Redis Cluster: stopped"
+  fi
 }
 
 cmd_env() {
@@ -496,7 +603,14 @@ cmd_move() {
   psql_i "$from" -d postgres -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '$db'" \
     -c "ALTER DATABASE $db RENAME TO ${db}_moved_$(date -u +%Y%m%d%H%M%S)" >/dev/null
   rm -f "$tmp"
-  # (integrator: restart partition P's credits-sync against instance $to here)
+  # 6. partition P's credits-sync, against the new instance (the copy is
+  #    another cluster's database: the daemon rebuilds P's users' keys)
+  if [ -d "$CLUSTER_DIR/redis" ] && [ -n "$(sync_binary)" ]; then
+    REDIS_CLUSTER_NODES=$("$REPO/.ci/redis_cluster.sh" nodes "$CLUSTER_DIR/redis")
+    log "move: restarting credits-sync of partition $p against instance $to"
+    sync_down "$p"
+    sync_up "$p" "$(sync_binary)" || die "move: credits-sync of partition $p did not start against instance $to"
+  fi
   log "move: partition $p is on instance $to"
 }
 

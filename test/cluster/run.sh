@@ -23,7 +23,17 @@
 #   hostile     credits_app cannot reach the helpers, jobs, tables, prices
 #   idempotent  cluster up twice (also two at once) changes nothing; after
 #               kill -9 of an instance, up restarts it and the data is there
-#   move        test/cluster/move.sh (a partition moved under load)
+#   mirror      the Redis Cluster mirror (one credits-sync per partition)
+#               equals every partition (test/sync/check.c --partition P/4)
+#               after load through the proxy; a skewed key is caught; after
+#               kill -9 of a daemon under load (up restarts it, it resumes
+#               from its cursor); after kill -9 of a Redis master under
+#               load (its replica promoted; up brings the node back)
+#   move        test/cluster/move.sh (a partition moved under load), then
+#               the mirror equals every partition again: only the moved
+#               partition's daemon rebuilt (another system identifier)
+#   nextjs      examples/nextjs/test.sh against .run/cluster/env
+#               (CREDITS_CLUSTER_NODE=0 skips)
 #   client      the @credits/client tests against the proxy (CREDITS_CLUSTER_NODE=0 skips)
 #
 # CREDITS_CLUSTER_ONLY="api race ..." runs some parts.
@@ -32,7 +42,7 @@ set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PGBIN=${CREDITS_PGBIN:-/usr/lib/postgresql/15/bin}
 CLUSTER_DIR=${CREDITS_CLUSTER_DIR:-$REPO/.run/cluster}
-ONLY=${CREDITS_CLUSTER_ONLY:-signatures api spread race holds jobs prices hostile idempotent move client}
+ONLY=${CREDITS_CLUSTER_ONLY:-signatures api spread race holds jobs prices hostile idempotent mirror move client nextjs}
 export PATH="$PGBIN:$PATH"
 RUN=$(date +%s)-$$
 APP=credits_cluster_test_app
@@ -334,13 +344,118 @@ if wanted idempotent; then
 	check "idempotent: credit_verify_all after the crash" "$(qo -c "SELECT count(*) FROM credits.credit_verify_all()")" 0
 fi
 
+# --- mirror ---------------------------------------------------------------------------
+# mcheck NAME [MS]: check.c against every partition and the Redis Cluster
+CHECK=$CLUSTER_DIR/check
+if wanted mirror || wanted move; then
+	cc -O1 -Wall -I"$("$PGBIN/pg_config" --includedir)" -DCREDITS_SYNC_VERSION='"check"' -o "$CHECK" \
+		"$REPO/test/sync/check.c" "$REPO/sync/keyslot.c" "$REPO/sync/partition.c" -lpq -lhiredis || bad "mirror: check.c does not build"
+fi
+mcheck() {
+	local name=$1 ms=${2:-15000} p i out okp=0
+	for p in 0 1 2 3; do
+		i=$(awk -v p="$p" '$1 == p { print $2 }' "$CLUSTER_DIR/placement")
+		if out=$(REDIS_CLUSTER_NODES=$REDIS_CLUSTER_NODES PGHOST=127.0.0.1 PGPORT=$(cat "$CLUSTER_DIR/pg$i.port") PGUSER=postgres \
+			PGDATABASE=credits_p$p "$CHECK" --partition "$p/4" --timeout-ms "$ms" 2>&1); then
+			okp=$((okp + 1))
+		else
+			echo "    partition $p: $(head -n 4 <<<"$out" | paste -sd' ' -)"
+		fi
+	done
+	check "mirror: $name: the Redis Cluster equals all 4 partitions" "$okp" 4
+}
+# load S N: N rounds of deduct/add/hold+capture by 4 clients through the proxy on mir-* users
+load() {
+	local c
+	for c in 1 2 3 4; do
+		qa -c "SELECT count(*) FROM generate_series(1, $2) g,
+			LATERAL (SELECT credits.credit_deduct('mir-$RUN-' || ((g * 7 + $c) % 200), 1, 'chat_message')) d,
+			LATERAL (SELECT credits.credit_add('mir-$RUN-' || ((g * 13 + $c) % 200), 2, 'purchase')) a" >/dev/null 2>>"$CLUSTER_DIR/load.$$" &
+	done
+	wait
+}
+masters() { # "<port>" of every live master serving slots
+	local p
+	for p in $(tr ',' ' ' <<<"$REDIS_CLUSTER_NODES"); do
+		if [ "$(redis-cli -h 127.0.0.1 -p "${p#*:}" PING 2>/dev/null)" = PONG ]; then
+			redis-cli -h 127.0.0.1 -p "${p#*:}" CLUSTER NODES | awk '$3 ~ /master/ && $3 !~ /fail/ && NF >= 9 { split($2, a, "[:@]"); print a[2] }'
+			return
+		fi
+	done
+}
+if wanted mirror; then
+	qa -c "SELECT count(*) FROM generate_series(0, 199) i, credits.credit_init('mir-$RUN-' || i, 100000)" >/dev/null
+	load 1 150
+	h=$(qa -c "SELECT hold_id FROM credits.credit_hold('mir-$RUN-1', 50, 'chat_message')")
+	qa -c "SELECT credits.credit_capture($h, 20)" >/dev/null
+	check "mirror: the 200 users are on all 4 partitions" "$(qa -c "SELECT count(DISTINCT credits.partition_of('mir-$RUN-' || i)) FROM generate_series(0, 199) i")" 4
+	mcheck "after load through the proxy"
+	# the check can fail: one skewed balance key is caught, then repaired
+	u=mir-$RUN-5
+	pu=$(qa -c "SELECT credits.partition_of('$u')")
+	v=$(redis-cli -c -h 127.0.0.1 -p "${REDIS_CLUSTER_NODES%%,*}" GET "balance:$u" 2>/dev/null || redis-cli -c -p "$(masters | head -n1)" GET "balance:$u")
+	rp=$(masters | head -n1)
+	redis-cli -c -p "$rp" SET "balance:$u" 1 >/dev/null
+	i=$(awk -v p="$pu" '$1 == p { print $2 }' "$CLUSTER_DIR/placement")
+	if REDIS_CLUSTER_NODES=$REDIS_CLUSTER_NODES PGHOST=127.0.0.1 PGPORT=$(cat "$CLUSTER_DIR/pg$i.port") PGUSER=postgres \
+		PGDATABASE=credits_p$pu "$CHECK" --partition "$pu/4" --timeout-ms 300 >/dev/null 2>&1; then
+		bad "mirror: the check missed a skewed balance:$u"
+	else
+		ok "mirror: the check catches a skewed balance:$u"
+	fi
+	redis-cli -c -p "$rp" SET "balance:$u" "$v" >/dev/null
+	mcheck "after the skewed key was repaired" 2000
+	# kill -9 of partition 2's daemon while writes continue; up restarts it
+	d=$(head -n1 "$CLUSTER_DIR/credits-sync-p2.pid")
+	load 1 200 &
+	lp=$!
+	sleep 0.5
+	kill -9 "$d"
+	sleep 0.5
+	"$REPO/.ci/cluster.sh" up >"$CLUSTER_DIR/up.$$" 2>&1 || bad "mirror: up after kill -9 of a daemon failed"
+	check "mirror: up restarts the killed daemon (and only it)" "$(grep -c 'starting credits-sync' "$CLUSTER_DIR/up.$$")" 1
+	wait "$lp"
+	mcheck "after kill -9 of partition 2's daemon under load"
+	check "mirror: the restarted daemon resumed from its cursor (no rebuild)" \
+		"$(awk '/credits-sync .* starting/ { n = 0 } /resuming from cursor/ { n++ } END { print n }' "$CLUSTER_DIR/credits-sync-p2.log")" 1
+	# kill -9 of a Redis master under load: its replica is promoted
+	m=$(masters | head -n1)
+	mpid=$(head -n1 "$CLUSTER_DIR/redis/$m/redis.pid")
+	load 1 200 &
+	lp=$!
+	sleep 0.3
+	kill -9 "$mpid"
+	for i in $(seq 1 100); do
+		[ "$(masters | wc -l)" = 3 ] && ! masters | grep -qx "$m" && break
+		sleep 0.2
+	done
+	check "mirror: a replica took over from the killed master $m" "$(masters | grep -cx "$m"),$(masters | wc -l)" "0,3"
+	wait "$lp"
+	check "mirror: the writes went on (proxy side)" "$(cat "$CLUSTER_DIR/load.$$" 2>/dev/null | grep -c ERROR)" 0
+	mcheck "after kill -9 of Redis master $m and the failover, under load"
+	"$REPO/.ci/cluster.sh" up >"$CLUSTER_DIR/up.$$" 2>&1 || bad "mirror: up after kill -9 of a Redis master failed"
+	check "mirror: up brings the killed node back, a replica" \
+		"$(redis-cli -p "$m" ROLE 2>/dev/null | head -n1)" slave
+	load 1 50
+	mcheck "after the node came back"
+	rm -f "$CLUSTER_DIR/up.$$" "$CLUSTER_DIR/load.$$"
+fi
+
 # --- move ------------------------------------------------------------------------------
 if wanted move; then
+	for p in 0 1 2 3; do RB[$p]=$(grep -c 'LOG:  rebuilding Redis from' "$CLUSTER_DIR/credits-sync-p$p.log"); done
+	sid=$(grep -c 'system identifier' "$CLUSTER_DIR/credits-sync-p1.log")
 	if "$REPO/test/cluster/move.sh"; then
 		ok "move: test/cluster/move.sh"
 	else
 		bad "move: test/cluster/move.sh"
 	fi
+	mcheck "after partition 1 moved (and back) under load"
+	rb=""
+	for p in 0 1 2 3; do rb+="$(($(grep -c 'LOG:  rebuilding Redis from' "$CLUSTER_DIR/credits-sync-p$p.log") - RB[$p])),"; done
+	check "move: only partition 1's daemon rebuilt, once per move" "$rb" "0,2,0,0,"
+	check "move: ... because the copy has another system identifier" \
+		"$(($(grep -c 'system identifier' "$CLUSTER_DIR/credits-sync-p1.log") - sid))" 2
 fi
 
 # --- client ---------------------------------------------------------------------------
@@ -374,6 +489,23 @@ if wanted client && [ "${CREDITS_CLUSTER_NODE:-1}" != 0 ]; then
 			bad "client: @credits/client's tests through the proxy: ${np:-?} passed, ${nf:-?} failed (see $log)"
 			grep -E '^\s*not ok' "$log" | head -20
 		fi
+	fi
+fi
+
+# --- nextjs ---------------------------------------------------------------------------
+# The example app against the cluster's env: the proxy, and ioredis'
+# Cluster client on REDIS_CLUSTER_NODES for the cached reads.
+if wanted nextjs && [ "${CREDITS_CLUSTER_NODE:-1}" != 0 ]; then
+	log=$CLUSTER_DIR/nextjs-test.log
+	CREDITS_RUN_DIR=$CLUSTER_DIR CREDITS_TEST_OUTPUT=$CLUSTER_DIR/test-output "$REPO/examples/nextjs/test.sh" >"$log" 2>&1
+	rc=$?
+	np=$(sed -n 's/^# pass //p' "$log")
+	nf=$(sed -n 's/^# fail //p' "$log")
+	if [ "$rc" = 0 ] && [ "${np:-0}" -ge 18 ] && [ "${nf:-1}" = 0 ]; then
+		ok "nextjs: examples/nextjs/test.sh against .run/cluster/env: $np passed ($log)"
+	else
+		bad "nextjs: examples/nextjs/test.sh against .run/cluster/env: ${np:-?} passed, ${nf:-?} failed (see $log)"
+		grep -E '^\s*not ok' "$log" | head -20
 	fi
 fi
 
