@@ -425,7 +425,7 @@ member_format(char *dst, const char *id, const char *fields, size_t fields_len,
 	if (comma2 == NULL)
 		return 0;
 	action = comma2 + 1;
-	if (!is_integer(id, id_len) || id[0] == '-' ||
+	if (id_len > MEMBER_ID_WIDTH || !is_integer(id, id_len) || id[0] == '-' ||
 		!is_integer(amount, (size_t) (comma1 - amount)) ||
 		!is_integer(balance, (size_t) (comma2 - balance)) ||
 		!parse_int8send(created, &t))

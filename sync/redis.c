@@ -82,6 +82,15 @@
 #define CALL_MAX_BYTES		(8 * 1024 * 1024)
 
 /*
+ * Units of one data call to a standalone Redis, which has no slots: about
+ * 200 users' three values.  Each call costs Redis a fixed overhead (the
+ * command, the script's lookup and its arguments' conversion), which is
+ * paid once for them all; and a call this size blocks Redis for well under
+ * a millisecond.  A Redis Cluster gets one call per slot (plan_calls).
+ */
+#define CALL_STANDALONE_UNITS	600
+
+/*
  * One call per hash slot: every key in KEYS is in one slot.
  * ARGV[1] mode: b (batch: report mistyped txs keys), r (rebuild: also trim
  * keys that got no new row) or R (rebuild replacing: also ignore the
@@ -200,6 +209,7 @@ static int	slot_status = 0;
 static int	part_index = 0;		/* --partition p/n; part_count 0 if none */
 static int	part_count = 0;
 static bool rows_plain = true;	/* rows as MULTI/EXEC, not in script calls */
+static bool sort_by_slot = true;	/* unit_cmp: by slot first (Redis Cluster) */
 
 /* Growable argv for rc_append */
 typedef struct Argv
@@ -592,8 +602,9 @@ plan_unit(Plan *p)
 }
 
 /*
- * Orders units: those of script calls first, by slot, then the plain ones
- * ('t'); then by their position in the batch.
+ * Orders units: those of script calls first, by slot for a Redis Cluster
+ * (sort_by_slot), then the plain ones ('t'); then by their position in the
+ * batch.
  */
 static int
 unit_cmp(const void *a, const void *b)
@@ -603,7 +614,7 @@ unit_cmp(const void *a, const void *b)
 
 	if ((rows_plain && x->type == 't') != (rows_plain && y->type == 't'))
 		return x->type == 't' ? 1 : -1;
-	if (x->slot != y->slot)
+	if (sort_by_slot && x->slot != y->slot)
 		return x->slot < y->slot ? -1 : 1;
 	return (x->order > y->order) - (x->order < y->order);
 }
@@ -612,9 +623,11 @@ unit_cmp(const void *a, const void *b)
  * b is a filled batch.  Builds the data calls of b in mode: the units of
  * every user (its values, if it has an account row, and its rows, in pieces
  * within the limits of one call; a replacing rebuild also empties the txs
- * key of a user without rows), sorted by slot, and packed into one call per
- * slot (more when a slot's units exceed the limits; a call always takes at
- * least one unit, however big).  Rows of a txs key that is not to be
+ * key of a user without rows).  For a Redis Cluster they are sorted by slot
+ * and packed into one call per slot; for a standalone Redis, which has no
+ * slots, they stay in batch order (a user's values next to each other) and
+ * go CALL_STANDALONE_UNITS to a call.  Either way a call stays within the
+ * limits of one call, but always takes at least one unit, however big.  Rows of a txs key that is not to be
  * emptied first ('t') need no script: they are left out of the calls and
  * sent as plain commands (append_rows).  False if out of memory.
  */
@@ -624,6 +637,7 @@ plan_calls(const SyncBatch *b, ApplyMode mode, Plan *p)
 	size_t		need = 0;
 	int			members = 0;
 	size_t		bytes = 0;
+	bool		cluster;
 
 	memset(p, 0, sizeof(*p));
 	for (int i = 0; i < b->nusers; i++)
@@ -705,6 +719,8 @@ plan_calls(const SyncBatch *b, ApplyMode mode, Plan *p)
 		}
 	}
 
+	cluster = rc_is_cluster();
+	sort_by_slot = cluster;
 	qsort(p->units, (size_t) p->nunits, sizeof(Unit), unit_cmp);
 	p->calls = malloc(sizeof(Call) * (size_t) (p->nunits + 1));
 	if (p->calls == NULL)
@@ -720,7 +736,9 @@ plan_calls(const SyncBatch *b, ApplyMode mode, Plan *p)
 			p->nscript = i;
 			break;
 		}
-		if (c == NULL || p->units[c->first].slot != n->slot ||
+		if (c == NULL ||
+			(cluster ? p->units[c->first].slot != n->slot :
+			 c->count >= CALL_STANDALONE_UNITS) ||
 			members + n->tx_count > CALL_MAX_MEMBERS ||
 			bytes + n->bytes > CALL_MAX_BYTES)
 		{
