@@ -425,15 +425,23 @@ if wanted mirror; then
 	lp=$!
 	sleep 0.3
 	kill -9 "$mpid"
-	for i in $(seq 1 150); do
-		[ "$(masters | wc -l)" = 3 ] && ! masters | grep -qx "$m" && break
-		sleep 0.2
+	# the replica is promoted after cluster-node-timeout (2 s) and an
+	# election: wait until a live node says cluster_state:ok with 3 masters
+	# serving slots, none of them the killed one (up to 40 s)
+	t0=$(date +%s)
+	while [ $(($(date +%s) - t0)) -lt 40 ]; do
+		ms=$(masters)
+		if [ "$(wc -l <<<"$ms")" = 3 ] && ! grep -qx "$m" <<<"$ms" &&
+			redis-cli -p "$(head -n1 <<<"$ms")" CLUSTER INFO 2>/dev/null | grep -q '^cluster_state:ok'; then
+			break
+		fi
+		sleep 0.5
 	done
-	[ "$(masters | wc -l)" = 3 ] || redis-cli -p "$(masters | head -n1)" CLUSTER NODES | sed 's/^/    /'
+	echo "    failover of $m after $(($(date +%s) - t0)) s: masters $(masters | paste -sd' ' -)"
 	check "mirror: a replica took over from the killed master $m" "$(masters | grep -cx "$m"),$(masters | wc -l)" "0,3"
 	wait "$lp"
 	check "mirror: the writes went on (proxy side)" "$(cat "$CLUSTER_DIR/load.$$" 2>/dev/null | grep -c ERROR)" 0
-	mcheck "after kill -9 of Redis master $m and the failover, under load"
+	mcheck "after kill -9 of Redis master $m and the failover, under load" 30000
 	"$REPO/.ci/cluster.sh" up >"$CLUSTER_DIR/up.$$" 2>&1 || bad "mirror: up after kill -9 of a Redis master failed"
 	check "mirror: up brings the killed node back, a replica" \
 		"$(redis-cli -p "$m" ROLE 2>/dev/null | head -n1)" slave
