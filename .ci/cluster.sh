@@ -49,35 +49,12 @@ log() { echo "cluster: $*"; }
 warn() { echo "cluster: WARNING: $*" >&2; }
 die() { echo "cluster: ERROR: $*" >&2; exit 1; }
 
-# --- helpers (as in .ci/stack.sh) --------------------------------------
+# --- helpers -----------------------------------------------------------
 
-pid_is() {
-  local pid=$1 want=$2
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$want"
-}
-
-read_pid() { [ -s "$1" ] && head -n1 "$1" | tr -dc '0-9' || true; }
-
-# Is TCP port $1 listened on, or a live PostgreSQL socket file there?
-port_busy() {
-  local port=$1 hex f pid
-  hex=$(printf '%04X' "$port")
-  for f in /proc/net/tcp /proc/net/tcp6; do
-    [ -r "$f" ] || continue
-    if awk -v p=":$hex" 'NR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p { found = 1 } END { exit !found }' "$f"; then
-      return 0
-    fi
-  done
-  for f in /tmp /var/run/postgresql /run/postgresql "${PGROOT:-/nonexistent}"/pg*; do
-    [ -e "$f/.s.PGSQL.$port" ] || continue
-    pid=$(read_pid "$f/.s.PGSQL.$port.lock")
-    [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null && continue
-    return 0
-  done
-  return 1
-}
+# pid_is, read_pid, port_busy, first_free_port, file_sum, as_postgres
+# shellcheck source=.ci/lib.sh
+. "$REPO/.ci/lib.sh"
+extra_socket_dirs() { local d; for d in "${PGROOT:-/nonexistent}"/pg*; do echo "$d"; done; }
 
 # Wait up to 10 s for port $1 to be free: after a postmaster was killed,
 # its children hold its port until they notice (kill -9, then up).
@@ -90,17 +67,6 @@ port_wait() {
   done
 }
 
-first_free_port() {
-  local port=$1 tries=0
-  while port_busy "$port" || [[ " ${TAKEN:-} " == *" $port "* ]]; do
-    port=$((port + 1)); tries=$((tries + 1))
-    [ "$tries" -lt 200 ] || die "no free port from $1 to $port"
-  done
-  echo "$port"
-}
-
-file_sum() { if [ -e "$1" ]; then cksum <"$1" | tr ' ' '-'; else echo none; fi; }
-
 # The installed extension script's version and checksum.
 ext_sum() {
   local sharedir ver
@@ -108,8 +74,6 @@ ext_sum() {
   ver=$(sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" "$sharedir/extension/credits.control")
   echo "$ver:$(file_sum "$sharedir/extension/credits--$ver.sql")"
 }
-
-as_postgres() { (cd / && runuser -u "$PGUSER_OS" -- "$@" 9>&-); }
 
 # psql as the superuser on instance $1: psql_i I [psql args]
 psql_i() {

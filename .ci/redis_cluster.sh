@@ -37,14 +37,10 @@ HOST=127.0.0.1
 log() { echo "redis_cluster: $*"; }
 die() { echo "redis_cluster: ERROR: $*" >&2; exit 1; }
 
-pid_is_redis() {
-  local pid=$1
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q redis-server
-}
-
-read_pid() { [ -s "$1" ] && head -n1 "$1" | tr -dc '0-9' || true; }
+# pid_is, read_pid
+# shellcheck source=.ci/lib.sh
+. "$REPO/.ci/lib.sh"
+pid_is_redis() { pid_is "$1" redis-server; }
 
 # The ports: from DIR/ports if the cluster was set up, else from the
 # environment.

@@ -34,60 +34,14 @@ die() { echo "stack: ERROR: $*" >&2; exit 1; }
 
 # --- helpers ----------------------------------------------------------
 
-# Is a process with this pid alive and running program $2 (matched against
-# /proc/PID/cmdline, so a recycled pid is not mistaken for ours)?
-pid_is() {
-  local pid=$1 want=$2
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$want"
-}
-
-read_pid() { [ -s "$1" ] && head -n1 "$1" | tr -dc '0-9' || true; }
-
-# Is TCP port $1 listened on (IPv4 or IPv6), or a PostgreSQL socket file for
-# it present in a usual place?  A socket file whose lock file names a
-# process that no longer exists was left by a postmaster that died (kill -9,
-# a crash): it does not count, so a restart after a crash keeps its port
-# (and every client configured with it, such as a running credits-sync,
-# reconnects).
-port_busy() {
-  local port=$1 hex f pid
-  hex=$(printf '%04X' "$port")
-  for f in /proc/net/tcp /proc/net/tcp6; do
-    [ -r "$f" ] || continue
-    # local_address is ADDR:PORT in hex; state 0A is LISTEN
-    if awk -v p=":$hex" 'NR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p { found = 1 } END { exit !found }' "$f"; then
-      return 0
-    fi
-  done
-  for f in /tmp /var/run/postgresql /run/postgresql "${PGSOCK_DIR:-/nonexistent}"; do
-    [ -e "$f/.s.PGSQL.$port" ] || continue
-    pid=$(read_pid "$f/.s.PGSQL.$port.lock")
-    [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null && continue
-    return 0
-  done
-  return 1
-}
-
-first_free_port() {
-  local port=$1 tries=0
-  while port_busy "$port"; do
-    port=$((port + 1)); tries=$((tries + 1))
-    [ "$tries" -lt 200 ] || die "no free port from $1 to $port"
-  done
-  echo "$port"
-}
-
-# The lock on fd 9 (see the end of the file) must not leak into the servers
-# started here, or it would outlive this script: every launch closes it.
-as_postgres() { (cd / && runuser -u "$PGUSER_OS" -- "$@" 9>&-); }
+# pid_is, read_pid, port_busy, first_free_port, file_sum, as_postgres
+# shellcheck source=.ci/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+extra_socket_dirs() { echo "${PGSOCK_DIR:-/nonexistent}"; }
 
 psql_admin() {
   "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres "$@"
 }
-
-file_sum() { if [ -e "$1" ]; then cksum <"$1" | tr ' ' '-'; else echo none; fi; }
 
 # --- where PostgreSQL lives ---------------------------------------------
 
