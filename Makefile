@@ -36,6 +36,12 @@ all:
 	@echo "pg_config not found: run 'make deps' (or 'make test', which does it)" >&2; exit 1
 endif
 
+# src/chain.c hashes with OpenSSL directly when the server was built with
+# it (as PostgreSQL's own cryptohash does).
+ifeq ($(with_ssl),openssl)
+SHLIB_LINK += -lcrypto
+endif
+
 # PGXS does not track headers; every object depends on all of them.
 $(OBJS): $(wildcard src/*.h src/v1_0/*.h)
 

@@ -15,6 +15,7 @@ CREDITS_PACKAGES=(
   postgresql-15
   postgresql-client-15            # psql, pgbench's client side, pg_isolation_regress
   postgresql-server-dev-15        # pg_config, PGXS, server headers
+  libssl-dev                      # OpenSSL headers: src/chain.c's SHA-256
   postgresql-15-pgtap             # pgTAP tests
   postgresql-15-plproxy           # the scale-out proxy (.ci/cluster.sh, test/cluster)
   libtap-parser-sourcehandler-pgtap-perl   # pg_prove
