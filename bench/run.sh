@@ -14,11 +14,19 @@
 # credit_deduct alone.  What the daemon costs the writers is measured on
 # its own, below.
 #
+# Every pgbench run also records the server's CPU per transaction: the CPU
+# time of all PostgreSQL processes during the run (server_ticks), divided
+# by the transactions pgbench completed.  Other processes' load does not
+# count in it, the client's neither.
+#
 # The hash chain (tamper evidence, at most 3% per deduction):
 # floor_ordered against floor_chained, which differ in the chain alone
-# (bench/schema.sql), durable with pgbench; and the chain's CPU in one
-# backend: the same two statements in a loop (loop_chained against
-# loop_ordered), next to credit_deduct's CPU per call.
+# (bench/schema.sql), durable with pgbench: throughput and server CPU per
+# transaction.  Also, in one backend, the same two statements in a loop
+# (loop_chained against loop_ordered) next to credit_deduct's CPU per call,
+# and the WAL each writes per call.  The loop's caches stay warm and it
+# commits nothing: the durable runs have measured several times its
+# difference.
 #
 # Workloads: spread (BENCH_USERS accounts, 100,000 by default) and hot (one
 # account).  pgbench, BENCH_CLIENTS clients (16), BENCH_SECONDS per run
@@ -56,20 +64,51 @@ if [ "$seeded" -lt "$USERS" ]; then
 fi
 psql -X -q -c "VACUUM ANALYZE credits.accounts" -c "CHECKPOINT"
 
+# server_ticks: the CPU clock ticks used so far by the server's processes:
+# the postmaster's own and its reaped children's (cutime, cstime: the
+# backends of ended connections), and each live child's.  server_children:
+# how many children the postmaster has.
+POSTMASTER=$(head -n1 "$(psql -X -Atc "SHOW data_directory")/postmaster.pid")
+CLK_TCK=$(getconf CLK_TCK)
+proc_stats() {
+	# (a process that ends meanwhile makes cat fail: not an error here)
+	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pm="$POSTMASTER" -v what="$1" '
+		{
+			pid = $1; s = $0; sub(/^.*\) /, "", s); split(s, f, " ")
+			# f[2] ppid, f[12] utime, f[13] stime, f[14] cutime, f[15] cstime
+			if (pid == pm) t += f[12] + f[13] + f[14] + f[15]
+			else if (f[2] == pm) { t += f[12] + f[13]; n++ }
+		}
+		END { print (what == "ticks" ? t + 0 : n + 0) }'
+}
+server_ticks() { proc_stats ticks; }
+server_children() { proc_stats children; }
+
 # run_one LABEL SCRIPT USERS [CLIENTS]: one pgbench run; appends
-# "label<TAB>tps".
+# "label<TAB>tps" and "cpu/label<TAB>server CPU us per transaction".
 run_one() {
-	local label=$1 script=$2 users=$3 clients=${4:-$CLIENTS} tps
+	local label=$1 script=$2 users=$3 clients=${4:-$CLIENTS} out tps tx t0 t1 n0 i cpu
 	# every run starts right after a checkpoint: full-page images dominate
 	# the WAL of the spread workload, and their rate falls with the time
 	# since the last checkpoint
 	psql -X -q -c "CHECKPOINT"
-	tps=$("$PGBENCH" -n -M prepared -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$SECONDS_PER_RUN" \
-		-D users="$users" -f "bench/$script.pgbench" 2>&1 |
-		sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p')
-	[ -n "$tps" ] || { echo "pgbench failed for $label" >&2; exit 1; }
+	n0=$(server_children)
+	t0=$(server_ticks)
+	out=$("$PGBENCH" -n -M prepared -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$SECONDS_PER_RUN" \
+		-D users="$users" -f "bench/$script.pgbench" 2>&1)
+	tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<<"$out")
+	tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+	[ -n "$tps" ] && [ -n "$tx" ] && [ "$tx" -gt 0 ] || { echo "pgbench failed for $label: $out" >&2; exit 1; }
+	# the clients' backends are counted once the postmaster has reaped them
+	for i in $(seq 1 100); do
+		[ "$(server_children)" -le "$n0" ] && break
+		sleep 0.05
+	done
+	t1=$(server_ticks)
+	cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$CLK_TCK" -v tx="$tx" 'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / tx }')
 	printf '%s\t%s\n' "$label" "$tps" >> "$RAW"
-	printf '  %-22s %10.0f tps\n' "$label" "$tps"
+	printf 'cpu/%s\t%s\n' "$label" "$cpu" >> "$RAW"
+	printf '  %-22s %10.0f tps %9.1f server CPU us/tx\n' "$label" "$tps" "$cpu"
 }
 
 # credits-sync, if the stack runs it: stopped for the comparisons of SQL,
@@ -163,6 +202,13 @@ percall() { # LABEL QUERY N: QUERY does N calls ($1 = N)
 	printf '%s\t%s\n' "$1" "$us" >> "$RAW"
 	printf '  %-22s %10.2f CPU us per call\n' "$1" "$us"
 }
+walcall() { # LABEL QUERY N: the WAL bytes per call QUERY writes
+	local b
+	b=$(psql -X -qAt -v ON_ERROR_STOP=1 -c "BEGIN" \
+		-c "SELECT credits_bench.per_call_wal_bytes(\$q\$$2\$q\$, $3)" -c "ROLLBACK")
+	printf '%s\t%s\n' "$1" "$b" >> "$RAW"
+	printf '  %-22s %10.1f WAL bytes per call\n' "$1" "$b"
+}
 calls() { # FUNCTION-CALL: a query calling it $1 times, on g = 1..$1
 	echo "SELECT count(*) FROM generate_series(1, \$1) g, LATERAL $1 x"
 }
@@ -192,6 +238,10 @@ for round in $(seq 1 "$PERCALL_ROUNDS"); do
 			percall "$b" "$without" $n; percall "$a" "$with" $n
 		fi
 	done
+	if [ "$round" -le 3 ]; then
+		walcall wal/chain_loop "SELECT credits_bench.loop_chained(\$1)" 2000
+		walcall wal/ordered_loop "SELECT credits_bench.loop_ordered(\$1)" 2000
+	fi
 done
 
 # With and without the daemon, alternating which goes first.  Before each

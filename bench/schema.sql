@@ -118,6 +118,18 @@ RETURNS bigint LANGUAGE sql AS $$
 	SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint
 $$;
 
+-- WAL bytes per call of query q (which takes the call count as $1): what
+-- it inserts into the WAL, run in this backend.
+CREATE FUNCTION credits_bench.per_call_wal_bytes(q text, n int)
+RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE
+	l0 pg_lsn := pg_current_wal_insert_lsn();
+BEGIN
+	EXECUTE q USING n;
+	RETURN (pg_current_wal_insert_lsn() - l0) / n;
+END
+$$;
+
 -- CPU microseconds per call of query q (which takes the call count as $1),
 -- run in this backend: the per-call cost, without client round trips.
 CREATE FUNCTION credits_bench.per_call_us(q text, n int)
