@@ -59,8 +59,8 @@ BEGIN
 						credits.ledger_row_hash(a.last_hash, v.id, a.user_id, -1::bigint,
 							a.balance - 1, 'bench', '{}'::jsonb, NULL::text, v.at,
 							NULL::numeric, NULL::numeric, NULL::numeric)
-					  FROM (SELECT nextval('credits.ledger_id_seq') AS id,
-								   greatest(clock_timestamp(), a.last_tx_at) AS at) v)
+					  FROM (VALUES (nextval('credits.ledger_id_seq'),
+									greatest(clock_timestamp(), a.last_tx_at))) v (id, at))
 			 WHERE a.user_id = 'bench-' || (i % 1000 + 1) AND a.balance >= 1
 			RETURNING a.user_id, a.balance, a.last_tx_id, a.last_tx_at, a.last_hash)
 		INSERT INTO credits.ledger (id, user_id, amount, balance_after, action, metadata, created_at, hash)
