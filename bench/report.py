@@ -88,7 +88,7 @@ def summary(runs, clients, secs, rounds, users):
         if p and "percall/deduct" in med:
             d = med["percall/deduct"]
             print()
-            print("In one backend, the same statements in a loop: the chain with warm caches, no commit and no other process (information; the durable runs above have measured several times this difference).")
+            print("In one backend, the same statements in a loop: the chain with warm caches, no commit and no other process (information; durable runs on the 2-core dev machine measured the chain at several times this difference, README Benchmark).")
             print()
             print("| CPU us per call | chained statement | ordered statement | the chain (median of pair differences) | credit_deduct's call | the chain / the call |")
             print("|---|---:|---:|---:|---:|---:|")
@@ -119,13 +119,27 @@ def targets(runs, sync_tsv):
         p = paired(runs, f"{w}/deduct", f"{w}/floor")
         if p:
             row(f"credit_deduct / floor, {w}, credits-sync stopped >= 1.00", f"{p[0]:.2f}", p[0] >= 1.0)
+    # the chain's durable rows: the median cost of the per-round pairs, and
+    # their range.  Met only when every pair is within +-3%: a measure that
+    # cannot tell 3% from nothing (this machine's pairs vary by more) shows
+    # neither, and is reported as inconclusive; not met when the median is
+    # above 3%.
     for w in ("spread", "hot"):
-        p = paired(runs, f"chain/{w}/floor_chained", f"chain/{w}/floor_ordered")
-        if p:
-            row(f"hash chain cost per durable deduction, throughput, {w} <= 3%", f"{(1 - p[0]) * 100:+.1f}%", 1 - p[0] <= 0.03)
-        c = paired(runs, f"cpu/chain/{w}/floor_chained", f"cpu/chain/{w}/floor_ordered")
-        if c:
-            row(f"hash chain cost per durable deduction, server CPU per transaction, {w} <= 3%", f"{(c[0] - 1) * 100:+.1f}%", c[0] - 1 <= 0.03)
+        for what, a, b, sign in (("throughput", f"chain/{w}/floor_chained", f"chain/{w}/floor_ordered", -1),
+                                 ("server CPU per transaction", f"cpu/chain/{w}/floor_chained", f"cpu/chain/{w}/floor_ordered", 1)):
+            ra, rb = runs.get(a, []), runs.get(b, [])
+            costs = [sign * (x / y - 1) for x, y in zip(ra, rb)]
+            if not costs:
+                continue
+            med = statistics.median(costs)
+            measured = f"{med * 100:+.1f}% ({len(costs)} pairs, {min(costs) * 100:+.1f}% to {max(costs) * 100:+.1f}%)"
+            target = f"hash chain cost per durable deduction, {what}, {w} <= 3%"
+            if med > 0.03:
+                row(target, measured, False)
+            elif max(costs) <= 0.03 and min(costs) >= -0.03:
+                row(target, measured, True)
+            else:
+                rows.append(f"| {target} | {measured} | inconclusive |")
     p = paired(runs, "percall/chain_loop", "percall/ordered_loop")
     if p and runs.get("percall/deduct"):
         share = p[1] / statistics.median(runs["percall/deduct"])
