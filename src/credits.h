@@ -87,13 +87,12 @@
 #define CREDITS_MAX_METADATA_BYTES	(64 * 1024)
 
 /*
- * partition.c: the stable partition hash (never change it), at most this
- * many partitions, and hold ids = partition << CREDITS_HOLD_ID_BITS | k
- * (every id below 2^52)
+ * partition.c: the stable partition hash (partition_hash.h; never change
+ * it), at most this many partitions, and hold ids = partition <<
+ * CREDITS_HOLD_ID_BITS | k (every id below 2^52)
  */
 #define CREDITS_MAX_PARTITIONS	1024
 #define CREDITS_HOLD_ID_BITS	42
-extern uint32 credits_partition_hash_bytes(const char *data, int len);
 
 /* GUC: credits granted by credit_init() without an amount */
 extern int	credits_default_credits;

@@ -10,9 +10,10 @@
  *	   user_id's bytes (UTF-8: the database encoding; offset basis 2166136261,
  *	   prime 16777619), then murmur3's fmix32 finalizer, as a signed int4.
  *	   It depends on no PostgreSQL version, platform, locale or collation
- *	   (unlike hashtext).  credits-sync's --partition (sync/partition.c)
- *	   computes the same; test/sql/partition.sql and test/sync check the
- *	   same vectors.  Changing it would move every account: never change it.
+ *	   (unlike hashtext).  It is defined once, in partition_hash.h, which
+ *	   credits-sync's --partition (sync/partition.c) compiles too;
+ *	   test/sql/partition.sql and test/sync check the same vectors.
+ *	   Changing it would move every account: never change it.
  *	 * A user's partition of N (a power of two, 1 to CREDITS_MAX_PARTITIONS)
  *	   is hash & (N - 1), which is exactly what PL/Proxy's RUN ON <int4>
  *	   does with a cluster of N partitions.  Doubling N splits each
@@ -34,6 +35,7 @@
  *-------------------------------------------------------------------------
  */
 #include "credits.h"
+#include "partition_hash.h"
 
 #include "executor/spi.h"
 #include "utils/builtins.h"
@@ -42,26 +44,6 @@ PG_FUNCTION_INFO_V1(credits_partition_hash);
 PG_FUNCTION_INFO_V1(credits_partition_of);
 PG_FUNCTION_INFO_V1(credits_hold_partition);
 PG_FUNCTION_INFO_V1(credits_partition_setup);
-
-/* fnv1a-32 of the bytes, then murmur3's fmix32. */
-uint32
-credits_partition_hash_bytes(const char *data, int len)
-{
-	uint32		h = 2166136261u;
-	int			i;
-
-	for (i = 0; i < len; i++)
-	{
-		h ^= (unsigned char) data[i];
-		h *= 16777619u;
-	}
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return h;
-}
 
 /* CR010 unless partitions is a power of two from 1 to CREDITS_MAX_PARTITIONS. */
 static void
@@ -80,8 +62,8 @@ credits_partition_hash(PG_FUNCTION_ARGS)
 {
 	text	   *u = PG_GETARG_TEXT_PP(0);
 
-	PG_RETURN_INT32((int32) credits_partition_hash_bytes(VARDATA_ANY(u),
-														 VARSIZE_ANY_EXHDR(u)));
+	PG_RETURN_INT32((int32) credits_partition_hash32(VARDATA_ANY(u),
+													 VARSIZE_ANY_EXHDR(u)));
 }
 
 /* partition_of(user_id text, partitions int) -> int.  STRICT. */
@@ -93,7 +75,7 @@ credits_partition_of(PG_FUNCTION_ARGS)
 	uint32		h;
 
 	check_partitions(partitions);
-	h = credits_partition_hash_bytes(VARDATA_ANY(u), VARSIZE_ANY_EXHDR(u));
+	h = credits_partition_hash32(VARDATA_ANY(u), VARSIZE_ANY_EXHDR(u));
 	PG_RETURN_INT32((int32) (h & (uint32) (partitions - 1)));
 }
 

@@ -7,8 +7,8 @@
  * FNV-1a 32-bit over the user id's bytes (offset basis 2166136261, prime
  * 16777619), then murmur3's fmix32 finalizer, read as a signed int4; the
  * partition is h & (n - 1), n a power of two (PL/Proxy's RUN ON does
- * exactly that).  It depends on nothing PostgreSQL or Redis define, so it
- * never changes with their versions.  test/sync/run.sh partition checks
+ * exactly that).  The hash itself is src/partition_hash.h, the extension's
+ * own definition, compiled here too.  test/sync/run.sh partition checks
  * fixed vectors (the same as the proxy's tests).
  *
  * Calls nothing.
@@ -19,24 +19,13 @@
 #include <string.h>
 
 #include "credits_sync.h"
+#include "../src/partition_hash.h"
 
 /* uid has len bytes.  The partition hash, as a signed 32-bit integer. */
 int32_t
 partition_hash(const char *uid, size_t len)
 {
-	uint32_t	h = 2166136261u;
-
-	for (size_t i = 0; i < len; i++)
-	{
-		h ^= (unsigned char) uid[i];
-		h *= 16777619u;
-	}
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return (int32_t) h;
+	return (int32_t) credits_partition_hash32(uid, len);
 }
 
 /* count is a power of two.  The partition of uid (len bytes), 0 .. count - 1. */
