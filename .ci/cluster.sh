@@ -343,7 +343,7 @@ sync_running() {
 
 # sync_up P: partition P's daemon, against the instance PLACE[P] says.
 sync_up() {
-  local p=$1 bin=$2 port=${PORT[${PLACE[$1]}]} pidf pid i want
+  local p=$1 bin=$2 port=${PORT[${PLACE[$1]}]} pidf pid want
   pidf=$(sync_pidfile "$p")
   want="$(file_sum "$bin") $port $REDIS_CLUSTER_NODES"
   if sync_running "$p"; then
@@ -364,35 +364,20 @@ sync_up() {
   ) &
   pid=$!
   echo "$want" >"$CLUSTER_DIR/credits-sync-p$p.conn"
-  for i in $(seq 1 50); do
-    [ -s "$pidf" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if ! kill -0 "$pid" 2>/dev/null; then
+  if ! await_daemon "$pid" "$pidf"; then
     warn "credits-sync of partition $p exited at start; last lines of $CLUSTER_DIR/credits-sync-p$p.log:"
     tail -n 15 "$CLUSTER_DIR/credits-sync-p$p.log" >&2 || true
-    rm -f "$pidf"
     return 1
   fi
-  [ -s "$pidf" ] || echo "$pid" >"$pidf"
 }
 
 sync_down() {
-  local p=$1 pidf pid i
+  local p=$1 pidf pid
   pidf=$(sync_pidfile "$p")
   pid=$(read_pid "$pidf")
   if [ -n "$pid" ] && pid_is "$pid" credits-sync; then
     log "stopping credits-sync of partition $p (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 150); do
-      pid_is "$pid" credits-sync || break
-      sleep 0.1
-    done
-    if pid_is "$pid" credits-sync; then
-      warn "credits-sync of partition $p (pid $pid) ignored SIGTERM for 15 s: SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
+    stop_daemon "$pid" credits-sync "credits-sync of partition $p"
   fi
   rm -f "$pidf" "$CLUSTER_DIR/credits-sync-p$p.conn"
 }

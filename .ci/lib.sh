@@ -1,8 +1,8 @@
 # Shell helpers shared by .ci/stack.sh, .ci/cluster.sh and
 # .ci/redis_cluster.sh (sourced, not run).  The sourcing script defines
-# die() (and PGUSER_OS for as_postgres), and may define extra_socket_dirs()
-# (one directory a line) for port_busy and TAKEN (ports already chosen in
-# this run) for first_free_port.
+# die() (warn() too, for stop_daemon; PGUSER_OS for as_postgres), and may
+# define extra_socket_dirs() (one directory a line) for port_busy and TAKEN
+# (ports already chosen in this run) for first_free_port.
 
 # Is a process with this pid alive and running program $2 (matched against
 # /proc/PID/cmdline, so a recycled pid is not mistaken for ours)?
@@ -14,6 +14,36 @@ pid_is() {
 }
 
 read_pid() { [ -s "$1" ] && head -n1 "$1" | tr -dc '0-9' || true; }
+
+# await_daemon PID PIDFILE: waits up to 5 s for the daemon just started as
+# PID to write PIDFILE.  False (and PIDFILE removed) if PID exited first;
+# if it runs but wrote no PIDFILE, PID is recorded there.
+await_daemon() {
+  local pid=$1 pidf=$2 i
+  for i in $(seq 1 50); do
+    [ -s "$pidf" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! kill -0 "$pid" 2>/dev/null; then
+    rm -f "$pidf"
+    return 1
+  fi
+  [ -s "$pidf" ] || echo "$pid" >"$pidf"
+}
+
+# stop_daemon PID PROGRAM LABEL: SIGTERM, up to 15 s for PID (running
+# PROGRAM, see pid_is) to exit, then SIGKILL with a warning naming LABEL.
+stop_daemon() {
+  local pid=$1 program=$2 label=$3 i
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 150); do
+    pid_is "$pid" "$program" || return 0
+    sleep 0.1
+  done
+  warn "$label (pid $pid) ignored SIGTERM for 15 s: SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+}
 
 # Is TCP port $1 listened on (IPv4 or IPv6), or a PostgreSQL socket file for
 # it present in a usual place or one of extra_socket_dirs?  A socket file

@@ -341,7 +341,7 @@ redis_down() {
 # --- credits-sync -------------------------------------------------------
 
 sync_up() {
-  local bin pid i
+  local bin pid
   bin=$(sync_binary)
   if [ -z "$bin" ]; then
     log "credits-sync not built: skipped"
@@ -372,35 +372,20 @@ sync_up() {
   ) &
   pid=$!
   file_sum "$bin" >"$RUN_DIR/credits-sync.sum"
-  for i in $(seq 1 50); do
-    [ -s "$RUN_DIR/credits-sync.pid" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if ! kill -0 "$pid" 2>/dev/null; then
+  # it writes its own pid file; if it did not, await_daemon records the
+  # pid we know
+  if ! await_daemon "$pid" "$RUN_DIR/credits-sync.pid"; then
     warn "credits-sync exited at start; last lines of $RUN_DIR/credits-sync.log:"
     tail -n 15 "$RUN_DIR/credits-sync.log" >&2 || true
-    rm -f "$RUN_DIR/credits-sync.pid"
-    return 0
   fi
-  # it writes its own pid file; if it did not, record the pid we know
-  [ -s "$RUN_DIR/credits-sync.pid" ] || echo "$pid" >"$RUN_DIR/credits-sync.pid"
 }
 
 sync_down() {
-  local pid i
+  local pid
   pid=$(read_pid "$RUN_DIR/credits-sync.pid")
   if [ -n "$pid" ] && pid_is "$pid" credits-sync; then
     log "stopping credits-sync (pid $pid)"
-    kill -TERM "$pid"
-    for i in $(seq 1 150); do
-      pid_is "$pid" credits-sync || break
-      sleep 0.1
-    done
-    if pid_is "$pid" credits-sync; then
-      warn "credits-sync (pid $pid) ignored SIGTERM for 15 s: SIGKILL"
-      kill -KILL "$pid" || true
-    fi
+    stop_daemon "$pid" credits-sync credits-sync
   else
     log "credits-sync not running"
   fi
