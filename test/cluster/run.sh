@@ -59,6 +59,20 @@ check() { # check NAME GOT WANT
 }
 wanted() { [[ " $ONLY " == *" $1 "* ]]; }
 
+# node_result LABEL LOG RC MIN: a node test run (exit status RC, TAP
+# summary in LOG) must have passed at least MIN tests and failed none.
+node_result() {
+	local label=$1 log=$2 rc=$3 min=$4 np nf
+	np=$(sed -n 's/^# pass //p' "$log")
+	nf=$(sed -n 's/^# fail //p' "$log")
+	if [ "$rc" = 0 ] && [ "${np:-0}" -ge "$min" ] && [ "${nf:-1}" = 0 ]; then
+		ok "$label: $np passed ($log)"
+	else
+		bad "$label: ${np:-?} passed, ${nf:-?} failed (see $log)"
+		grep -E '^\s*not ok' "$log" | head -20
+	fi
+}
+
 was_running=0
 if [ -s "$CLUSTER_DIR/env" ] && [[ "$("$REPO/.ci/cluster.sh" status 2>/dev/null)" == *"instance 1: running"* ]]; then
 	was_running=1
@@ -490,15 +504,7 @@ if wanted client && [ "${CREDITS_CLUSTER_NODE:-1}" != 0 ]; then
 		log=$CLUSTER_DIR/client-test.log
 		CREDITS_RUN_DIR=$nodedir "$REPO/clients/node/test.sh" "--test-name-pattern=$CLIENT_TESTS" \
 			test/methods.test.mjs test/errors.test.mjs >"$log" 2>&1
-		rc=$?
-		np=$(sed -n 's/^# pass //p' "$log")
-		nf=$(sed -n 's/^# fail //p' "$log")
-		if [ "$rc" = 0 ] && [ "${np:-0}" -ge 40 ] && [ "${nf:-1}" = 0 ]; then
-			ok "client: @credits/client's tests through the proxy: $np passed ($log)"
-		else
-			bad "client: @credits/client's tests through the proxy: ${np:-?} passed, ${nf:-?} failed (see $log)"
-			grep -E '^\s*not ok' "$log" | head -20
-		fi
+		node_result "client: @credits/client's tests through the proxy" "$log" $? 40
 	fi
 fi
 
@@ -508,15 +514,7 @@ fi
 if wanted nextjs && [ "${CREDITS_CLUSTER_NODE:-1}" != 0 ]; then
 	log=$CLUSTER_DIR/nextjs-test.log
 	CREDITS_RUN_DIR=$CLUSTER_DIR CREDITS_TEST_OUTPUT=$CLUSTER_DIR/test-output "$REPO/examples/nextjs/test.sh" >"$log" 2>&1
-	rc=$?
-	np=$(sed -n 's/^# pass //p' "$log")
-	nf=$(sed -n 's/^# fail //p' "$log")
-	if [ "$rc" = 0 ] && [ "${np:-0}" -ge 18 ] && [ "${nf:-1}" = 0 ]; then
-		ok "nextjs: examples/nextjs/test.sh against .run/cluster/env: $np passed ($log)"
-	else
-		bad "nextjs: examples/nextjs/test.sh against .run/cluster/env: ${np:-?} passed, ${nf:-?} failed (see $log)"
-		grep -E '^\s*not ok' "$log" | head -20
-	fi
+	node_result "nextjs: examples/nextjs/test.sh against .run/cluster/env" "$log" $? 18
 fi
 
 echo "cluster: $passed passed, $failed failed"

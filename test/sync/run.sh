@@ -161,18 +161,25 @@ kill9_daemon() {
   unset "DPID[$1]"
 }
 
-# converge [MS]: Redis must match PostgreSQL within MS (default 2000) ms.
-converge() {
-  local out
-  out=$("$CHECK" --prefix "$PREFIX" --window "$WINDOW" --timeout-ms "${1:-2000}" 2>&1)
-  local rc=$?
+# converged_within WHAT [MS [CHECK ARGS...]]: WHAT (Redis, as check.c
+# finds it from the environment) must match PostgreSQL within MS (default
+# 2000) ms; check.c gets the extra arguments.
+converged_within() {
+  local what=$1 ms=${2:-2000} out rc
+  shift
+  [ $# -gt 0 ] && shift
+  out=$("$CHECK" --prefix "$PREFIX" --window "$WINDOW" --timeout-ms "$ms" "$@" 2>&1)
+  rc=$?
   note "$(head -n 1 <<<"$out")"
   if [ $rc -ne 0 ]; then
-    fail "Redis did not converge"
+    fail "$what did not converge"
     sed 's/^/      /' <<<"$out" | tail -n +2 | head -n 12
     return 1
   fi
 }
+
+# converge [MS]: Redis must match PostgreSQL within MS (default 2000) ms.
+converge() { converged_within Redis "$@"; }
 
 # users PREFIX N BALANCE: opens accounts PREFIX1..PREFIXN.
 users() {
@@ -1738,18 +1745,7 @@ masters() {
 }
 
 # cconverge MS [CHECK ARGS...]: like converge, against the cluster.
-cconverge() {
-  local ms=$1 out rc
-  shift
-  out=$(REDIS_CLUSTER_NODES=$RC_NODES "$CHECK" --prefix "$PREFIX" --window "$WINDOW" --timeout-ms "$ms" "$@" 2>&1)
-  rc=$?
-  note "$(head -n 1 <<<"$out")"
-  if [ $rc -ne 0 ]; then
-    fail "the Redis Cluster did not converge"
-    sed 's/^/      /' <<<"$out" | tail -n +2 | head -n 12
-    return 1
-  fi
-}
+cconverge() { REDIS_CLUSTER_NODES=$RC_NODES converged_within "the Redis Cluster" "$@"; }
 
 # keys_per_master: "port:DBSIZE ..." of the live masters.
 keys_per_master() {
@@ -2007,7 +2003,8 @@ test_rcluster_migrate() {
   stop_daemon d
 }
 
-# The shared partition hash (sync/partition.c) gives the fixed test vectors
+# The shared partition hash (src/partition_hash.h, compiled into
+# credits-sync by sync/partition.c) gives the fixed test vectors
 # and the same values as the extension's credits.partition_hash() (FNV-1a
 # 32 then fmix32, signed); the partition of 4 is its low 2 bits.
 test_partition_hash() {
