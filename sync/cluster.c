@@ -624,23 +624,32 @@ rc_append(int slot, int argc, const char **argv, const size_t *argvlen)
 	return pend_add(slot, cmd, (size_t) len);
 }
 
-/* Connected.  Appends one command (hiredis format) for a key in slot (-1: any node). */
-bool
-rc_append_fmt(int slot, const char *fmt,...)
+/* Connected.  Appends the command fmt/ap (hiredis format) for slot. */
+static bool
+pend_add_fmtv(int slot, const char *fmt, va_list ap)
 {
 	char	   *cmd = NULL;
-	va_list		ap;
-	int			len;
+	int			len = redisvFormatCommand(&cmd, fmt, ap);
 
-	va_start(ap, fmt);
-	len = redisvFormatCommand(&cmd, fmt, ap);
-	va_end(ap);
 	if (len < 0)
 	{
 		set_err("could not build the command (out of memory)");
 		return false;
 	}
 	return pend_add(slot, cmd, (size_t) len);
+}
+
+/* Connected.  Appends one command (hiredis format) for a key in slot (-1: any node). */
+bool
+rc_append_fmt(int slot, const char *fmt,...)
+{
+	va_list		ap;
+	bool		ok;
+
+	va_start(ap, fmt);
+	ok = pend_add_fmtv(slot, fmt, ap);
+	va_end(ap);
+	return ok;
 }
 
 /* Is reply the error "<word> ..."? */
@@ -838,20 +847,14 @@ rc_get_reply(redisReply **reply)
 redisReply *
 rc_command(int slot, const char *fmt,...)
 {
-	char	   *cmd = NULL;
 	va_list		ap;
-	int			len;
+	bool		ok;
 	redisReply *r;
 
 	va_start(ap, fmt);
-	len = redisvFormatCommand(&cmd, fmt, ap);
+	ok = pend_add_fmtv(slot, fmt, ap);
 	va_end(ap);
-	if (len < 0)
-	{
-		set_err("could not build the command (out of memory)");
-		return NULL;
-	}
-	if (!pend_add(slot, cmd, (size_t) len) || !rc_get_reply(&r))
+	if (!ok || !rc_get_reply(&r))
 		return NULL;
 	return r;
 }
