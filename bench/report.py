@@ -22,15 +22,19 @@ def load(raw):
     return runs
 
 
+def pairs(runs, a, b):
+    """the per-round pairs (a, b) of two variants"""
+    return list(zip(runs.get(a, []), runs.get(b, [])))
+
+
 def paired(runs, a, b):
     """medians of the per-round ratio a/b and difference a-b, and the
     number of pairs"""
-    ra, rb = runs.get(a, []), runs.get(b, [])
-    n = min(len(ra), len(rb))
-    if n == 0:
+    p = pairs(runs, a, b)
+    if not p:
         return None
-    return (statistics.median(x / y for x, y in zip(ra[:n], rb[:n])),
-            statistics.median(x - y for x, y in zip(ra[:n], rb[:n])), n)
+    return (statistics.median(x / y for x, y in p),
+            statistics.median(x - y for x, y in p), len(p))
 
 
 def summary(runs, clients, secs, rounds, users):
@@ -127,8 +131,7 @@ def targets(runs, sync_tsv):
     for w in ("spread", "hot"):
         for what, a, b, sign in (("throughput", f"chain/{w}/floor_chained", f"chain/{w}/floor_ordered", -1),
                                  ("server CPU per transaction", f"cpu/chain/{w}/floor_chained", f"cpu/chain/{w}/floor_ordered", 1)):
-            ra, rb = runs.get(a, []), runs.get(b, [])
-            costs = [sign * (x / y - 1) for x, y in zip(ra, rb)]
+            costs = [sign * (x / y - 1) for x, y in pairs(runs, a, b)]
             if not costs:
                 continue
             med = statistics.median(costs)
