@@ -1220,8 +1220,11 @@ test_layering() {
   out=$(cd "$REPO/sync" && CPPFLAGS="-D_GNU_SOURCE -DCREDITS_SYNC_VERSION=\"x\" -I$inc" sh layering.sh . 2>&1) ||
     fail "sync/ breaks its layering: $out"
   # a copy of sync/ built once; each case rebuilds the one file it changes
-  mkdir -p "$d.base"
+  mkdir -p "$d.base" "$T/src"
   cp "$REPO"/sync/*.c "$REPO"/sync/*.h "$REPO"/sync/layering.sh "$d.base"/
+  # sync/partition.c includes ../src/partition_hash.h: the copies ($d.base,
+  # $d) sit in $T, so $T/src is their ../src
+  cp "$REPO/src/partition_hash.h" "$T/src/"
   (cd "$d.base" && for f in *.c; do cc -O0 -c -D_GNU_SOURCE -DCREDITS_SYNC_VERSION='"x"' -I"$inc" "$f" || exit 1; done) \
     >"$T/$CURRENT.build" 2>&1 || { fail "could not build sync/: $(head -n 3 "$T/$CURRENT.build")"; return; }
   # layering_case FILE LINE EXPECTED: LINE appended to a copy of FILE must
