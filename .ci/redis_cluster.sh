@@ -95,7 +95,7 @@ start_node() {
     --save "" --appendonly no >/dev/null || die "redis-server on port $port did not start"
   local i
   for i in $(seq 1 100); do node_up "$port" && return 0; sleep 0.05; done
-  die "redis-server on port $port does not answer (see $d/redis.log)"
+  die "redis-server on port $port does not answer (see $d/redis.log): $(tail -n 3 "$d/redis.log" 2>/dev/null | tr '\n' ' ')"
 }
 
 up() {

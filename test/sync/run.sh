@@ -730,7 +730,16 @@ test_standby_failover() {
   pg_ctl_do start
 }
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# port_in_use PORT: something listens on it, or any TCP socket (a client's
+# ephemeral port, in any state) is bound to it, which also stops a server
+# from binding it.
+port_in_use() {
+  local hex
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+  hex=$(printf '%04X' "$1")
+  awk -v p=":$hex" 'FNR > 1 && substr($2, length($2) - 4) == p { found = 1 } END { exit !found }' \
+    /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
 
 # wait_synced PORT: waits until the Redis on PORT is a replica whose
 # initial sync is done.
