@@ -172,9 +172,9 @@ COMMENT ON COLUMN credits.accounts.last_hash IS
 
 ALTER TABLE credits.ledger ADD COLUMN hash bytea;
 COMMENT ON COLUMN credits.ledger.hash IS
-	'sha256 over the user''s previous row''s hash and this row''s fields (credits.ledger_row_hash)';
+	'sha256 over the user''s previous row''s hash and id and this row''s fields (credits.ledger_row_hash)';
 
-CREATE FUNCTION credits.ledger_row_hash(prev bytea, id bigint, user_id text,
+CREATE FUNCTION credits.ledger_row_hash(prev bytea, prev_id bigint, user_id text,
 										amount bigint, balance_after bigint,
 										action text, metadata jsonb,
 										idempotency_key text,
@@ -189,7 +189,8 @@ REVOKE ALL ON FUNCTION credits.ledger_row_hash(bytea, bigint, text, bigint, bigi
 
 -- Backfill the chain of the 1.0 rows, per user in id order (the order
 -- 1.0 assigned ids in, under the account row lock): a running aggregate
--- whose step is ledger_row_hash gives each row its hash.  The append-only
+-- whose step is ledger_row_hash gives each row its hash, from the previous
+-- row's hash (the aggregate's state) and id (lag).  The append-only
 -- trigger is off for this one UPDATE, which changes only the new column.
 CREATE AGGREGATE credits.ledger_chain_backfill(bigint, text, bigint, bigint, text,
 											   jsonb, text, timestamptz,
@@ -199,11 +200,12 @@ CREATE AGGREGATE credits.ledger_chain_backfill(bigint, text, bigint, bigint, tex
 );
 ALTER TABLE credits.ledger DISABLE TRIGGER ledger_refuse_update_delete;
 UPDATE credits.ledger l SET hash = c.hash
-  FROM (SELECT id, credits.ledger_chain_backfill(id, user_id, amount, balance_after,
+  FROM (SELECT id, credits.ledger_chain_backfill(prev_id, user_id, amount, balance_after,
 				   action, metadata, idempotency_key, created_at,
 				   NULL::numeric, NULL::numeric, NULL::numeric)
 				   OVER (PARTITION BY user_id ORDER BY id) AS hash
-		  FROM credits.ledger) c
+		  FROM (SELECT *, lag(id) OVER (PARTITION BY user_id ORDER BY id) AS prev_id
+				  FROM credits.ledger) p) c
  WHERE l.id = c.id;
 ALTER TABLE credits.ledger ENABLE ALWAYS TRIGGER ledger_refuse_update_delete;
 DROP AGGREGATE credits.ledger_chain_backfill(bigint, text, bigint, bigint, text,

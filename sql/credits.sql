@@ -109,7 +109,7 @@ COMMENT ON TABLE credits.ledger IS
 COMMENT ON COLUMN credits.ledger.txid IS
 	'Writing transaction (the 64-bit xid8 value as bigint); credits-sync advances past it only once it is no longer in progress';
 COMMENT ON COLUMN credits.ledger.hash IS
-	'sha256 over the user''s previous row''s hash and this row''s fields (credits.ledger_row_hash)';
+	'sha256 over the user''s previous row''s hash and id and this row''s fields (credits.ledger_row_hash)';
 COMMENT ON COLUMN credits.ledger.quantity IS
 	'Charges (credit_charge): the units charged; NULL for every other row';
 COMMENT ON COLUMN credits.ledger.rate IS
@@ -197,9 +197,9 @@ ALTER TABLE credits.ledger ENABLE ALWAYS TRIGGER ledger_refuse_truncate;
 -- ---------------------------------------------------------------------
 
 -- The ledger's hash chain (src/chain.c): hash of a row from the previous
--- row's hash (NULL for a user's first row) and the row's fields.  Used by
+-- row's hash and id (NULL for a user's first row) and the row's fields.  Used by
 -- the functions only; README.md shows the same computation in plain SQL.
-CREATE FUNCTION credits.ledger_row_hash(prev bytea, id bigint, user_id text,
+CREATE FUNCTION credits.ledger_row_hash(prev bytea, prev_id bigint, user_id text,
 										amount bigint, balance_after bigint,
 										action text, metadata jsonb,
 										idempotency_key text,

@@ -94,8 +94,8 @@ credits_post_charge(text *user_id, int64 amount, int64 balance_after,
 					text *action, Jsonb *metadata, text *idem_key,
 					const CreditsCharge *charge, CreditsTx *tx)
 {
-	Datum		values[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', 'n', 'n', 'n'};
+	Datum		values[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', 'n', 'n', 'n', ' '};
 	bool		isnull;
 
 	values[0] = PointerGetDatum(user_id);
@@ -118,6 +118,7 @@ credits_post_charge(text *user_id, int64 amount, int64 balance_after,
 			nulls[8] = ' ';
 		}
 	}
+	values[9] = TimestampTzGetDatum(GetCurrentTimestamp());
 
 	if (credits_exec(CQ_POST, values, nulls, false, 0) != 1)
 		elog(ERROR, "credits: ledger insert returned no row (account row vanished)");

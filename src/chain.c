@@ -3,12 +3,16 @@
  * chain.c
  *		The per-user hash chain of the ledger: credits.ledger_row_hash().
  *
- * Every ledger row carries hash = sha256(previous row's hash || the row's
- * fields), the previous row being the user's row with the next lower id
- * (32 zero bytes for a user's first row).  The statements that write a
- * ledger row (src/spi.c, CQ_DEDUCT_POST and CQ_POST) compute it with this
+ * Every ledger row carries hash = sha256(previous row's hash || previous
+ * row's id || the row's fields), the previous row being the user's row
+ * with the next lower id (32 zero bytes and a NULL id for a user's first
+ * row).  A row's own id is not among its fields: it is the next row's
+ * prev_id, and the newest row's is the account's last_tx_id, which
+ * credit_verify() checks.  So the statements that write a ledger row
+ * (src/spi.c, CQ_DEDUCT_POST and CQ_POST) compute the hash with this
  * function in the same UPDATE that changes the account row, from the
- * account's last_hash, and store the new hash back in last_hash: the
+ * account's last_hash and last_tx_id as they were before it, with no
+ * sub-select for the new id, and store the new hash back in last_hash: the
  * UPDATE holds the account row lock, and under READ COMMITTED the executor
  * recomputes the new values (EvalPlanQual) when another transaction changed
  * the row before the lock was taken, so the previous hash is always the
@@ -58,7 +62,7 @@ typedef struct ChainField
 } ChainField;
 
 static const ChainField chain_fields[] = {
-	{"id", INT8OID},
+	{"prev_id", INT8OID},
 	{"user_id", TEXTOID},
 	{"amount", INT8OID},
 	{"balance_after", INT8OID},
@@ -233,9 +237,10 @@ chain_sha256(const uint8 *data, size_t len, uint8 *out)
 #endif
 
 /*
- * credits.ledger_row_hash(prev bytea, id, user_id, amount, balance_after,
- * action, metadata, idempotency_key, created_at, quantity, rate, carry):
- * the row's chain hash.  prev NULL means the user's first row.
+ * credits.ledger_row_hash(prev bytea, prev_id, user_id, amount,
+ * balance_after, action, metadata, idempotency_key, created_at, quantity,
+ * rate, carry): the row's chain hash.  prev and prev_id are the previous
+ * row's hash and id, both NULL for the user's first row.
  */
 Datum
 credits_ledger_row_hash(PG_FUNCTION_ARGS)

@@ -59,13 +59,14 @@ static bool
 deduct_fast(text *user_id, int64 amount, text *action, Jsonb *metadata,
 			CreditsTx *tx)
 {
-	Datum		values[4];
+	Datum		values[5];
 	bool		isnull;
 
 	values[0] = PointerGetDatum(user_id);
 	values[1] = Int64GetDatum(amount);
 	values[2] = PointerGetDatum(action);
 	values[3] = JsonbPGetDatum(metadata);
+	values[4] = TimestampTzGetDatum(GetCurrentTimestamp());
 	if (credits_exec(CQ_DEDUCT_POST, values, NULL, false, 0) != 1)
 		return false;
 

@@ -37,27 +37,28 @@ typedef struct CreditsStatement
 /*
  * The hash chain (src/chain.c).  CHAIN_SET is the SET clause, in an UPDATE
  * of accounts row a, that assigns the user's next ledger row its id (the
- * ledger's sequence), its created_at (the clock, but never before the
- * user's previous row: last_tx_at) and its hash (from last_hash and the
- * row's fields), and records them as the account's last_*.  The UPDATE
- * holds the account row lock; if another transaction changed the row
- * before the lock was taken, the executor evaluates the SET clause again
- * on the newest row version (EvalPlanQual), with a new id, so ids, and
- * created_at, follow the row-lock order (test/specs/history_lock_order.spec).
- * The id and created_at come from a one-row VALUES list, which the planner
- * cannot flatten (the hash refers to them, and they are volatile): a
- * VALUES scan starts cheaper than the subquery scan a sub-select gets, by
- * 1,600 instructions a call (callgrind).
- * ROW_HASH recomputes the hash of ledger row l from prev.
+ * ledger's sequence), its created_at (now, the clock the caller read just
+ * before the statement, but never before the user's previous row:
+ * last_tx_at) and its hash (from last_hash, the previous row's id
+ * last_tx_id, and the row's fields), and records them as the account's
+ * last_*.  Every column reference is to the row's version before the
+ * UPDATE, so the hash chains from the previous row without a sub-select,
+ * and the created_at it hashes is the one stored (now is a parameter, the
+ * same in both places).  The UPDATE holds the account row lock; if another
+ * transaction changed the row before the lock was taken, the executor
+ * evaluates the SET clause again on the newest row version (EvalPlanQual),
+ * with a new id, so ids, and created_at, follow the row-lock order
+ * (test/specs/history_lock_order.spec).
+ * ROW_HASH recomputes the hash of ledger row l from the previous row's
+ * hash and id, prev and prev_id.
  */
-#define CHAIN_SET(amount, balance_after, action, metadata, key, quantity, rate, carry) \
-	"(last_tx_id, last_tx_at, last_hash) = (SELECT v.id, v.at," \
-	" credits.ledger_row_hash(a.last_hash, v.id, a.user_id, " amount ", " balance_after "," \
-	" " action ", " metadata ", " key ", v.at, " quantity ", " rate ", " carry ")" \
-	" FROM (VALUES (pg_catalog.nextval('credits.ledger_id_seq'::pg_catalog.regclass)," \
-	" GREATEST(pg_catalog.clock_timestamp(), a.last_tx_at))) v (id, at))"
-#define ROW_HASH(prev) \
-	"credits.ledger_row_hash(" prev ", l.id, l.user_id, l.amount, l.balance_after," \
+#define CHAIN_SET(now, amount, balance_after, action, metadata, key, quantity, rate, carry) \
+	"last_tx_id = pg_catalog.nextval('credits.ledger_id_seq'::pg_catalog.regclass)," \
+	" last_tx_at = GREATEST(" now ", a.last_tx_at)," \
+	" last_hash = credits.ledger_row_hash(a.last_hash, a.last_tx_id, a.user_id, " amount ", " balance_after "," \
+	" " action ", " metadata ", " key ", GREATEST(" now ", a.last_tx_at), " quantity ", " rate ", " carry ")"
+#define ROW_HASH(prev, prev_id) \
+	"credits.ledger_row_hash(" prev ", " prev_id ", l.user_id, l.amount, l.balance_after," \
 	" l.action, l.metadata, l.idempotency_key, l.created_at, l.quantity, l.rate, l.carry)"
 
 /*
@@ -81,18 +82,19 @@ static CreditsStatement statements[CQ__COUNT] = {
 	 * the INSERT's executor start (the ledger's indexes opened, its plan
 	 * initialised) runs before the UPDATE takes the row lock, not while
 	 * other deductions of the account wait for it.  No row when the
-	 * guarded UPDATE matched nothing (nothing is written then).
+	 * guarded UPDATE matched nothing (nothing is written then).  $5: the
+	 * clock.
 	 */
 	[CQ_DEDUCT_POST] = {
 		"WITH a AS (UPDATE credits.accounts a SET balance = a.balance - $2, version = a.version + 1,"
-		" updated_at = pg_catalog.now(), " CHAIN_SET("-$2", "a.balance - $2", "$3", "$4", "NULL", "NULL", "NULL", "NULL")
+		" updated_at = pg_catalog.now(), " CHAIN_SET("$5", "-$2", "a.balance - $2", "$3", "$4", "NULL", "NULL", "NULL", "NULL")
 		" WHERE a.user_id = $1 AND a.balance - a.held >= $2 AND a.expiring = 0"
 		" RETURNING a.balance, a.last_tx_id, a.last_tx_at, a.last_hash)"
 		" INSERT INTO credits.ledger (id, user_id, amount, balance_after, action,"
 		" metadata, idempotency_key, created_at, hash)"
 		" SELECT a.last_tx_id, $1, -$2, a.balance, $3, $4, NULL, a.last_tx_at, a.last_hash FROM a"
 		" RETURNING balance_after, id, created_at",
-		4, {TEXTOID, INT8OID, TEXTOID, JSONBOID}, SPI_OK_INSERT_RETURNING
+		5, {TEXTOID, INT8OID, TEXTOID, JSONBOID, TIMESTAMPTZOID}, SPI_OK_INSERT_RETURNING
 	},
 	[CQ_DEDUCT_LOCKED] = {
 		"UPDATE credits.accounts SET balance = balance - $2, version = version + 1,"
@@ -152,19 +154,19 @@ static CreditsStatement statements[CQ__COUNT] = {
 	},
 	/*
 	 * advance the locked account's chain and insert the ledger row; $7-$9: a
-	 * charge's quantity, rate and carry (NULL otherwise)
+	 * charge's quantity, rate and carry (NULL otherwise); $10: the clock
 	 */
 	[CQ_POST] = {
 		"WITH a AS (UPDATE credits.accounts a SET "
-		CHAIN_SET("$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9")
+		CHAIN_SET("$10", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9")
 		"  WHERE a.user_id = $1 RETURNING a.last_tx_id, a.last_tx_at, a.last_hash)"
 		" INSERT INTO credits.ledger (id, user_id, amount, balance_after, action,"
 		" metadata, idempotency_key, created_at, hash, quantity, rate, carry)"
 		" SELECT a.last_tx_id, $1, $2, $3, $4, $5, $6, a.last_tx_at, a.last_hash,"
 		" $7, $8, $9 FROM a"
 		" RETURNING id, created_at",
-		9, {TEXTOID, INT8OID, INT8OID, TEXTOID, JSONBOID, TEXTOID,
-		NUMERICOID, NUMERICOID, NUMERICOID},
+		10, {TEXTOID, INT8OID, INT8OID, TEXTOID, JSONBOID, TEXTOID,
+		NUMERICOID, NUMERICOID, NUMERICOID, TIMESTAMPTZOID},
 		SPI_OK_INSERT_RETURNING
 	},
 	[CQ_BALANCE] = {
@@ -217,7 +219,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 	 */
 	[CQ_VERIFY_CHAIN] = {
 		"WITH r AS (SELECT l.id, l.hash, l.hash IS NOT DISTINCT FROM "
-		ROW_HASH("pg_catalog.lag(l.hash) OVER w") " AS ok"
+		ROW_HASH("pg_catalog.lag(l.hash) OVER w", "pg_catalog.lag(l.id) OVER w") " AS ok"
 		"  FROM credits.ledger l WHERE l.user_id = $1 WINDOW w AS (ORDER BY l.id)),"
 		" a AS (SELECT last_tx_id, last_hash FROM credits.accounts WHERE user_id = $1)"
 		" SELECT id, problem FROM ("
@@ -238,7 +240,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 	 */
 	[CQ_VERIFY_ALL_CHAIN] = {
 		"WITH r AS (SELECT l.user_id, l.id, l.hash IS NOT DISTINCT FROM "
-		ROW_HASH("pg_catalog.lag(l.hash) OVER w") " AS ok"
+		ROW_HASH("pg_catalog.lag(l.hash) OVER w", "pg_catalog.lag(l.id) OVER w") " AS ok"
 		"  FROM credits.ledger l WINDOW w AS (PARTITION BY l.user_id ORDER BY l.id)),"
 		" bad AS ("
 		"  SELECT r.user_id, r.id, 1 AS prio, 'hash mismatch' AS problem FROM r WHERE NOT r.ok"

@@ -188,7 +188,7 @@ call hold_partition "SELECT count(*) FROM credits.holds WHERE credits.hold_parti
 call partition_setup "SELECT credits.partition_setup(0, 4) = (SELECT last_value + 1 FROM credits.holds_id_seq)" t
 # the hash chain: the upgrade hashed the 1.0 rows, and the new rows chain on
 call ledger_row_hash "SELECT bool_and(ok) FROM (SELECT l.hash = credits.ledger_row_hash(lag(l.hash) OVER w,
-	l.id, l.user_id, l.amount, l.balance_after, l.action, l.metadata, l.idempotency_key, l.created_at,
+	lag(l.id) OVER w, l.user_id, l.amount, l.balance_after, l.action, l.metadata, l.idempotency_key, l.created_at,
 	l.quantity, l.rate, l.carry) AS ok FROM credits.ledger l WINDOW w AS (PARTITION BY l.user_id ORDER BY l.id)) s" t
 mism=$(q -d "$OLD" -c "SELECT count(*) FROM credits.credit_verify_all()")
 [ "$mism" = 0 ] || fail "credit_verify_all() reports $mism rows after the 1.1 calls"

@@ -26,14 +26,15 @@ SELECT * FROM credits.credit_verify('chain-a');
 SELECT * FROM credits.credit_verify_all() WHERE user_id LIKE 'chain-%';
 
 -- The encoding, as README.md gives it to auditors: sha256 over the
--- previous row's hash (32 zero bytes for a user's first row) and each
--- field as a 4-byte big-endian length and its bytes (length -1: NULL).
+-- previous row's hash (32 zero bytes for a user's first row), then the
+-- previous row's id (NULL for the first row) and this row's fields, each
+-- as a 4-byte big-endian length and its bytes (length -1: NULL).
 CREATE FUNCTION pg_temp.f(b bytea) RETURNS bytea LANGUAGE sql IMMUTABLE
 	AS $$ SELECT coalesce(int4send(length(b)) || b, int4send(-1)) $$;
 SELECT count(*) AS rows, bool_and(ok) AS recomputed FROM (
 SELECT hash = sha256(
 			coalesce(lag(hash) OVER w, decode(repeat('00', 32), 'hex'))
-			|| pg_temp.f(int8send(id))
+			|| pg_temp.f(int8send(lag(id) OVER w))
 			|| pg_temp.f(convert_to(user_id, 'UTF8'))
 			|| pg_temp.f(int8send(amount))
 			|| pg_temp.f(int8send(balance_after))
@@ -69,7 +70,7 @@ ROLLBACK;
 BEGIN;
 ALTER TABLE credits.ledger DISABLE TRIGGER ledger_refuse_update_delete;
 UPDATE credits.ledger l SET amount = l.amount + 1,
-	   hash = credits.ledger_row_hash(p.hash, l.id, l.user_id, l.amount + 1, l.balance_after,
+	   hash = credits.ledger_row_hash(p.hash, p.id, l.user_id, l.amount + 1, l.balance_after,
 									  l.action, l.metadata, l.idempotency_key, l.created_at,
 									  NULL, NULL, NULL)
   FROM credits.ledger p WHERE l.id = :r2 AND p.id = :r1;
@@ -105,6 +106,23 @@ ALTER TABLE credits.ledger ENABLE ALWAYS TRIGGER ledger_refuse_update_delete;
 SELECT valid, broken_tx_id = :r1 AS at_first_swapped, problem FROM credits.credit_verify('chain-a');
 ROLLBACK;
 
+-- 5b. The rows but the newest are renumbered in the same order (ids minus
+-- 1,000,000): a row's own id is not among its hashed fields, but the next
+-- row's hash covers it (as prev_id), so the second row is reported; the
+-- account's last_tx_id covers the newest row's.
+BEGIN;
+ALTER TABLE credits.ledger DISABLE TRIGGER ledger_refuse_update_delete;
+UPDATE credits.ledger SET id = id - 1000000 WHERE user_id = 'chain-a' AND id < :newest;
+ALTER TABLE credits.ledger ENABLE ALWAYS TRIGGER ledger_refuse_update_delete;
+SELECT valid, broken_tx_id = :r1 - 1000000 AS at_second_row, problem FROM credits.credit_verify('chain-a');
+ROLLBACK;
+BEGIN;
+ALTER TABLE credits.ledger DISABLE TRIGGER ledger_refuse_update_delete;
+UPDATE credits.ledger SET id = id + 1000000 WHERE id = :newest;
+ALTER TABLE credits.ledger ENABLE ALWAYS TRIGGER ledger_refuse_update_delete;
+SELECT valid, broken_tx_id = :newest AS names_renumbered_head, problem FROM credits.credit_verify('chain-a');
+ROLLBACK;
+
 -- 6. A row's created_at is moved: reported.
 BEGIN;
 ALTER TABLE credits.ledger DISABLE TRIGGER ledger_refuse_update_delete;
@@ -124,7 +142,7 @@ ROLLBACK;
 BEGIN;
 INSERT INTO credits.ledger (id, user_id, amount, balance_after, action, created_at, hash)
 SELECT :newest + 1000000, 'chain-a', 5, l.balance_after + 5, 'forged', l.created_at,
-	   credits.ledger_row_hash(l.hash, :newest + 1000000, 'chain-a', 5, l.balance_after + 5,
+	   credits.ledger_row_hash(l.hash, l.id, 'chain-a', 5, l.balance_after + 5,
 							   'forged', '{}', NULL, l.created_at, NULL, NULL, NULL)
   FROM credits.ledger l WHERE l.id = :newest;
 UPDATE credits.accounts SET balance = balance + 5 WHERE user_id = 'chain-a';
