@@ -22,7 +22,9 @@ $$;
 -- CHAIN_SET), as prepared statements (planned once per connection, like
 -- credit_deduct's): the UPDATE also takes the row's id and created_at
 -- (last_tx_id, last_tx_at), and floor_chained computes the row's hash from
--- the account's last_hash as well and stores it in both rows.  They differ
+-- the account's last_hash and last_tx_id as well and stores it in both
+-- rows.  statement_timestamp() stands for the clock the functions pass as
+-- a parameter.  They differ
 -- in the hash chain alone, so make bench compares them to show what the
 -- chain costs per durable deduction.  (Their rows, like the floor's, are
 -- not chained the way credit_verify expects: run make bench on a database
@@ -38,9 +40,8 @@ BEGIN
 	FOR i IN 1..n LOOP
 		WITH a AS (
 			UPDATE credits.accounts a SET balance = a.balance - 1,
-				   (last_tx_id, last_tx_at) = (SELECT v.id, v.at FROM (
-						SELECT nextval('credits.ledger_id_seq') AS id,
-							   greatest(clock_timestamp(), a.last_tx_at) AS at) v)
+				   last_tx_id = nextval('credits.ledger_id_seq'),
+				   last_tx_at = greatest(statement_timestamp(), a.last_tx_at)
 			 WHERE a.user_id = 'bench-' || (i % 1000 + 1) AND a.balance >= 1
 			RETURNING a.user_id, a.balance, a.last_tx_id, a.last_tx_at)
 		INSERT INTO credits.ledger (id, user_id, amount, balance_after, action, metadata, created_at)
@@ -55,12 +56,12 @@ BEGIN
 	FOR i IN 1..n LOOP
 		WITH a AS (
 			UPDATE credits.accounts a SET balance = a.balance - 1,
-				   (last_tx_id, last_tx_at, last_hash) = (SELECT v.id, v.at,
-						credits.ledger_row_hash(a.last_hash, v.id, a.user_id, -1::bigint,
-							a.balance - 1, 'bench', '{}'::jsonb, NULL::text, v.at,
-							NULL::numeric, NULL::numeric, NULL::numeric)
-					  FROM (VALUES (nextval('credits.ledger_id_seq'),
-									greatest(clock_timestamp(), a.last_tx_at))) v (id, at))
+				   last_tx_id = nextval('credits.ledger_id_seq'),
+				   last_tx_at = greatest(statement_timestamp(), a.last_tx_at),
+				   last_hash = credits.ledger_row_hash(a.last_hash, a.last_tx_id, a.user_id, -1::bigint,
+						a.balance - 1, 'bench', '{}'::jsonb, NULL::text,
+						greatest(statement_timestamp(), a.last_tx_at),
+						NULL::numeric, NULL::numeric, NULL::numeric)
 			 WHERE a.user_id = 'bench-' || (i % 1000 + 1) AND a.balance >= 1
 			RETURNING a.user_id, a.balance, a.last_tx_id, a.last_tx_at, a.last_hash)
 		INSERT INTO credits.ledger (id, user_id, amount, balance_after, action, metadata, created_at, hash)
@@ -139,5 +140,48 @@ DECLARE
 BEGIN
 	EXECUTE q USING n;
 	RETURN (credits_bench.cpu_ns() - t0) / 1000.0 / n;
+END
+$$;
+
+-- durable_loop(kind, n): n durable deductions in this backend, each its
+-- own committed transaction (a procedure, so it can COMMIT): the chained
+-- or the ordered statement (as loop_chained and loop_ordered), or
+-- credit_deduct; us is the backend's CPU microseconds per deduction,
+-- commit (WAL write and flush) included.  No other client competes for
+-- the cores, so make bench's pairs of it vary far less than pgbench's.
+CREATE PROCEDURE credits_bench.durable_loop(kind text, n int, INOUT us float8 DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+	t0 bigint := credits_bench.cpu_ns();
+BEGIN
+	FOR i IN 1..n LOOP
+		IF kind = 'chained' THEN
+			WITH a AS (
+				UPDATE credits.accounts a SET balance = a.balance - 1,
+					   last_tx_id = nextval('credits.ledger_id_seq'),
+					   last_tx_at = greatest(statement_timestamp(), a.last_tx_at),
+					   last_hash = credits.ledger_row_hash(a.last_hash, a.last_tx_id, a.user_id, -1::bigint,
+							a.balance - 1, 'bench', '{}'::jsonb, NULL::text,
+							greatest(statement_timestamp(), a.last_tx_at),
+							NULL::numeric, NULL::numeric, NULL::numeric)
+				 WHERE a.user_id = 'bench-' || (i % 1000 + 1) AND a.balance >= 1
+				RETURNING a.user_id, a.balance, a.last_tx_id, a.last_tx_at, a.last_hash)
+			INSERT INTO credits.ledger (id, user_id, amount, balance_after, action, metadata, created_at, hash)
+			SELECT a.last_tx_id, a.user_id, -1, a.balance, 'bench', '{}', a.last_tx_at, a.last_hash FROM a;
+		ELSIF kind = 'ordered' THEN
+			WITH a AS (
+				UPDATE credits.accounts a SET balance = a.balance - 1,
+					   last_tx_id = nextval('credits.ledger_id_seq'),
+					   last_tx_at = greatest(statement_timestamp(), a.last_tx_at)
+				 WHERE a.user_id = 'bench-' || (i % 1000 + 1) AND a.balance >= 1
+				RETURNING a.user_id, a.balance, a.last_tx_id, a.last_tx_at)
+			INSERT INTO credits.ledger (id, user_id, amount, balance_after, action, metadata, created_at)
+			SELECT a.last_tx_id, a.user_id, -1, a.balance, 'bench', '{}', a.last_tx_at FROM a;
+		ELSE
+			PERFORM credits.credit_deduct('bench-' || (i % 1000 + 1), 1, 'bench');
+		END IF;
+		COMMIT;
+	END LOOP;
+	us := (credits_bench.cpu_ns() - t0) / 1000.0 / n;
 END
 $$;
