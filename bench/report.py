@@ -108,27 +108,27 @@ def summary(runs, clients, secs, rounds, users):
             if p and c:
                 print(f"| {w} | {med[f'chain/{w}/floor_chained']:.0f} | {med[f'chain/{w}/floor_ordered']:.0f} | {p[0]:.3f} | {(1 - p[0]) * 100:+.1f}% "
                       f"| {med[f'cpu/chain/{w}/floor_chained']:.0f} | {med[f'cpu/chain/{w}/floor_ordered']:.0f} | {(c[0] - 1) * 100:+.1f}% |")
-        p = paired(runs, "percall/chain_loop", "percall/ordered_loop")
-        if p and "percall/deduct" in med:
-            d = med["percall/deduct"]
+        # the chained and the ordered statement in one backend, next to
+        # credit_deduct: keys chained, ordered, deduct; unit: the table's
+        # first heading
+        def loop_table(title, unit, chained, ordered, deduct):
+            p = paired(runs, chained, ordered)
+            if not p or deduct not in med:
+                return False
+            d = med[deduct]
             print()
-            print("In one backend, the same statements in a loop: the chain with warm caches, no commit and no other process (information).")
+            print(title)
             print()
-            print("| CPU us per call | chained statement | ordered statement | the chain (median of pair differences) | credit_deduct's call | the chain / the call |")
+            print(f"| {unit} | chained statement | ordered statement | the chain (median of pair differences) | credit_deduct | the chain / credit_deduct |")
             print("|---|---:|---:|---:|---:|---:|")
-            print(f"| {p[2]} pairs | {med['percall/chain_loop']:.2f} | {med['percall/ordered_loop']:.2f} | {p[1]:.2f} | {d:.2f} | {p[1] / d * 100:.1f}% |")
-        p = paired(runs, "durable/chained", "durable/ordered")
-        if p and "durable/deduct" in med:
-            d = med["durable/deduct"]
-            print()
-            print("In one backend, durable: 2,000 deductions per run, each committed (credits_bench.durable_loop), the backend's CPU per deduction, commits included; no other client competes.")
-            print()
-            print("| CPU us per durable deduction | chained statement | ordered statement | the chain (median of pair differences) | credit_deduct | the chain / credit_deduct |")
-            print("|---|---:|---:|---:|---:|---:|")
-            print(f"| {p[2]} pairs | {med['durable/chained']:.2f} | {med['durable/ordered']:.2f} | {p[1]:.2f} | {d:.2f} | {p[1] / d * 100:.1f}% |")
-        if "wal/chain_loop" in med:
+            print(f"| {p[2]} pairs | {med[chained]:.2f} | {med[ordered]:.2f} | {p[1]:.2f} | {d:.2f} | {p[1] / d * 100:.1f}% |")
+            return True
+        if loop_table("In one backend, the same statements in a loop: the chain with warm caches, no commit and no other process (information).",
+                      "CPU us per call", "percall/chain_loop", "percall/ordered_loop", "percall/deduct") and "wal/chain_loop" in med:
             print()
             print(f"WAL per call in that loop: {med['wal/chain_loop']:.0f} bytes chained, {med['wal/ordered_loop']:.0f} ordered.")
+        loop_table("In one backend, durable: 2,000 deductions per run, each committed (credits_bench.durable_loop), the backend's CPU per deduction, commits included; no other client competes.",
+                   "CPU us per durable deduction", "durable/chained", "durable/ordered", "durable/deduct")
     if any(k.endswith("+sync") for k in med):
         print()
         print("| workload | deduct, credits-sync running | deduct, credits-sync stopped | ratio |")
@@ -152,46 +152,37 @@ def targets(runs, sync_tsv):
         p = paired(runs, f"{w}/deduct", f"{w}/floor")
         if p:
             row(f"credit_deduct / floor, {w}, credits-sync stopped >= 1.00", f"{p[0]:.2f}", p[0] >= 1.0)
-    # the chain's durable rows: the median cost of the per-round pairs, and
-    # a distribution-free 95% confidence interval for it (median_ci).  Met
+    # the chain's costs: the median of the per-round pairs, and a
+    # distribution-free 95% confidence interval for it (median_ci).  Met
     # when the whole interval is at or below 3%, not met when the whole
     # interval is above it, and inconclusive when the pairs cannot tell
-    # (this machine's pairs vary by +-10 to 30%: more rounds narrow it).
-    for w in ("spread", "hot"):
-        for what, a, b, sign in (("throughput", f"chain/{w}/floor_chained", f"chain/{w}/floor_ordered", -1),
-                                 ("server CPU per transaction", f"cpu/chain/{w}/floor_chained", f"cpu/chain/{w}/floor_ordered", 1)):
-            costs = [sign * (x / y - 1) for x, y in pairs(runs, a, b)]
-            if not costs:
-                continue
-            med = statistics.median(costs)
-            ci = median_ci(costs)
-            measured = f"{med * 100:+.1f}% ({len(costs)} pairs, " + \
-                (f"95% interval {ci[0] * 100:+.1f}% to {ci[1] * 100:+.1f}%)" if ci else
-                 f"too few for an interval; {min(costs) * 100:+.1f}% to {max(costs) * 100:+.1f}%)")
-            target = f"hash chain cost per durable deduction, {what}, {w} <= 3%"
-            if ci and ci[1] <= 0.03:
-                row(target, measured, True)
-            elif ci and ci[0] > 0.03:
-                row(target, measured, False)
-            else:
-                rows.append(f"| {target} | {measured} | inconclusive |")
-    # the same per durable deduction in one backend: the chain's CPU (the
-    # pairs' differences) over credit_deduct's, with the interval
-    diffs = [x - y for x, y in pairs(runs, "durable/chained", "durable/ordered")]
-    if diffs and runs.get("durable/deduct"):
-        d = statistics.median(runs["durable/deduct"])
-        shares = [x / d for x in diffs]
-        med = statistics.median(shares)
-        ci = median_ci(shares)
-        measured = f"{med * 100:+.1f}% ({statistics.median(diffs):.2f} of {d:.1f} CPU us, {len(diffs)} pairs" + \
-            (f", 95% interval {ci[0] * 100:+.1f}% to {ci[1] * 100:+.1f}%)" if ci else ")")
-        target = "hash chain CPU per durable credit_deduct, one backend <= 3%"
+    # (this machine's pgbench pairs vary by +-10 to 30%: more rounds narrow
+    # it).  what: the measure's own words, put before the interval.
+    def chain_row(target, costs, what=""):
+        med = statistics.median(costs)
+        ci = median_ci(costs)
+        measured = f"{med * 100:+.1f}% ({what}{len(costs)} pairs, " + \
+            (f"95% interval {ci[0] * 100:+.1f}% to {ci[1] * 100:+.1f}%)" if ci else
+             f"too few for an interval; {min(costs) * 100:+.1f}% to {max(costs) * 100:+.1f}%)")
         if ci and ci[1] <= 0.03:
             row(target, measured, True)
         elif ci and ci[0] > 0.03:
             row(target, measured, False)
         else:
             rows.append(f"| {target} | {measured} | inconclusive |")
+    for w in ("spread", "hot"):
+        for what, a, b, sign in (("throughput", f"chain/{w}/floor_chained", f"chain/{w}/floor_ordered", -1),
+                                 ("server CPU per transaction", f"cpu/chain/{w}/floor_chained", f"cpu/chain/{w}/floor_ordered", 1)):
+            costs = [sign * (x / y - 1) for x, y in pairs(runs, a, b)]
+            if costs:
+                chain_row(f"hash chain cost per durable deduction, {what}, {w} <= 3%", costs)
+    # the same per durable deduction in one backend: the chain's CPU (the
+    # pairs' differences) over credit_deduct's
+    diffs = [x - y for x, y in pairs(runs, "durable/chained", "durable/ordered")]
+    if diffs and runs.get("durable/deduct"):
+        d = statistics.median(runs["durable/deduct"])
+        chain_row("hash chain CPU per durable credit_deduct, one backend <= 3%", [x / d for x in diffs],
+                  f"{statistics.median(diffs):.2f} of {d:.1f} CPU us, ")
     p = paired(runs, "percall/chain_loop", "percall/ordered_loop")
     if p and runs.get("percall/deduct"):
         share = p[1] / statistics.median(runs["percall/deduct"])

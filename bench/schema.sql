@@ -30,11 +30,11 @@ $$;
 -- not chained the way credit_verify expects: run make bench on a database
 -- of its own.)
 
--- loop_ordered(n), loop_chained(n): the same two statements n times in a
--- loop (plans cached), on accounts bench-1 .. bench-1000, for make bench's
--- in-backend CPU per call; their difference is the chain's CPU in a
--- deduction's statement.
-CREATE FUNCTION credits_bench.loop_ordered(n int)
+-- loop_ordered(n, first), loop_chained(n, first): the same two statements
+-- n times in a loop (plans cached), on accounts bench-1 .. bench-1000 from
+-- the one after bench-<first>, for make bench's in-backend CPU per call;
+-- their difference is the chain's CPU in a deduction's statement.
+CREATE FUNCTION credits_bench.loop_ordered(n int, first int DEFAULT 0)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
 	FOR i IN 1..n LOOP
@@ -42,7 +42,7 @@ BEGIN
 			UPDATE credits.accounts a SET balance = a.balance - 1,
 				   last_tx_id = nextval('credits.ledger_id_seq'),
 				   last_tx_at = greatest(statement_timestamp(), a.last_tx_at)
-			 WHERE a.user_id = 'bench-' || (i % 1000 + 1) AND a.balance >= 1
+			 WHERE a.user_id = 'bench-' || ((first + i) % 1000 + 1) AND a.balance >= 1
 			RETURNING a.user_id, a.balance, a.last_tx_id, a.last_tx_at)
 		INSERT INTO credits.ledger (id, user_id, amount, balance_after, action, metadata, created_at)
 		SELECT a.last_tx_id, a.user_id, -1, a.balance, 'bench', '{}', a.last_tx_at FROM a;
@@ -50,7 +50,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION credits_bench.loop_chained(n int)
+CREATE FUNCTION credits_bench.loop_chained(n int, first int DEFAULT 0)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
 	FOR i IN 1..n LOOP
@@ -62,7 +62,7 @@ BEGIN
 						a.balance - 1, 'bench', '{}'::jsonb, NULL::text,
 						greatest(statement_timestamp(), a.last_tx_at),
 						NULL::numeric, NULL::numeric, NULL::numeric)
-			 WHERE a.user_id = 'bench-' || (i % 1000 + 1) AND a.balance >= 1
+			 WHERE a.user_id = 'bench-' || ((first + i) % 1000 + 1) AND a.balance >= 1
 			RETURNING a.user_id, a.balance, a.last_tx_id, a.last_tx_at, a.last_hash)
 		INSERT INTO credits.ledger (id, user_id, amount, balance_after, action, metadata, created_at, hash)
 		SELECT a.last_tx_id, a.user_id, -1, a.balance, 'bench', '{}', a.last_tx_at, a.last_hash FROM a;
@@ -144,10 +144,9 @@ END
 $$;
 
 -- durable_loop(kind, n): n durable deductions in this backend, each its
--- own committed transaction (a procedure, so it can COMMIT): the chained
--- or the ordered statement (as loop_chained and loop_ordered), or
--- credit_deduct; us is the backend's CPU microseconds per deduction,
--- commit (WAL write and flush) included.  No other client competes for
+-- own committed transaction (a procedure, so it can COMMIT): one call of
+-- loop_chained or loop_ordered, or credit_deduct; us is the backend's CPU
+-- microseconds per deduction, commit (WAL write and flush) included.  No other client competes for
 -- the cores, so make bench's pairs of it vary far less than pgbench's.
 CREATE PROCEDURE credits_bench.durable_loop(kind text, n int, INOUT us float8 DEFAULT NULL)
 LANGUAGE plpgsql AS $$
@@ -155,31 +154,11 @@ DECLARE
 	t0 bigint := credits_bench.cpu_ns();
 BEGIN
 	FOR i IN 1..n LOOP
-		IF kind = 'chained' THEN
-			WITH a AS (
-				UPDATE credits.accounts a SET balance = a.balance - 1,
-					   last_tx_id = nextval('credits.ledger_id_seq'),
-					   last_tx_at = greatest(statement_timestamp(), a.last_tx_at),
-					   last_hash = credits.ledger_row_hash(a.last_hash, a.last_tx_id, a.user_id, -1::bigint,
-							a.balance - 1, 'bench', '{}'::jsonb, NULL::text,
-							greatest(statement_timestamp(), a.last_tx_at),
-							NULL::numeric, NULL::numeric, NULL::numeric)
-				 WHERE a.user_id = 'bench-' || (i % 1000 + 1) AND a.balance >= 1
-				RETURNING a.user_id, a.balance, a.last_tx_id, a.last_tx_at, a.last_hash)
-			INSERT INTO credits.ledger (id, user_id, amount, balance_after, action, metadata, created_at, hash)
-			SELECT a.last_tx_id, a.user_id, -1, a.balance, 'bench', '{}', a.last_tx_at, a.last_hash FROM a;
-		ELSIF kind = 'ordered' THEN
-			WITH a AS (
-				UPDATE credits.accounts a SET balance = a.balance - 1,
-					   last_tx_id = nextval('credits.ledger_id_seq'),
-					   last_tx_at = greatest(statement_timestamp(), a.last_tx_at)
-				 WHERE a.user_id = 'bench-' || (i % 1000 + 1) AND a.balance >= 1
-				RETURNING a.user_id, a.balance, a.last_tx_id, a.last_tx_at)
-			INSERT INTO credits.ledger (id, user_id, amount, balance_after, action, metadata, created_at)
-			SELECT a.last_tx_id, a.user_id, -1, a.balance, 'bench', '{}', a.last_tx_at FROM a;
-		ELSE
-			PERFORM credits.credit_deduct('bench-' || (i % 1000 + 1), 1, 'bench');
-		END IF;
+		CASE kind
+			WHEN 'chained' THEN PERFORM credits_bench.loop_chained(1, i);
+			WHEN 'ordered' THEN PERFORM credits_bench.loop_ordered(1, i);
+			ELSE PERFORM credits.credit_deduct('bench-' || (i % 1000 + 1), 1, 'bench');
+		END CASE;
 		COMMIT;
 	END LOOP;
 	us := (credits_bench.cpu_ns() - t0) / 1000.0 / n;
