@@ -568,7 +568,7 @@ move_fingerprint_sql() {
   cat <<'EOF'
 SELECT (SELECT count(*) FROM credits.accounts) || ' ' || (SELECT coalesce(sum(balance), 0) FROM credits.accounts)
 	|| ' ' || (SELECT count(*) FROM credits.ledger) || ' ' || (SELECT coalesce(max(id), 0) FROM credits.ledger)
-	|| ' ' || (SELECT md5(string_agg(user_id || ':' || balance || ':' || held || ':' || encode(last_hash, 'hex'), ',' ORDER BY user_id)) FROM credits.accounts)
+	|| ' ' || (SELECT md5(string_agg(user_id || ':' || balance || ':' || held || ':' || last_tx_id || ':' || encode(last_hash, 'hex'), ',' ORDER BY user_id)) FROM credits.accounts)
 	|| ' ' || (SELECT count(*) FROM credits.holds) || ' ' || (SELECT count(*) FROM credits.grants)
 	|| ' ' || (SELECT count(*) FROM credits.idempotency_keys) || ' ' || (SELECT count(*) FROM credits.account_events)
 	|| ' ' || (SELECT last_value FROM credits.holds_id_seq)

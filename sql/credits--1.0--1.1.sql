@@ -155,9 +155,10 @@ REVOKE ALL ON FUNCTION credits.credit_release(bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION credits.credit_release(bigint, text) TO credits_app;
 
 -- ---------------------------------------------------------------------
--- Section: history order and the ledger's hash chain (chain: ids and
--- created_at assigned under the account row lock, history paged by id,
--- per-user sha256 chain, credit_balance_at)
+-- Section: history order and the ledger's hash chain (chain: ids
+-- assigned under the account row lock, created_at never going backwards
+-- along them, history paged by id, per-user sha256 chain,
+-- credit_balance_at)
 -- ---------------------------------------------------------------------
 ALTER TABLE credits.accounts
 	ADD COLUMN last_tx_id bigint,

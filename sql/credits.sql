@@ -9,9 +9,11 @@
 --     for every role by ENABLE ALWAYS triggers.
 --   * accounts.balance = sum(ledger.amount) for the user, at every commit.
 --   * Every write goes through the C functions below, which lock the
---     account row first and assign the ledger row's id and created_at
---     under that lock, so one user's ledger ids follow the order in which
---     the balance changed, and created_at never goes backwards along them.
+--     account row first and assign the ledger row's id under that lock,
+--     so one user's ledger ids follow the order in which the balance
+--     changed, and a created_at (the clock when the function was called)
+--     never earlier than the user's previous row's, so it never goes
+--     backwards along them.
 --   * Each ledger row's hash chains it to the user's previous row
 --     (credits.ledger_row_hash); accounts.last_* record the newest row.
 --   * ledger.txid and account_events.txid hold the writing transaction's

@@ -213,9 +213,9 @@ static CreditsStatement statements[CQ__COUNT] = {
 	},
 	/*
 	 * The first break in user $1's hash chain (id, problem), if any: a row
-	 * whose hash does not match its fields and the previous row's hash, a
-	 * row after the account's last_tx_id, the row last_tx_id missing, or
-	 * its hash differing from last_hash.
+	 * whose hash does not match its fields and the previous row's hash and
+	 * id, a row after the account's last_tx_id, the row last_tx_id missing,
+	 * or its hash differing from last_hash.
 	 */
 	[CQ_VERIFY_CHAIN] = {
 		"WITH r AS (SELECT l.id, l.hash, l.hash IS NOT DISTINCT FROM "

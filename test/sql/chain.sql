@@ -123,6 +123,18 @@ ALTER TABLE credits.ledger ENABLE ALWAYS TRIGGER ledger_refuse_update_delete;
 SELECT valid, broken_tx_id = :newest AS names_renumbered_head, problem FROM credits.credit_verify('chain-a');
 ROLLBACK;
 
+-- 5c. The limit README.md states: the newest row renumbered together with
+-- the account's last_tx_id is not reported (the head is the pair
+-- last_tx_id, last_hash; only an outside copy of it shows this), as a
+-- newest row re-hashed together with last_hash is not.
+BEGIN;
+ALTER TABLE credits.ledger DISABLE TRIGGER ledger_refuse_update_delete;
+UPDATE credits.ledger SET id = id + 1000000 WHERE id = :newest;
+ALTER TABLE credits.ledger ENABLE ALWAYS TRIGGER ledger_refuse_update_delete;
+UPDATE credits.accounts SET last_tx_id = last_tx_id + 1000000 WHERE user_id = 'chain-a';
+SELECT valid, broken_tx_id, problem FROM credits.credit_verify('chain-a');
+ROLLBACK;
+
 -- 6. A row's created_at is moved: reported.
 BEGIN;
 ALTER TABLE credits.ledger DISABLE TRIGGER ledger_refuse_update_delete;
