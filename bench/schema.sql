@@ -24,9 +24,8 @@ $$;
 -- (last_tx_id, last_tx_at), and floor_chained computes the row's hash from
 -- the account's last_hash and last_tx_id as well and stores it in both
 -- rows.  statement_timestamp() stands for the clock the functions pass as
--- a parameter.  They differ
--- in the hash chain alone, so make bench compares them to show what the
--- chain costs per durable deduction.  (Their rows, like the floor's, are
+-- a parameter.  They differ in the hash chain alone, so make bench
+-- compares them to show what the chain costs per durable deduction.  (Their rows, like the floor's, are
 -- not chained the way credit_verify expects: run make bench on a database
 -- of its own.)
 

@@ -199,8 +199,9 @@ ALTER TABLE credits.ledger ENABLE ALWAYS TRIGGER ledger_refuse_truncate;
 -- ---------------------------------------------------------------------
 
 -- The ledger's hash chain (src/chain.c): hash of a row from the previous
--- row's hash and id (NULL for a user's first row) and the row's fields.  Used by
--- the functions only; README.md shows the same computation in plain SQL.
+-- row's hash and id (NULL for a user's first row) and the row's fields.
+-- Used by the functions only; README.md shows the same computation in
+-- plain SQL.
 CREATE FUNCTION credits.ledger_row_hash(prev bytea, prev_id bigint, user_id text,
 										amount bigint, balance_after bigint,
 										action text, metadata jsonb,

@@ -49,17 +49,18 @@ typedef struct CreditsStatement
  * evaluates the SET clause again on the newest row version (EvalPlanQual),
  * with a new id, so ids, and created_at, follow the row-lock order
  * (test/specs/history_lock_order.spec).
- * ROW_HASH recomputes the hash of ledger row l from the previous row's
- * hash and id, prev and prev_id.
+ * ROW_HASH recomputes the hash of ledger row l from the hash and id of the
+ * row before it in window w (the user's rows by id).
  */
 #define CHAIN_SET(now, amount, balance_after, action, metadata, key, quantity, rate, carry) \
 	"last_tx_id = pg_catalog.nextval('credits.ledger_id_seq'::pg_catalog.regclass)," \
 	" last_tx_at = GREATEST(" now ", a.last_tx_at)," \
 	" last_hash = credits.ledger_row_hash(a.last_hash, a.last_tx_id, a.user_id, " amount ", " balance_after "," \
 	" " action ", " metadata ", " key ", GREATEST(" now ", a.last_tx_at), " quantity ", " rate ", " carry ")"
-#define ROW_HASH(prev, prev_id) \
-	"credits.ledger_row_hash(" prev ", " prev_id ", l.user_id, l.amount, l.balance_after," \
-	" l.action, l.metadata, l.idempotency_key, l.created_at, l.quantity, l.rate, l.carry)"
+#define ROW_HASH \
+	"credits.ledger_row_hash(pg_catalog.lag(l.hash) OVER w, pg_catalog.lag(l.id) OVER w," \
+	" l.user_id, l.amount, l.balance_after, l.action, l.metadata, l.idempotency_key," \
+	" l.created_at, l.quantity, l.rate, l.carry)"
 
 /*
  * The unkeyed deduction: one UPDATE that locks, checks and changes the row.
@@ -219,7 +220,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 	 */
 	[CQ_VERIFY_CHAIN] = {
 		"WITH r AS (SELECT l.id, l.hash, l.hash IS NOT DISTINCT FROM "
-		ROW_HASH("pg_catalog.lag(l.hash) OVER w", "pg_catalog.lag(l.id) OVER w") " AS ok"
+		ROW_HASH " AS ok"
 		"  FROM credits.ledger l WHERE l.user_id = $1 WINDOW w AS (ORDER BY l.id)),"
 		" a AS (SELECT last_tx_id, last_hash FROM credits.accounts WHERE user_id = $1)"
 		" SELECT id, problem FROM ("
@@ -240,7 +241,7 @@ static CreditsStatement statements[CQ__COUNT] = {
 	 */
 	[CQ_VERIFY_ALL_CHAIN] = {
 		"WITH r AS (SELECT l.user_id, l.id, l.hash IS NOT DISTINCT FROM "
-		ROW_HASH("pg_catalog.lag(l.hash) OVER w", "pg_catalog.lag(l.id) OVER w") " AS ok"
+		ROW_HASH " AS ok"
 		"  FROM credits.ledger l WINDOW w AS (PARTITION BY l.user_id ORDER BY l.id)),"
 		" bad AS ("
 		"  SELECT r.user_id, r.id, 1 AS prio, 'hash mismatch' AS problem FROM r WHERE NOT r.ok"

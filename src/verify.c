@@ -7,8 +7,8 @@
  * The ledger is the source of truth and accounts.balance caches its sum.
  * The verify functions also check each user's hash chain (src/chain.c):
  * every row's hash must match its fields and the previous row's hash and
- * id, and the account's last_tx_id and last_hash must name the newest row; they
- * report the first break by id.  They only read, under the calling
+ * id, and the account's last_tx_id and last_hash must name the newest row;
+ * they report the first break by id.  They only read, under the calling
  * statement's snapshot.
  * credit_rebuild locks the account row first; since every writer locks
  * that row before inserting a ledger row, the sum it computes cannot move
