@@ -20,6 +20,12 @@ def load(raw):
     for line in open(raw):
         label, v = line.rstrip('\n').split('\t')
         runs[label].append(float(v))
+    # durable_interleaved's deductions each hold one reading of the clock;
+    # its "clock" kind holds two: credit_deduct's own CPU is deduct minus
+    # (clock - deduct), per block
+    own = [2 * d - c for d, c in pairs(runs, "durable/deduct", "durable/clock")]
+    if own:
+        runs["durable/deduct_own"] = own
     return runs
 
 
@@ -121,14 +127,14 @@ def summary(runs, clients, secs, rounds, users):
             print()
             print(f"| {unit} | chained statement | ordered statement | the chain (median of pair differences) | credit_deduct | the chain / credit_deduct |")
             print("|---|---:|---:|---:|---:|---:|")
-            print(f"| {p[2]} pairs | {med[chained]:.2f} | {med[ordered]:.2f} | {p[1]:.2f} | {d:.2f} | {p[1] / d * 100:.1f}% |")
+            print(f"| {p[2]} {'blocks' if chained.startswith('durable/') else 'pairs'} | {med[chained]:.2f} | {med[ordered]:.2f} | {p[1]:.2f} | {d:.2f} | {p[1] / d * 100:.1f}% |")
             return True
         if loop_table("In one backend, the same statements in a loop: the chain with warm caches, no commit and no other process (information).",
                       "CPU us per call", "percall/chain_loop", "percall/ordered_loop", "percall/deduct") and "wal/chain_loop" in med:
             print()
             print(f"WAL per call in that loop: {med['wal/chain_loop']:.0f} bytes chained, {med['wal/ordered_loop']:.0f} ordered.")
-        loop_table("In one backend, durable: 2,000 deductions per run, each committed (credits_bench.durable_loop), the backend's CPU per deduction, commits included; no other client competes.",
-                   "CPU us per durable deduction", "durable/chained", "durable/ordered", "durable/deduct")
+        loop_table("In one backend, durable: the chained and the ordered statement and credit_deduct, each committed, interleaved one by one (credits_bench.durable_interleaved; a pair is a block of 300 of each); the backend's CPU per deduction, commit included, the clock's own reading taken out of credit_deduct's; no other client competes.",
+                   "CPU us per durable deduction", "durable/chained", "durable/ordered", "durable/deduct_own")
     if any(k.endswith("+sync") for k in med):
         print()
         print("| workload | deduct, credits-sync running | deduct, credits-sync stopped | ratio |")
@@ -158,10 +164,10 @@ def targets(runs, sync_tsv):
     # interval is above it, and inconclusive when the pairs cannot tell
     # (this machine's pgbench pairs vary by +-10 to 30%: more rounds narrow
     # it).  what: the measure's own words, put before the interval.
-    def chain_row(target, costs, what=""):
+    def chain_row(target, costs, what="", unit="pairs"):
         med = statistics.median(costs)
         ci = median_ci(costs)
-        measured = f"{med * 100:+.1f}% ({what}{len(costs)} pairs, " + \
+        measured = f"{med * 100:+.1f}% ({what}{len(costs)} {unit}, " + \
             (f"95% interval {ci[0] * 100:+.1f}% to {ci[1] * 100:+.1f}%)" if ci else
              f"too few for an interval; {min(costs) * 100:+.1f}% to {max(costs) * 100:+.1f}%)")
         if ci and ci[1] <= 0.03:
@@ -176,13 +182,13 @@ def targets(runs, sync_tsv):
             costs = [sign * (x / y - 1) for x, y in pairs(runs, a, b)]
             if costs:
                 chain_row(f"hash chain cost per durable deduction, {what}, {w} <= 3%", costs)
-    # the same per durable deduction in one backend: the chain's CPU (the
-    # pairs' differences) over credit_deduct's
+    # the same per durable deduction in one backend, interleaved: the
+    # chain's CPU (each block's difference) over credit_deduct's own
     diffs = [x - y for x, y in pairs(runs, "durable/chained", "durable/ordered")]
-    if diffs and runs.get("durable/deduct"):
-        d = statistics.median(runs["durable/deduct"])
-        chain_row("hash chain CPU per durable credit_deduct, one backend <= 3%", [x / d for x in diffs],
-                  f"{statistics.median(diffs):.2f} of {d:.1f} CPU us, ")
+    if diffs and runs.get("durable/deduct_own"):
+        d = statistics.median(runs["durable/deduct_own"])
+        chain_row("hash chain CPU per durable credit_deduct, one backend, interleaved <= 3%", [x / d for x in diffs],
+                  f"{statistics.median(diffs):.2f} of {d:.1f} CPU us, ", "blocks")
     p = paired(runs, "percall/chain_loop", "percall/ordered_loop")
     if p and runs.get("percall/deduct"):
         share = p[1] / statistics.median(runs["percall/deduct"])

@@ -25,10 +25,11 @@
 # transaction.  Also, in one backend, the same two statements in a loop
 # (loop_chained against loop_ordered) next to credit_deduct's CPU per call,
 # and the WAL each writes per call; and, in one backend but durable, the
-# two statements and credit_deduct each committed (durable_loop), which no
-# other client disturbs: on this shared 2-core machine pgbench's pairs vary
-# by +-20%, these by a few percent.  The report gives each of the chain's
-# costs with a 95% interval for its median.
+# two statements and credit_deduct each committed, interleaved one by one
+# (durable_interleaved), which no other client disturbs and the machine's
+# drifting load weighs on alike: on this shared 2-core machine pgbench's
+# pairs vary by +-20%.  The report gives each of the chain's costs with a
+# 95% interval for its median.
 #
 # Workloads: spread (BENCH_USERS accounts, 100,000 by default) and hot (one
 # account).  pgbench, BENCH_CLIENTS clients (16), BENCH_SECONDS per run
@@ -248,21 +249,15 @@ for round in $(seq 1 "$PERCALL_ROUNDS"); do
 	fi
 done
 
-# The hash chain per durable deduction, in one backend: BENCH_DURABLE_PAIRS
-# (40) alternating pairs of credits_bench.durable_loop, chained and
-# ordered, 2,000 committed deductions each, and credit_deduct's own durable
-# cost per call in each round, the backend's CPU (commits included).
-DURABLE_PAIRS=${BENCH_DURABLE_PAIRS:-40}
-durable() { # KIND: the CPU us per durable deduction of durable_loop(KIND)
-	local us
-	us=$(psql -X -qAt -v ON_ERROR_STOP=1 -c "CALL credits_bench.durable_loop('$1', 2000)")
-	printf '%s\t%s\n' "durable/$1" "$us" >> "$RAW"
-}
-echo "the chain per durable deduction, one backend: $DURABLE_PAIRS pairs"
-for round in $(seq 1 "$DURABLE_PAIRS"); do
-	if [ $((round % 2)) -eq 1 ]; then order="chained ordered deduct"; else order="deduct ordered chained"; fi
-	for k in $order; do durable "$k"; done
-done
+# The hash chain per durable deduction, in one backend: the chained and
+# the ordered statement and credit_deduct, each committed, interleaved one
+# by one (credits_bench.durable_interleaved), BENCH_DURABLE_BLOCKS (300)
+# blocks of 300 rounds; "durable/KIND<TAB>CPU us per deduction" a block.
+DURABLE_BLOCKS=${BENCH_DURABLE_BLOCKS:-300}
+echo "the chain per durable deduction, one backend: $DURABLE_BLOCKS blocks, interleaved"
+psql -X -q -v ON_ERROR_STOP=1 -c "CALL credits_bench.durable_interleaved($DURABLE_BLOCKS, 300)"
+psql -X -qAt -F $'\t' -v ON_ERROR_STOP=1 \
+	-c "SELECT 'durable/' || kind, ns / 1000.0 / n FROM credits_bench.interleaved ORDER BY block, kind" >> "$RAW"
 
 # With and without the daemon, alternating which goes first.  Before each
 # run with the daemon, it is (re)started and allowed to catch up with what

@@ -142,24 +142,86 @@ BEGIN
 END
 $$;
 
--- durable_loop(kind, n): n durable deductions in this backend, each its
--- own committed transaction (a procedure, so it can COMMIT): one call of
--- loop_chained or loop_ordered, or credit_deduct; us is the backend's CPU
--- microseconds per deduction, commit (WAL write and flush) included.  No other client competes for
--- the cores, so make bench's pairs of it vary far less than pgbench's.
-CREATE PROCEDURE credits_bench.durable_loop(kind text, n int, INOUT us float8 DEFAULT NULL)
+-- durable_interleaved(blocks, per): the CPU of four kinds of durable
+-- deduction, interleaved one by one in this backend, so that the machine's
+-- load, which drifts over seconds, weighs on each kind alike.  Each round
+-- runs, each in its own committed transaction and in an order that is
+-- reversed every other round:
+--   chained  loop_chained(1): the statement with the hash chain
+--   ordered  loop_ordered(1): the same without it
+--   deduct   credit_deduct
+--   clock    credit_deduct and one more reading of the clock
+-- The clock is the backend's scheduler clock, from /proc/self/schedstat:
+-- the CPU ns it has run, and the times it was switched in.  The kernel
+-- brings the first up to date when the backend is switched out (or at a
+-- timer tick, every few ms), not when it is read; it is read once after
+-- each commit, and a durable commit waits for its WAL flush, which
+-- switches the backend out: the difference of two readings is exactly one
+-- deduction's CPU, commit included, plus one reading (clock minus deduct:
+-- what a reading costs).  It fails if a commit did not switch the backend
+-- out (commits not durable), as the differences would then not be exact.
+-- Each block of per rounds adds a row per kind to credits_bench.interleaved:
+-- its CPU ns over per deductions.
+CREATE TABLE credits_bench.interleaved (
+	block int NOT NULL,
+	kind text NOT NULL,
+	ns bigint NOT NULL,
+	n int NOT NULL
+);
+
+CREATE PROCEDURE credits_bench.durable_interleaved(blocks int, per int)
 LANGUAGE plpgsql AS $$
 DECLARE
-	t0 bigint := credits_bench.cpu_ns();
+	kinds CONSTANT text[] := ARRAY['chained', 'ordered', 'deduct', 'clock'];
+	ns bigint[];
+	s text;
+	t bigint;
+	t0 bigint;
+	sw bigint;
+	sw0 bigint;
+	i int := 0;
+	k int;
 BEGIN
-	FOR i IN 1..n LOOP
-		CASE kind
-			WHEN 'chained' THEN PERFORM credits_bench.loop_chained(1, i);
-			WHEN 'ordered' THEN PERFORM credits_bench.loop_ordered(1, i);
-			ELSE PERFORM credits.credit_deduct('bench-' || (i % 1000 + 1), 1, 'bench');
-		END CASE;
+	-- a first, untimed deduction: its commit flushes, so the first reading
+	-- is exact too
+	DELETE FROM credits_bench.interleaved;
+	PERFORM credits_bench.loop_ordered(1, 0);
+	COMMIT;
+	FOR b IN 1..blocks LOOP
+		ns := '{0,0,0,0}';
+		s := pg_read_file('/proc/self/schedstat');
+		t0 := split_part(s, ' ', 1)::bigint;
+		sw0 := split_part(s, ' ', 3)::bigint;
+		FOR r IN 1..per LOOP
+			FOR j IN 1..4 LOOP
+				k := CASE WHEN r % 2 = 1 THEN j ELSE 5 - j END;
+				i := i + 1;
+				CASE k
+					WHEN 1 THEN PERFORM credits_bench.loop_chained(1, i);
+					WHEN 2 THEN PERFORM credits_bench.loop_ordered(1, i);
+					WHEN 3 THEN PERFORM credits.credit_deduct('bench-' || (i % 1000 + 1), 1, 'bench');
+					ELSE
+						PERFORM credits.credit_deduct('bench-' || (i % 1000 + 1), 1, 'bench');
+						s := pg_read_file('/proc/self/schedstat');
+						t := split_part(s, ' ', 1)::bigint;
+						sw := split_part(s, ' ', 3)::bigint;
+				END CASE;
+				COMMIT;
+				s := pg_read_file('/proc/self/schedstat');
+				t := split_part(s, ' ', 1)::bigint;
+				sw := split_part(s, ' ', 3)::bigint;
+				IF sw = sw0 THEN
+					RAISE EXCEPTION 'a commit did not wait for its WAL flush'
+						USING HINT = 'durable_interleaved needs fsync and synchronous_commit on.';
+				END IF;
+				ns[k] := ns[k] + (t - t0);
+				t0 := t;
+				sw0 := sw;
+			END LOOP;
+		END LOOP;
+		INSERT INTO credits_bench.interleaved
+			SELECT b, kinds[x], ns[x], per FROM generate_series(1, 4) x;
 		COMMIT;
 	END LOOP;
-	us := (credits_bench.cpu_ns() - t0) / 1000.0 / n;
 END
 $$;
