@@ -46,7 +46,10 @@
 #include "utils/timestamp.h"
 
 #ifdef USE_OPENSSL
-#include <openssl/evp.h>
+#include <openssl/sha.h>
+#ifndef OPENSSL_NO_DEPRECATED_3_0
+#define CREDITS_SHA256_OPENSSL
+#endif
 #endif
 
 PG_FUNCTION_INFO_V1(credits_ledger_row_hash);
@@ -157,51 +160,39 @@ chain_put_value(StringInfo buf, Oid type, Datum value)
 	}
 }
 
-#if defined(USE_OPENSSL) && OPENSSL_VERSION_NUMBER >= 0x30000000L
+#ifdef CREDITS_SHA256_OPENSSL
 
 /*
- * Put the SHA-256 of data into out, with OpenSSL.  The digest is fetched
- * and the context created on the backend's first call, and both kept for
- * its life: PostgreSQL's cryptohash API fetches the algorithm from
- * OpenSSL's provider again at every init (EVP_sha256() is not a fetched
- * digest), which cost about 2,600 instructions a row (callgrind; README,
- * "Tamper evidence"); each call here restarts the kept context.
+ * Put the SHA-256 of data into out, with OpenSSL's SHA256_Init, _Update and
+ * _Final: the same block code as its EVP interface (the CPU's SHA
+ * extensions), on a context on the stack.  OpenSSL 3.0 deprecates them for
+ * EVP (PostgreSQL's OPENSSL_API_COMPAT, 1.0.1, keeps them declared without
+ * a warning); but EVP_DigestInit_ex2 frees and allocates the digest's
+ * context at every call and goes through the engine and provider checks,
+ * which, with a backend's caches cold (after a 1 ms wait for its client),
+ * were about two thirds of the chain's CPU (perf; README, "Tamper
+ * evidence").  Where OpenSSL is built without its deprecated functions,
+ * PostgreSQL's cryptohash API below serves.
  */
 static void
 chain_sha256(const uint8 *data, size_t len, uint8 *out)
 {
-	static EVP_MD *md = NULL;
-	static EVP_MD_CTX *ctx = NULL;
-	unsigned int outlen = 0;
+	SHA256_CTX	ctx;
 
-	if (md == NULL)
-	{
-		md = EVP_MD_fetch(NULL, "SHA256", NULL);
-		if (md == NULL)
-			elog(ERROR, "credits: OpenSSL has no sha256");
-	}
-	if (ctx == NULL)
-	{
-		ctx = EVP_MD_CTX_new();
-		if (ctx == NULL)
-			ereport(ERROR,
-					errcode(ERRCODE_OUT_OF_MEMORY),
-					errmsg("out of memory"));
-	}
-	if (EVP_DigestInit_ex2(ctx, md, NULL) != 1 ||
-		EVP_DigestUpdate(ctx, data, len) != 1 ||
-		EVP_DigestFinal_ex(ctx, out, &outlen) != 1 ||
-		outlen != PG_SHA256_DIGEST_LENGTH)
+	if (SHA256_Init(&ctx) != 1 ||
+		SHA256_Update(&ctx, data, len) != 1 ||
+		SHA256_Final(out, &ctx) != 1)
 		elog(ERROR, "credits: sha256 failed");
 }
 
 #else
 
 /*
- * Put the SHA-256 of data into out, with PostgreSQL's cryptohash API (its
- * own implementation, or OpenSSL before 3.0, where EVP_sha256() needs no
- * fetch).  The context is created on first use and kept: creating one
- * costs more than hashing a row.  It belongs to a resource owner of its
+ * Put the SHA-256 of data into out, with PostgreSQL's cryptohash API: its
+ * own implementation when the server is built without OpenSSL, OpenSSL's
+ * EVP interface when OpenSSL is built without its deprecated functions.
+ * The context is created on first use and kept: creating one costs more
+ * than hashing a row.  It belongs to a resource owner of its
  * own that is never released, so transaction ends leave it alone.
  */
 static void

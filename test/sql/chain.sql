@@ -191,6 +191,21 @@ SELECT count(DISTINCT h) AS distinct_hashes FROM (VALUES
 	(credits.ledger_row_hash(NULL, 1, 'ua', 1, 1, '', '{}', NULL, '2026-01-01', NULL, NULL, NULL))
 ) v(h);
 
+-- the hash function against PostgreSQL's sha256() for encodings of every
+-- length modulo 64 (SHA-256's padding: 55, 56, 63 and 64 bytes in the last
+-- block) and one of many blocks
+SELECT count(*) AS lengths, count(DISTINCT (octet_length(e) % 64)) AS residues,
+	   bool_and(credits.ledger_row_hash(NULL, 1, u, 1, 1, 'a', '{}', NULL, '2026-01-01', NULL, NULL, NULL)
+				= sha256(e)) AS same
+  FROM (SELECT u, decode(repeat('00', 32), 'hex')
+				  || pg_temp.f(int8send(1)) || pg_temp.f(convert_to(u, 'UTF8'))
+				  || pg_temp.f(int8send(1)) || pg_temp.f(int8send(1))
+				  || pg_temp.f(convert_to('a', 'UTF8')) || pg_temp.f(convert_to('{}', 'UTF8'))
+				  || pg_temp.f(NULL) || pg_temp.f(timestamptz_send('2026-01-01'))
+				  || pg_temp.f(NULL) || pg_temp.f(NULL) || pg_temp.f(NULL) AS e
+		  FROM (SELECT repeat('x', n) AS u FROM generate_series(1, 128) n
+				UNION ALL SELECT repeat('y', 10000)) v) w;
+
 -- no role but the owner may call it
 SELECT has_function_privilege(r, 'credits.ledger_row_hash(bytea, bigint, text, bigint, bigint, text, jsonb, text, timestamptz, numeric, numeric, numeric)', 'EXECUTE')
   FROM unnest(ARRAY['credits_app', 'credits_ops', 'credits_reader']) r;
