@@ -23,9 +23,10 @@ def load(raw):
     # durable_interleaved's deductions each hold one reading of the clock;
     # its "clock" kind holds two: credit_deduct's own CPU is deduct minus
     # (clock - deduct), per block
-    own = [2 * d - c for d, c in pairs(runs, "durable/deduct", "durable/clock")]
-    if own:
-        runs["durable/deduct_own"] = own
+    for m in ("durable", "paused"):
+        own = [2 * d - c for d, c in pairs(runs, f"{m}/deduct", f"{m}/clock")]
+        if own:
+            runs[f"{m}/deduct_own"] = own
     return runs
 
 
@@ -127,7 +128,7 @@ def summary(runs, clients, secs, rounds, users):
             print()
             print(f"| {unit} | chained statement | ordered statement | the chain (median of pair differences) | credit_deduct | the chain / credit_deduct |")
             print("|---|---:|---:|---:|---:|---:|")
-            print(f"| {p[2]} {'blocks' if chained.startswith('durable/') else 'pairs'} | {med[chained]:.2f} | {med[ordered]:.2f} | {p[1]:.2f} | {d:.2f} | {p[1] / d * 100:.1f}% |")
+            print(f"| {p[2]} {'pairs' if chained.startswith('percall/') else 'blocks'} | {med[chained]:.2f} | {med[ordered]:.2f} | {p[1]:.2f} | {d:.2f} | {p[1] / d * 100:.1f}% |")
             return True
         if loop_table("In one backend, the same statements in a loop: the chain with warm caches, no commit and no other process (information).",
                       "CPU us per call", "percall/chain_loop", "percall/ordered_loop", "percall/deduct") and "wal/chain_loop" in med:
@@ -135,6 +136,8 @@ def summary(runs, clients, secs, rounds, users):
             print(f"WAL per call in that loop: {med['wal/chain_loop']:.0f} bytes chained, {med['wal/ordered_loop']:.0f} ordered.")
         loop_table("In one backend, durable: the chained and the ordered statement and credit_deduct, each committed, interleaved one by one (credits_bench.durable_interleaved; a pair is a block of 300 of each); the backend's CPU per deduction, commit included, the clock's own reading taken out of credit_deduct's; no other client competes.",
                    "CPU us per durable deduction", "durable/chained", "durable/ordered", "durable/deduct_own")
+        loop_table("The same with the backend pausing 1 ms after each commit, as it does waiting for its client, and so coming back to cold caches (a block is 100 of each).",
+                   "CPU us per durable deduction", "paused/chained", "paused/ordered", "paused/deduct_own")
     if any(k.endswith("+sync") for k in med):
         print()
         print("| workload | deduct, credits-sync running | deduct, credits-sync stopped | ratio |")
@@ -184,11 +187,12 @@ def targets(runs, sync_tsv):
                 chain_row(f"hash chain cost per durable deduction, {what}, {w} <= 3%", costs)
     # the same per durable deduction in one backend, interleaved: the
     # chain's CPU (each block's difference) over credit_deduct's own
-    diffs = [x - y for x, y in pairs(runs, "durable/chained", "durable/ordered")]
-    if diffs and runs.get("durable/deduct_own"):
-        d = statistics.median(runs["durable/deduct_own"])
-        chain_row("hash chain CPU per durable credit_deduct, one backend, interleaved <= 3%", [x / d for x in diffs],
-                  f"{statistics.median(diffs):.2f} of {d:.1f} CPU us, ", "blocks")
+    for m, how in (("durable", "interleaved"), ("paused", "interleaved, 1 ms pause after each commit")):
+        diffs = [x - y for x, y in pairs(runs, f"{m}/chained", f"{m}/ordered")]
+        if diffs and runs.get(f"{m}/deduct_own"):
+            d = statistics.median(runs[f"{m}/deduct_own"])
+            chain_row(f"hash chain CPU per durable credit_deduct, one backend, {how} <= 3%", [x / d for x in diffs],
+                      f"{statistics.median(diffs):.2f} of {d:.1f} CPU us, ", "blocks")
     p = paired(runs, "percall/chain_loop", "percall/ordered_loop")
     if p and runs.get("percall/deduct"):
         share = p[1] / statistics.median(runs["percall/deduct"])

@@ -252,12 +252,19 @@ done
 # The hash chain per durable deduction, in one backend: the chained and
 # the ordered statement and credit_deduct, each committed, interleaved one
 # by one (credits_bench.durable_interleaved), BENCH_DURABLE_BLOCKS (300)
-# blocks of 300 rounds; "durable/KIND<TAB>CPU us per deduction" a block.
+# blocks of 300 rounds back to back, then a third as many blocks of 100
+# rounds with the backend pausing 1 ms after each commit, as it does
+# waiting for its client; "durable/KIND" and "paused/KIND", tab, the CPU us
+# per deduction, a line per block.
 DURABLE_BLOCKS=${BENCH_DURABLE_BLOCKS:-300}
-echo "the chain per durable deduction, one backend: $DURABLE_BLOCKS blocks, interleaved"
-psql -X -q -v ON_ERROR_STOP=1 -c "CALL credits_bench.durable_interleaved($DURABLE_BLOCKS, 300)"
-psql -X -qAt -F $'\t' -v ON_ERROR_STOP=1 \
-	-c "SELECT 'durable/' || kind, ns / 1000.0 / n FROM credits_bench.interleaved ORDER BY block, kind" >> "$RAW"
+interleaved() { # LABEL BLOCKS ROUNDS PAUSE_MS
+	echo "the chain per durable deduction, one backend: $2 blocks of $3, interleaved, pause $4 ms"
+	psql -X -q -v ON_ERROR_STOP=1 -c "CALL credits_bench.durable_interleaved($2, $3, $4)"
+	psql -X -qAt -F $'\t' -v ON_ERROR_STOP=1 \
+		-c "SELECT '$1/' || kind, ns / 1000.0 / n FROM credits_bench.interleaved ORDER BY block, kind" >> "$RAW"
+}
+interleaved durable "$DURABLE_BLOCKS" 300 0
+interleaved paused $(( (DURABLE_BLOCKS + 2) / 3 )) 100 1
 
 # With and without the daemon, alternating which goes first.  Before each
 # run with the daemon, it is (re)started and allowed to catch up with what

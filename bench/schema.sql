@@ -148,11 +148,11 @@ BEGIN
 END
 $$;
 
--- durable_interleaved(blocks, per): the CPU of four kinds of durable
--- deduction, interleaved one by one in this backend, so that the machine's
--- load, which drifts over seconds, weighs on each kind alike.  Each round
--- runs, each in its own committed transaction and in an order that is
--- reversed every other round:
+-- durable_interleaved(blocks, per, pause_ms): the CPU of four kinds of
+-- durable deduction, interleaved one by one in this backend, so that the
+-- machine's load, which drifts over seconds, weighs on each kind alike.
+-- Each round runs, each in its own committed transaction and in an order
+-- that is reversed every other round:
 --   chained  loop_chained(1): the statement with the hash chain
 --   ordered  loop_ordered(1): the same without it
 --   deduct   credit_deduct
@@ -164,10 +164,13 @@ $$;
 -- each commit, and a durable commit waits for its WAL flush, which
 -- switches the backend out: the difference of two readings is exactly one
 -- deduction's CPU, commit included, plus one reading (clock minus deduct:
--- what a reading costs).  It fails if a commit did not switch the backend
--- out (commits not durable), as the differences would then not be exact.
--- Each block of per rounds adds a row per kind to credits_bench.interleaved:
--- its CPU ns over per deductions.
+-- what a reading costs).  Should a commit not switch the backend out
+-- (another process's flush covered it), a 1 ms sleep does, before the
+-- reading.  It refuses to run if commits are not durable.  pause_ms > 0:
+-- the backend sleeps that long after each commit, as one does waiting for
+-- its client's next call, and comes back to cold caches.  Each block of
+-- per rounds adds a row per kind to credits_bench.interleaved: its CPU ns
+-- over per deductions.
 CREATE TABLE credits_bench.interleaved (
 	block int NOT NULL,
 	kind text NOT NULL,
@@ -175,7 +178,7 @@ CREATE TABLE credits_bench.interleaved (
 	n int NOT NULL
 );
 
-CREATE PROCEDURE credits_bench.durable_interleaved(blocks int, per int)
+CREATE PROCEDURE credits_bench.durable_interleaved(blocks int, per int, pause_ms int DEFAULT 0)
 LANGUAGE plpgsql AS $$
 DECLARE
 	kinds CONSTANT text[] := ARRAY['chained', 'ordered', 'deduct', 'clock'];
@@ -188,6 +191,10 @@ DECLARE
 	i int := 0;
 	k int;
 BEGIN
+	IF current_setting('fsync')::bool IS NOT TRUE OR current_setting('synchronous_commit') = 'off' THEN
+		RAISE EXCEPTION 'commits are not durable'
+			USING HINT = 'durable_interleaved needs fsync and synchronous_commit on.';
+	END IF;
 	-- a first, untimed deduction: its commit flushes, so the first reading
 	-- is exact too
 	DELETE FROM credits_bench.interleaved;
@@ -213,12 +220,20 @@ BEGIN
 						sw := split_part(s, ' ', 3)::bigint;
 				END CASE;
 				COMMIT;
+				IF pause_ms > 0 THEN
+					PERFORM pg_sleep(pause_ms / 1000.0);
+				END IF;
 				s := pg_read_file('/proc/self/schedstat');
 				t := split_part(s, ' ', 1)::bigint;
 				sw := split_part(s, ' ', 3)::bigint;
 				IF sw = sw0 THEN
-					RAISE EXCEPTION 'a commit did not wait for its WAL flush'
-						USING HINT = 'durable_interleaved needs fsync and synchronous_commit on.';
+					-- not switched out since the last reading (another
+					-- process's flush covered this commit): a 1 ms sleep
+					-- brings the clock up to date
+					PERFORM pg_sleep(0.001);
+					s := pg_read_file('/proc/self/schedstat');
+					t := split_part(s, ' ', 1)::bigint;
+					sw := split_part(s, ' ', 3)::bigint;
 				END IF;
 				ns[k] := ns[k] + (t - t0);
 				t0 := t;
