@@ -103,7 +103,7 @@ def summary(runs, clients, secs, rounds, users):
             p = paired(runs, f"percall/{f}", f"percall/{f}_noset")
             if p:
                 print(f"| credit_{f} ({p[2]} pairs) | {med[f'percall/{f}']:.2f} | {med[f'percall/{f}_noset']:.2f} | {p[0]:.3f} | {p[1]:.2f} |")
-    if "chain/spread/floor_chained" in runs or "percall/chain_loop" in runs:
+    if "chain/spread/floor_chained" in runs or "durable/chained" in runs:
         print()
         print("The hash chain: the floor with ordering only (floor_ordered) against the same with the chain (floor_chained); they differ in the chain alone. Durable, as pgbench runs them; ratios are medians of the per-round pairs.")
         print()
@@ -128,12 +128,11 @@ def summary(runs, clients, secs, rounds, users):
             print()
             print(f"| {unit} | chained statement | ordered statement | the chain (median of pair differences) | credit_deduct | the chain / credit_deduct |")
             print("|---|---:|---:|---:|---:|---:|")
-            print(f"| {p[2]} {'pairs' if chained.startswith('percall/') else 'blocks'} | {med[chained]:.2f} | {med[ordered]:.2f} | {p[1]:.2f} | {d:.2f} | {p[1] / d * 100:.1f}% |")
+            print(f"| {p[2]} blocks | {med[chained]:.2f} | {med[ordered]:.2f} | {p[1]:.2f} | {d:.2f} | {p[1] / d * 100:.1f}% |")
             return True
-        if loop_table("In one backend, the same statements in a loop: the chain with warm caches, no commit and no other process (information).",
-                      "CPU us per call", "percall/chain_loop", "percall/ordered_loop", "percall/deduct") and "wal/chain_loop" in med:
+        if "wal/chain_loop" in med:
             print()
-            print(f"WAL per call in that loop: {med['wal/chain_loop']:.0f} bytes chained, {med['wal/ordered_loop']:.0f} ordered.")
+            print(f"WAL per call, the two statements 2,000 times in a loop: {med['wal/chain_loop']:.0f} bytes chained, {med['wal/ordered_loop']:.0f} ordered.")
         loop_table("In one backend, durable: the chained and the ordered statement and credit_deduct, each committed, interleaved one by one (credits_bench.durable_interleaved; a pair is a block of 300 of each); the backend's CPU per deduction, commit included, the clock's own reading taken out of credit_deduct's; no other client competes.",
                    "CPU us per durable deduction", "durable/chained", "durable/ordered", "durable/deduct_own")
         loop_table("The same with the backend pausing 1 ms after each commit, as it does waiting for its client, and so coming back to cold caches (a block is 100 of each).",
@@ -193,10 +192,6 @@ def targets(runs, sync_tsv):
             d = statistics.median(runs[f"{m}/deduct_own"])
             chain_row(f"hash chain CPU per durable credit_deduct, one backend, {how} <= 3%", [x / d for x in diffs],
                       f"{statistics.median(diffs):.2f} of {d:.1f} CPU us, ", "blocks")
-    p = paired(runs, "percall/chain_loop", "percall/ordered_loop")
-    if p and runs.get("percall/deduct"):
-        share = p[1] / statistics.median(runs["percall/deduct"])
-        row("hash chain CPU / credit_deduct's call, in one backend (warm caches, no commit)", f"{share * 100:.1f}%", None)
     for w in ("spread", "hot"):
         p = paired(runs, f"{w}/deduct+sync", f"{w}/deduct-nosync")
         if p:

@@ -218,8 +218,8 @@ calls() { # FUNCTION-CALL: a query calling it $1 times, on g = 1..$1
 	echo "SELECT count(*) FROM generate_series(1, \$1) g, LATERAL $1 x"
 }
 for round in $(seq 1 "$PERCALL_ROUNDS"); do
-	echo "SET clause and chain, in-backend round $round/$PERCALL_ROUNDS"
-	for f in balance deduct chain; do
+	echo "SET clause, in-backend round $round/$PERCALL_ROUNDS"
+	for f in balance deduct; do
 		case $f in
 		balance)
 			args="('bench-' || (g % 1000 + 1))" n=20000
@@ -229,13 +229,6 @@ for round in $(seq 1 "$PERCALL_ROUNDS"); do
 			args="('bench-' || (g % 1000 + 1), 1, 'bench')" n=2000
 			a=percall/deduct b=percall/deduct_noset
 			with=$(calls "credits.credit_deduct$args") without=$(calls "credits_bench.deduct_noset$args") ;;
-		chain)
-			# the chain's CPU in a deduction's statement: the ordered and
-			# the chained statement, n times each in a loop
-			n=2000
-			a=percall/chain_loop b=percall/ordered_loop
-			with="SELECT credits_bench.loop_chained(\$1)"
-			without="SELECT credits_bench.loop_ordered(\$1)" ;;
 		esac
 		if [ $((round % 2)) -eq 1 ]; then
 			percall "$a" "$with" $n; percall "$b" "$without" $n
@@ -243,6 +236,8 @@ for round in $(seq 1 "$PERCALL_ROUNDS"); do
 			percall "$b" "$without" $n; percall "$a" "$with" $n
 		fi
 	done
+	# the WAL the chain adds: the chained and the ordered statement, 2,000
+	# times each in a loop
 	if [ "$round" -le 3 ]; then
 		walcall wal/chain_loop "SELECT credits_bench.loop_chained(\$1)" 2000
 		walcall wal/ordered_loop "SELECT credits_bench.loop_ordered(\$1)" 2000
