@@ -170,8 +170,7 @@ chain_put_value(StringInfo buf, Oid type, Datum value)
  * a warning); but EVP_DigestInit_ex2 frees and allocates the digest's
  * context at every call and goes through the engine and provider checks,
  * which, with a backend's caches cold (after a 1 ms wait for its client),
- * were about two thirds of the chain's CPU (perf; README, "Tamper
- * evidence").  Where OpenSSL is built without its deprecated functions,
+ * were most of the chain's CPU (perf; README, "Tamper evidence").  Where OpenSSL is built without its deprecated functions,
  * PostgreSQL's cryptohash API below serves.
  */
 static void
