@@ -247,7 +247,7 @@ done
 # The hash chain per durable deduction, in one backend: the chained and
 # the ordered statement and credit_deduct, each committed, interleaved one
 # by one (credits_bench.durable_interleaved), BENCH_DURABLE_BLOCKS (300)
-# blocks of 300 rounds back to back, then a third as many blocks of 100
+# blocks of 200 rounds back to back, then a third as many blocks of 100
 # rounds with the backend pausing 1 ms after each commit, as it does
 # waiting for its client; "durable/KIND" and "paused/KIND", tab, the CPU us
 # per deduction, a line per block.
@@ -258,7 +258,7 @@ interleaved() { # LABEL BLOCKS ROUNDS PAUSE_MS
 	psql -X -qAt -F $'\t' -v ON_ERROR_STOP=1 \
 		-c "SELECT '$1/' || kind, ns / 1000.0 / n FROM credits_bench.interleaved ORDER BY block, kind" >> "$RAW"
 }
-interleaved durable "$DURABLE_BLOCKS" 300 0
+interleaved durable "$DURABLE_BLOCKS" 200 0
 interleaved paused $(( (DURABLE_BLOCKS + 2) / 3 )) 100 1
 
 # With and without the daemon, alternating which goes first.  Before each

@@ -151,26 +151,30 @@ $$;
 -- durable_interleaved(blocks, per, pause_ms): the CPU of four kinds of
 -- durable deduction, interleaved one by one in this backend, so that the
 -- machine's load, which drifts over seconds, weighs on each kind alike.
--- Each round runs, each in its own committed transaction and in an order
--- that is reversed every other round:
+-- The kinds:
 --   chained  loop_chained(1): the statement with the hash chain
 --   ordered  loop_ordered(1): the same without it
 --   deduct   credit_deduct
 --   clock    credit_deduct and one more reading of the clock
+-- each deduction in its own committed transaction, on the account after
+-- the previous one's.  A round runs chained, deduct, ordered, deduct,
+-- clock, deduct (chained and ordered swap places every other round).
 -- The clock is the backend's scheduler clock, from /proc/self/schedstat:
 -- the CPU ns it has run, and the times it was switched in.  The kernel
 -- brings the first up to date when the backend is switched out (or at a
--- timer tick, every few ms), not when it is read; it is read once after
--- each commit, and a durable commit waits for its WAL flush, which
--- switches the backend out: the difference of two readings is exactly one
--- deduction's CPU, commit included, plus one reading (clock minus deduct:
--- what a reading costs).  Should a commit not switch the backend out
--- (another process's flush covered it), a 1 ms sleep does, before the
--- reading.  It refuses to run if commits are not durable.  pause_ms > 0:
--- the backend sleeps that long after each commit, as one does waiting for
--- its client's next call, and comes back to cold caches.  Each block of
--- per rounds adds a row per kind to credits_bench.interleaved: its CPU ns
--- over per deductions.
+-- timer tick, every few ms), not when it is read.  It is read once after
+-- each commit, whose WAL flush has just switched the backend out: the
+-- difference of two readings is one deduction's CPU up to its flush, plus
+-- the rest of the commit before it and one reading (clock minus deduct:
+-- what a reading costs).  As credit_deduct comes before every other kind,
+-- that rest is the same in chained's and ordered's, and their difference
+-- is the chain's CPU.  Should a commit not switch the backend out (another
+-- process's flush covered it), a 1 ms sleep does, before the reading.  It
+-- refuses to run if commits are not durable.  pause_ms > 0: the backend
+-- sleeps that long after each commit, as one does waiting for its client's
+-- next call, and comes back to cold caches.  Each block of per rounds adds
+-- a row per kind to credits_bench.interleaved: its CPU ns over its n
+-- deductions.
 CREATE TABLE credits_bench.interleaved (
 	block int NOT NULL,
 	kind text NOT NULL,
@@ -182,7 +186,10 @@ CREATE PROCEDURE credits_bench.durable_interleaved(blocks int, per int, pause_ms
 LANGUAGE plpgsql AS $$
 DECLARE
 	kinds CONSTANT text[] := ARRAY['chained', 'ordered', 'deduct', 'clock'];
+	odd CONSTANT int[] := ARRAY[1, 3, 2, 3, 4, 3];
+	even CONSTANT int[] := ARRAY[2, 3, 1, 3, 4, 3];
 	ns bigint[];
+	cnt int[];
 	s text;
 	t bigint;
 	t0 bigint;
@@ -190,31 +197,39 @@ DECLARE
 	sw0 bigint;
 	i int := 0;
 	k int;
+	u text;
 BEGIN
 	IF current_setting('fsync')::bool IS NOT TRUE OR current_setting('synchronous_commit') = 'off' THEN
 		RAISE EXCEPTION 'commits are not durable'
 			USING HINT = 'durable_interleaved needs fsync and synchronous_commit on.';
 	END IF;
-	-- a first, untimed deduction: its commit flushes, so the first reading
-	-- is exact too
 	DELETE FROM credits_bench.interleaved;
-	PERFORM credits_bench.loop_ordered(1, 0);
 	COMMIT;
 	FOR b IN 1..blocks LOOP
+		-- an untimed credit_deduct: the first kind timed comes after a deduct
+		-- too, and the first reading follows a flush
+		PERFORM credits.credit_deduct('bench-1', 1, 'bench');
+		COMMIT;
+		IF pause_ms > 0 THEN
+			PERFORM pg_sleep(pause_ms / 1000.0);
+		END IF;
 		ns := '{0,0,0,0}';
+		cnt := '{0,0,0,0}';
 		s := pg_read_file('/proc/self/schedstat');
 		t0 := split_part(s, ' ', 1)::bigint;
 		sw0 := split_part(s, ' ', 3)::bigint;
 		FOR r IN 1..per LOOP
-			FOR j IN 1..4 LOOP
-				k := CASE WHEN r % 2 = 1 THEN j ELSE 5 - j END;
+			FOR j IN 1..6 LOOP
+				k := CASE WHEN r % 2 = 1 THEN odd[j] ELSE even[j] END;
 				i := i + 1;
+				-- account bench-(i % 1000 + 1) for every kind
+				u := 'bench-' || (i % 1000 + 1);
 				CASE k
-					WHEN 1 THEN PERFORM credits_bench.loop_chained(1, i);
-					WHEN 2 THEN PERFORM credits_bench.loop_ordered(1, i);
-					WHEN 3 THEN PERFORM credits.credit_deduct('bench-' || (i % 1000 + 1), 1, 'bench');
+					WHEN 1 THEN PERFORM credits_bench.loop_chained(1, i - 1);
+					WHEN 2 THEN PERFORM credits_bench.loop_ordered(1, i - 1);
+					WHEN 3 THEN PERFORM credits.credit_deduct(u, 1, 'bench');
 					ELSE
-						PERFORM credits.credit_deduct('bench-' || (i % 1000 + 1), 1, 'bench');
+						PERFORM credits.credit_deduct(u, 1, 'bench');
 						s := pg_read_file('/proc/self/schedstat');
 						t := split_part(s, ' ', 1)::bigint;
 						sw := split_part(s, ' ', 3)::bigint;
@@ -236,12 +251,13 @@ BEGIN
 					sw := split_part(s, ' ', 3)::bigint;
 				END IF;
 				ns[k] := ns[k] + (t - t0);
+				cnt[k] := cnt[k] + 1;
 				t0 := t;
 				sw0 := sw;
 			END LOOP;
 		END LOOP;
 		INSERT INTO credits_bench.interleaved
-			SELECT b, kinds[x], ns[x], per FROM generate_series(1, 4) x;
+			SELECT b, kinds[x], ns[x], cnt[x] FROM generate_series(1, 4) x;
 		COMMIT;
 	END LOOP;
 END

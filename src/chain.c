@@ -45,9 +45,15 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
+/*
+ * OpenSSL's SHA256_* functions (chain_sha256()), unless OpenSSL is built
+ * without its deprecated functions (no-deprecated defines
+ * OPENSSL_NO_DEPRECATED): PostgreSQL's OPENSSL_API_COMPAT, 1.0.1, keeps
+ * OPENSSL_NO_DEPRECATED_3_0 from ever being defined.
+ */
 #ifdef USE_OPENSSL
 #include <openssl/sha.h>
-#ifndef OPENSSL_NO_DEPRECATED_3_0
+#if !defined(OPENSSL_NO_DEPRECATED) && !defined(OPENSSL_NO_DEPRECATED_3_0)
 #define CREDITS_SHA256_OPENSSL
 #endif
 #endif
@@ -167,11 +173,12 @@ chain_put_value(StringInfo buf, Oid type, Datum value)
  * _Final: the same block code as its EVP interface (the CPU's SHA
  * extensions), on a context on the stack.  OpenSSL 3.0 deprecates them for
  * EVP (PostgreSQL's OPENSSL_API_COMPAT, 1.0.1, keeps them declared without
- * a warning); but EVP_DigestInit_ex2 frees and allocates the digest's
+ * a warning), but EVP_DigestInit_ex2 frees and allocates the digest's
  * context at every call and goes through the engine and provider checks,
  * which, with a backend's caches cold (after a 1 ms wait for its client),
- * were most of the chain's CPU (perf; README, "Tamper evidence").  Where OpenSSL is built without its deprecated functions,
- * PostgreSQL's cryptohash API below serves.
+ * were most of the chain's CPU (perf; README, "Tamper evidence").  Where
+ * OpenSSL is built without its deprecated functions, PostgreSQL's
+ * cryptohash API below serves.
  */
 static void
 chain_sha256(const uint8 *data, size_t len, uint8 *out)

@@ -36,14 +36,17 @@ rows=$(q -c "SELECT count(*) FROM credits.ledger WHERE action = 'bench'")
 [ "$rows" = 2501 ] || fail "expected 2,501 bench rows, got $rows"
 echo "ok 1 - loop_chained's rows verify clean"
 
-# 2. durable_interleaved: a row per kind and block, each a positive CPU,
-# with and without a pause after each commit
-want="chained:true,clock:true,deduct:true,ordered:true,chained:true,clock:true,deduct:true,ordered:true"
+# 2. durable_interleaved: a row per kind and block, with its count (a
+# round is chained, deduct, ordered, deduct, clock, deduct) and a CPU per
+# deduction between 5 us and 100 ms, with and without a pause after each
+# commit
+want="chained:5,clock:5,deduct:15,ordered:5,chained:5,clock:5,deduct:15,ordered:5"
 for pause in 0 1; do
 	q -c "CALL credits_bench.durable_interleaved(2, 5, $pause)" >/dev/null
-	got=$(q -c "SELECT string_agg(kind || ':' || (ns > 0 AND n = 5), ',' ORDER BY block, kind)
-		FROM credits_bench.interleaved")
+	got=$(q -c "SELECT string_agg(kind || ':' || n, ',' ORDER BY block, kind) FROM credits_bench.interleaved")
 	[ "$got" = "$want" ] || fail "durable_interleaved (pause $pause ms) recorded: $got"
+	odd=$(q -c "SELECT count(*) FROM credits_bench.interleaved WHERE ns / n NOT BETWEEN 5000 AND 100000000")
+	[ "$odd" = 0 ] || fail "durable_interleaved (pause $pause ms): implausible CPU per deduction: $(q -c 'TABLE credits_bench.interleaved')"
 done
 echo "ok 2 - durable_interleaved records each kind's CPU per block"
 
