@@ -133,9 +133,9 @@ def summary(runs, clients, secs, rounds, users):
         if "wal/chain_loop" in med:
             print()
             print(f"WAL per call, the two statements 2,000 times in a loop: {med['wal/chain_loop']:.0f} bytes chained, {med['wal/ordered_loop']:.0f} ordered.")
-        loop_table("In one backend, durable: the chained and the ordered statement and credit_deduct, each committed, interleaved one by one (credits_bench.durable_interleaved; a pair is a block of 300 of each); the backend's CPU per deduction, commit included, the clock's own reading taken out of credit_deduct's; no other client competes.",
+        loop_table("In one backend, durable: the chained and the ordered statement and credit_deduct, each committed, interleaved one by one (credits_bench.durable_interleaved; a pair is a block's chained and ordered deductions); the backend's CPU per deduction, commit included, the clock's own reading taken out of credit_deduct's; no other client competes.",
                    "CPU us per durable deduction", "durable/chained", "durable/ordered", "durable/deduct_own")
-        loop_table("The same with the backend pausing 1 ms after each commit, as it does waiting for its client, and so coming back to cold caches (a block is 100 of each).",
+        loop_table("The same with the backend pausing 1 ms after each commit, as it does waiting for its client, and so coming back to cold caches.",
                    "CPU us per durable deduction", "paused/chained", "paused/ordered", "paused/deduct_own")
     if any(k.endswith("+sync") for k in med):
         print()

@@ -25,9 +25,9 @@ $$;
 -- the account's last_hash and last_tx_id as well and stores it in both
 -- rows.  statement_timestamp() stands for the clock the functions pass as
 -- a parameter.  They differ in the hash chain alone, so make bench
--- compares them to show what the chain costs per durable deduction.  (Their rows, like the floor's, are
--- not chained the way credit_verify expects: run make bench on a database
--- of its own.)
+-- compares them to show what the chain costs per durable deduction.
+-- (Their rows, like the floor's, are not chained the way credit_verify
+-- expects: run make bench on a database of its own.)
 
 -- loop_ordered(n, first), loop_chained(n, first): the same two statements
 -- n times in a loop (plans cached), on accounts bench-1 .. bench-1000 from
@@ -190,11 +190,8 @@ DECLARE
 	even CONSTANT int[] := ARRAY[2, 3, 1, 3, 4, 3];
 	ns bigint[];
 	cnt int[];
-	s text;
-	t bigint;
-	t0 bigint;
-	sw bigint;
-	sw0 bigint;
+	c bigint[];			-- a reading: {CPU ns, ..., times switched in}
+	c0 bigint[];		-- the one before it
 	i int := 0;
 	k int;
 	u text;
@@ -215,9 +212,7 @@ BEGIN
 		END IF;
 		ns := '{0,0,0,0}';
 		cnt := '{0,0,0,0}';
-		s := pg_read_file('/proc/self/schedstat');
-		t0 := split_part(s, ' ', 1)::bigint;
-		sw0 := split_part(s, ' ', 3)::bigint;
+		c0 := string_to_array(pg_read_file('/proc/self/schedstat'), ' ')::bigint[];
 		FOR r IN 1..per LOOP
 			FOR j IN 1..6 LOOP
 				k := CASE WHEN r % 2 = 1 THEN odd[j] ELSE even[j] END;
@@ -230,30 +225,23 @@ BEGIN
 					WHEN 3 THEN PERFORM credits.credit_deduct(u, 1, 'bench');
 					ELSE
 						PERFORM credits.credit_deduct(u, 1, 'bench');
-						s := pg_read_file('/proc/self/schedstat');
-						t := split_part(s, ' ', 1)::bigint;
-						sw := split_part(s, ' ', 3)::bigint;
+						c := string_to_array(pg_read_file('/proc/self/schedstat'), ' ')::bigint[];
 				END CASE;
 				COMMIT;
 				IF pause_ms > 0 THEN
 					PERFORM pg_sleep(pause_ms / 1000.0);
 				END IF;
-				s := pg_read_file('/proc/self/schedstat');
-				t := split_part(s, ' ', 1)::bigint;
-				sw := split_part(s, ' ', 3)::bigint;
-				IF sw = sw0 THEN
+				c := string_to_array(pg_read_file('/proc/self/schedstat'), ' ')::bigint[];
+				IF c[3] = c0[3] THEN
 					-- not switched out since the last reading (another
 					-- process's flush covered this commit): a 1 ms sleep
 					-- brings the clock up to date
 					PERFORM pg_sleep(0.001);
-					s := pg_read_file('/proc/self/schedstat');
-					t := split_part(s, ' ', 1)::bigint;
-					sw := split_part(s, ' ', 3)::bigint;
+					c := string_to_array(pg_read_file('/proc/self/schedstat'), ' ')::bigint[];
 				END IF;
-				ns[k] := ns[k] + (t - t0);
+				ns[k] := ns[k] + (c[1] - c0[1]);
 				cnt[k] := cnt[k] + 1;
-				t0 := t;
-				sw0 := sw;
+				c0 := c;
 			END LOOP;
 		END LOOP;
 		INSERT INTO credits_bench.interleaved

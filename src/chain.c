@@ -198,8 +198,8 @@ chain_sha256(const uint8 *data, size_t len, uint8 *out)
  * own implementation when the server is built without OpenSSL, OpenSSL's
  * EVP interface when OpenSSL is built without its deprecated functions.
  * The context is created on first use and kept: creating one costs more
- * than hashing a row.  It belongs to a resource owner of its
- * own that is never released, so transaction ends leave it alone.
+ * than hashing a row.  It belongs to a resource owner of its own that is
+ * never released, so transaction ends leave it alone.
  */
 static void
 chain_sha256(const uint8 *data, size_t len, uint8 *out)
